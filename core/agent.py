@@ -1,0 +1,185 @@
+"""The multi-turn search agent: generate, parse the tool call, search, repeat.
+
+Every unfinished trajectory of a batch generates in the same backend call each turn. A
+trajectory ends when the model answers without calling a tool, when a tool call fails (unless
+errors are fed back to the model), when its token budget is spent, or after `max_generations`
+turns; the reason is recorded as its finish_reason.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+from loguru import logger
+
+from core.backends import Backend, SamplingConfig
+from core.chat import ChatTokenizer, first_difference
+from core.prompts import SEARCH_TOOL_NAME, PromptTemplate
+from core.records import Message, Question, ToolCall, ToolError
+from core.toolcalls import count_call_attempts, parse_tool_call
+from core.tokens import TokenSequence
+
+FINISH_ANSWERED = "answered"
+FINISH_MAX_TURNS = "max_turns"
+FINISH_MAX_TOKENS = "max_tokens"
+FINISH_TOOL_ERROR = "tool_error"
+
+TOOL_ROLE = "tool"
+"""Role of tool results in stored chats (the seed's Llama 3 code called it "ipython")."""
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    max_generations: int = 5
+    """Generation turns per trajectory."""
+    max_new_tokens: int = 1024
+    """Budget for everything after the prompt (generated and tool-result tokens), as the seed."""
+    max_tokens_per_turn: int = 256
+    top_k: int = 2
+    """Search results per tool call."""
+    on_tool_error: str = "stop"
+    """'stop' ends the trajectory on a tool error (the seed); 'continue' shows the error to the model."""
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    check_drift: bool = True
+
+
+SearchFn = Callable[[str, int], str]
+"""(query, k) -> formatted results; raises on failure."""
+
+
+@dataclass
+class Trajectory:
+    """One question's chat while it runs, and what it ended as."""
+
+    question: Question
+    messages: list[Message]
+    tokens: TokenSequence
+    finish_reason: str | None = None
+    turns: int = 0
+    tool_calls: int = 0
+    tool_errors: int = 0
+    drift_at: int | None = None
+    generation_seconds: float = 0.0
+    store_id: int | None = None
+    qidx: int = 0
+
+    @property
+    def finished(self) -> bool:
+        return self.finish_reason is not None
+
+    def chat(self) -> list[dict[str, str]]:
+        return [m.chat_dict() for m in self.messages]
+
+
+class Agent:
+    """Runs turns of the search agent over batches of trajectories."""
+
+    def __init__(self, backend: Backend, search: SearchFn, config: AgentConfig,
+                 prompts: PromptTemplate | None = None):
+        self.backend = backend
+        self.search = search
+        self.config = config
+        self.prompts = prompts or PromptTemplate()
+        self.chat = ChatTokenizer(backend.tokenizer)
+        if config.on_tool_error not in ("stop", "continue"):
+            raise ValueError(f"on_tool_error must be 'stop' or 'continue', not {config.on_tool_error!r}")
+
+    def start(self, question: Question, qidx: int = 0) -> Trajectory:
+        opening = self.prompts.messages(question.question)
+        tokens = TokenSequence()
+        start, end = tokens.add_prompt(self.chat.prompt_ids(opening))
+        messages = [Message(m["role"], m["content"], turn=0) for m in opening]
+        # The opening prompt is one template rendering; both messages share its span.
+        for m in messages:
+            m.token_start, m.token_end = start, end
+        return Trajectory(question=question, messages=messages, tokens=tokens, qidx=qidx)
+
+    def step(self, batch: Sequence[Trajectory]) -> list[list[Message]]:
+        """One generation turn for every unfinished trajectory; returns each one's new messages."""
+        active = [t for t in batch if not t.finished]
+        new: dict[int, list[Message]] = {id(t): [] for t in batch}
+        if not active:
+            return [new[id(t)] for t in batch]
+        limits = [self._turn_limit(t) for t in active]
+        began = time.perf_counter()
+        outputs = self.backend.generate([t.tokens.ids for t in active], limits, self.config.sampling)
+        elapsed = time.perf_counter() - began
+        total_generated = sum(len(o.token_ids) for o in outputs) or 1
+        for traj, out in zip(active, outputs):
+            traj.generation_seconds += elapsed * len(out.token_ids) / total_generated
+            new[id(traj)] = self._after_generation(traj, out)
+        return [new[id(t)] for t in batch]
+
+    def _turn_limit(self, traj: Trajectory) -> int:
+        left = self.config.max_new_tokens - traj.tokens.completion_len
+        return max(1, min(self.config.max_tokens_per_turn, left))
+
+    def _after_generation(self, traj: Trajectory, out) -> list[Message]:
+        traj.turns += 1
+        turn = traj.turns
+        start, end = traj.tokens.add_generated(out.token_ids, out.logprobs)
+        reply = Message("assistant", out.text, turn=turn, token_start=start, token_end=end)
+        traj.messages.append(reply)
+        added = [reply]
+        parsed = parse_tool_call(out.text, tools=(SEARCH_TOOL_NAME,))
+        traj.tool_calls += count_call_attempts(out.text)
+        if parsed is None:
+            cut = out.finish_reason == "length"
+            self._finish(traj, FINISH_MAX_TOKENS if cut else FINISH_ANSWERED)
+            return added
+        result, error = self._run_tool(parsed)
+        if isinstance(parsed, ToolCall):
+            reply.tool_call = parsed
+        if error is not None:
+            traj.tool_errors += 1
+            reply.tool_error = error
+            result = f"Error: {error.kind}: {error.message}"
+        tool_msg = Message(TOOL_ROLE, result, turn=turn, tool_error=error)
+        traj.messages.append(tool_msg)
+        added.append(tool_msg)
+        if error is not None and self.config.on_tool_error == "stop":
+            # The model never sees this message, so it gets no tokens.
+            self._finish(traj, FINISH_TOOL_ERROR)
+            return added
+        last_turn = turn >= self.config.max_generations
+        self._append_tool_tokens(traj, out, tool_msg, generation_prompt=not last_turn)
+        if traj.tokens.completion_len >= self.config.max_new_tokens:
+            self._finish(traj, FINISH_MAX_TOKENS)
+        elif last_turn:
+            self._finish(traj, FINISH_MAX_TURNS)
+        return added
+
+    def _run_tool(self, parsed: ToolCall | ToolError) -> tuple[str, ToolError | None]:
+        if isinstance(parsed, ToolError):
+            return "", parsed
+        try:
+            return self.search(parsed.arguments["query"], self.config.top_k), None
+        except Exception as exc:  # a failing search is the model's tool error, not a crash
+            logger.warning("search failed for {!r}: {}", parsed.arguments.get("query"), exc)
+            return "", ToolError("search_failed", f"{exc.__class__.__name__}: {exc}")
+
+    def _append_tool_tokens(self, traj: Trajectory, out, tool_msg: Message, generation_prompt: bool) -> None:
+        history = traj.chat()[:-1]
+        segments = self.chat.continuation(out.token_ids, out.finish_reason, [tool_msg.chat_dict()],
+                                          history, generation_prompt=generation_prompt)
+        for seg in segments:
+            start, end = traj.tokens.add_scaffold(seg.ids)
+            if seg.message_index == 0:
+                tool_msg.token_start, tool_msg.token_end = start, end
+
+    def _finish(self, traj: Trajectory, reason: str) -> None:
+        traj.finish_reason = reason
+        if self.config.check_drift:
+            traj.drift_at = self._drift(traj)
+
+    def _drift(self, traj: Trajectory) -> int | None:
+        """First position where our ids differ from rendering the whole chat and tokenising it.
+
+        Only the messages the model saw are rendered: a trailing error message that ended the
+        chat was never tokenised.
+        """
+        seen = [m.chat_dict() for m in traj.messages if m.token_start is not None]
+        canonical = self.chat.render_ids(seen)
+        return first_difference(traj.tokens.ids, canonical)

@@ -1,0 +1,262 @@
+"""Headless evaluation: load inputs, run the agent over a question set, score and store it all.
+
+`evaluate(config, db)` is what `rl-inspect eval` and scripts call. Inputs are read and checked
+before the database is touched, so a bad file writes nothing. Trajectories run in a pool of
+`batch_size`: every turn generates for the whole pool, finished trajectories are scored and
+written, and new questions take their places, so one long chat does not hold up a batch.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable
+
+from loguru import logger
+
+from core.agent import Agent, AgentConfig, Trajectory
+from core.backends import SamplingConfig, chat_complete, create_backend
+from core.config import EvalConfig
+from core.corpus import corpus_fingerprint, load_corpus
+from core.demo_data import generate_demo
+from core.judges import build_judge
+from core.models import resolve_model
+from core.prompts import PromptTemplate
+from core.questions import load_questions, split_questions
+from core.records import Chunk, InputError, Question
+from core.retrieval import build_retriever, format_results
+from core.rewards import RewardInput, RewardSuite, final_answer
+from core.store import Store, TrajectoryOutcome
+
+
+@dataclass
+class Progress:
+    """What a progress display needs, sent after every turn."""
+
+    run_id: int
+    done: int
+    total: int
+    correct: int
+    judged: int
+    generated_tokens: int
+    tool_error_trajectories: int
+    active: int
+    elapsed: float
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.correct / self.judged if self.judged else None
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.generated_tokens / self.elapsed if self.elapsed > 0 else 0.0
+
+
+@dataclass
+class EvalInputs:
+    """Everything read from files, checked before anything is written."""
+
+    chunks: list[Chunk]
+    questions: list[Question]
+    corpus_label: str
+    fingerprint: str
+    prompts: PromptTemplate = field(default_factory=PromptTemplate)
+
+
+ProgressFn = Callable[[Progress], None]
+
+
+def load_inputs(config: EvalConfig) -> EvalInputs:
+    """Read the corpus, questions and prompt template named by the configuration."""
+    config.validate()
+    if config.corpus:
+        chunks = load_corpus(config.corpus, chunk_size=config.chunk_size, chunk_overlap=config.chunk_overlap)
+        label = str(config.corpus)
+        demo_questions: list[Question] = []
+    else:
+        chunks, demo_questions = generate_demo(config.demo_chunks, seed=0)
+        label = f"demo:{config.demo_chunks}"
+    if config.questions:
+        questions = load_questions(config.questions)
+    elif config.corpus:
+        raise InputError(str(config.corpus), "a corpus of your own needs --questions (a question file)")
+    else:
+        questions = demo_questions
+    questions = split_questions(questions, config.split)
+    if config.limit:
+        questions = questions[: config.limit]
+    if not questions:
+        raise InputError(config.questions or label, f"no questions in the {config.split!r} split")
+    prompts = PromptTemplate.load(config.prompt_template) if config.prompt_template else PromptTemplate()
+    return EvalInputs(chunks, questions, label, corpus_fingerprint(chunks), prompts)
+
+
+def evaluate(config: EvalConfig, db: str | Path, progress: ProgressFn | None = None) -> dict[str, Any]:
+    """Run a new evaluation into `db` and return its summary (also stored with the run)."""
+    inputs = load_inputs(config)
+    session = _Session.build(config, inputs)
+    with Store.open(db) as store:
+        stored = config.to_dict() | {"corpus_fingerprint": inputs.fingerprint, "corpus_label": inputs.corpus_label,
+                                     "n_chunks": len(inputs.chunks)}
+        name = config.name or _default_name(config)
+        run_id = store.create_run("eval", name, config.model, stored, n_planned=len(inputs.questions))
+        store.add_questions(run_id, inputs.questions)
+        logger.info("run {} ({}) started: {} questions", run_id, name, len(inputs.questions))
+        return session.run(store, run_id, list(enumerate(inputs.questions)), progress)
+
+
+def resume(db: str | Path, run_id: int, progress: ProgressFn | None = None) -> dict[str, Any]:
+    """Finish an interrupted run: questions with a finished trajectory are not redone."""
+    with Store.open(db, create=False) as store:
+        run = store.run(run_id)
+        if run["kind"] != "eval":
+            raise ValueError(f"run {run_id} is a {run['kind']} run; only eval runs resume here")
+        if run["status"] == "running":
+            raise ValueError(f"run {run_id} is still running (pid {run['pid']})")
+        stored = run["config"]
+        config = EvalConfig.from_dict(stored)
+        inputs = load_inputs(config)
+        if inputs.fingerprint != stored.get("corpus_fingerprint"):
+            raise InputError(inputs.corpus_label, "the corpus changed since the run started; cannot resume")
+        questions = store.questions(run_id)
+        done = store.done_question_indices(run_id)
+        todo = [(i, q) for i, q in enumerate(questions) if i not in done]
+        session = _Session.build(config, inputs)
+        store.claim_run(run_id)
+        logger.info("run {} resumed: {} of {} questions left", run_id, len(todo), len(questions))
+        return session.run(store, run_id, todo, progress)
+
+
+@dataclass
+class _Session:
+    """A loaded model, retriever and reward suite, ready to run questions into a store."""
+
+    config: EvalConfig
+    agent: Agent
+    rewards: RewardSuite
+
+    @classmethod
+    def build(cls, config: EvalConfig, inputs: EvalInputs) -> "_Session":
+        retriever = build_retriever(config.retriever, inputs.chunks)
+        backend = create_backend(config.backend, resolve_model(config.model), device=config.device, dtype=config.dtype)
+        agent_config = AgentConfig(
+            max_generations=config.max_generations,
+            max_new_tokens=config.max_new_tokens,
+            max_tokens_per_turn=config.max_tokens_per_turn,
+            top_k=config.top_k,
+            on_tool_error=config.on_tool_error,
+            sampling=SamplingConfig(temperature=config.temperature, top_p=config.top_p, seed=config.seed),
+            check_drift=config.check_drift,
+        )
+
+        def search(query: str, k: int) -> str:
+            return format_results(retriever.search(query, k))
+
+        agent = Agent(backend, search, agent_config, inputs.prompts)
+        complete = None
+        if config.judge == "llm":
+            judge_backend = backend
+            if config.judge_model:
+                judge_backend = create_backend(config.backend, resolve_model(config.judge_model),
+                                               device=config.device, dtype=config.dtype)
+            complete = lambda texts: chat_complete(judge_backend, texts, max_tokens=8)  # noqa: E731
+        suite = RewardSuite(build_judge(config.judge, complete), config.reward_weights, config.extra_rewards)
+        return cls(config, agent, suite)
+
+    def run(self, store: Store, run_id: int, todo: list[tuple[int, Question]],
+            progress: ProgressFn | None) -> dict[str, Any]:
+        began = time.perf_counter()
+        pool: list[Trajectory] = []
+        queue = list(todo)
+        try:
+            while queue or pool:
+                with store.transaction():
+                    while queue and len(pool) < self.config.batch_size:
+                        pool.append(self._start(store, run_id, *queue.pop(0)))
+                new_messages = self.agent.step(pool)
+                with store.transaction():
+                    for traj, added in zip(pool, new_messages):
+                        first = len(traj.messages) - len(added)
+                        store.add_messages(traj.store_id, list(enumerate(added, start=first)))
+                finished = [t for t in pool if t.finished]
+                if finished:
+                    self._score_and_store(store, run_id, finished)
+                pool = [t for t in pool if not t.finished]
+                if progress:
+                    progress(self._progress(store, run_id, len(pool), began))
+        except KeyboardInterrupt:
+            store.finish_run(run_id, "cancelled", summary=run_summary(store, run_id))
+            logger.warning("run {} cancelled; finished trajectories are kept", run_id)
+            raise
+        except BaseException as exc:
+            store.finish_run(run_id, "failed", summary=run_summary(store, run_id),
+                             error=f"{exc.__class__.__name__}: {exc}")
+            logger.exception("run {} failed", run_id)
+            raise
+        summary = run_summary(store, run_id)
+        store.finish_run(run_id, "done", summary=summary)
+        logger.info("run {} done: {}", run_id, summary)
+        return summary
+
+    def _start(self, store: Store, run_id: int, qidx: int, question: Question) -> Trajectory:
+        traj = self.agent.start(question, qidx)
+        traj.store_id = store.start_trajectory(run_id, qidx, question)
+        store.add_messages(traj.store_id, list(enumerate(traj.messages)))
+        return traj
+
+    def _score_and_store(self, store: Store, run_id: int, finished: list[Trajectory]) -> None:
+        inputs = [RewardInput(t.question, t.messages, final_answer(t.messages)) for t in finished]
+        scored = self.rewards.score(inputs)
+        with store.transaction():
+            for traj, item, results in zip(finished, inputs, scored):
+                correctness = next((r for r in results if r.name == "correctness"), None)
+                store.finish_trajectory(run_id, traj.store_id, TrajectoryOutcome(
+                    status="done", finish_reason=traj.finish_reason, final_answer=item.final_answer,
+                    turns=traj.turns, tool_calls=traj.tool_calls, tool_errors=traj.tool_errors,
+                    tokens=traj.tokens, rewards=results, reward=self.rewards.total(results),
+                    correct=None if correctness is None else correctness.value >= 1.0,
+                    drift_at=traj.drift_at, generation_seconds=traj.generation_seconds))
+
+    def _progress(self, store: Store, run_id: int, active: int, began: float) -> Progress:
+        run = store.run(run_id)
+        return Progress(run_id, run["n_done"], run["n_planned"], run["n_correct"], run["n_judged"],
+                        run["generated_tokens"], run["n_with_tool_error"], active, time.perf_counter() - began)
+
+
+def run_summary(store: Store, run_id: int) -> dict[str, Any]:
+    """Accuracy, mean of each reward, tool-error rate, finish reasons and speed of a run."""
+    run = store.run(run_id)
+    done = run["n_done"]
+    means = {name: mean for name, mean in store.conn.execute(
+        "SELECT r.name, AVG(r.value) FROM rewards r JOIN trajectories t ON t.id=r.trajectory_id"
+        " WHERE t.run_id=? AND t.status='done' GROUP BY r.name ORDER BY r.name", (run_id,))}
+    reasons = {reason: n for reason, n in store.conn.execute(
+        "SELECT finish_reason, COUNT(*) FROM trajectories WHERE run_id=? AND status='done'"
+        " GROUP BY finish_reason ORDER BY finish_reason", (run_id,))}
+    drift = store.conn.execute(
+        "SELECT COUNT(*) FROM trajectories WHERE run_id=? AND status='done' AND drift_at IS NOT NULL",
+        (run_id,)).fetchone()[0]
+    seconds = run["generation_seconds"]
+    return {
+        "run_id": run_id,
+        "name": run["name"],
+        "model": run["model"],
+        "trajectories": done,
+        "planned": run["n_planned"],
+        "accuracy": run["n_correct"] / run["n_judged"] if run["n_judged"] else None,
+        "mean_reward": run["reward_sum"] / done if done else None,
+        "reward_means": means,
+        "tool_error_rate": run["n_with_tool_error"] / done if done else None,
+        "finish_reasons": reasons,
+        "drifted_trajectories": drift,
+        "generated_tokens": run["generated_tokens"],
+        "tokens_per_second": run["generated_tokens"] / seconds if seconds > 0 else None,
+        "seconds": (run["finished_at"] or time.time()) - run["created_at"],
+    }
+
+
+def _default_name(config: EvalConfig) -> str:
+    model = Path(config.model).name if "/" in config.model or Path(config.model).exists() else config.model
+    return f"{model.replace('embedded:', '')}-{config.split}-{datetime.now():%Y%m%d-%H%M%S}"

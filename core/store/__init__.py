@@ -1,0 +1,6 @@
+"""SQLite storage: the contract between the engine, the viewer and other processes."""
+
+from core.store.schema import SCHEMA_VERSION
+from core.store.store import Store, StoreError, TrajectoryOutcome, effective_status
+
+__all__ = ["SCHEMA_VERSION", "Store", "StoreError", "TrajectoryOutcome", "effective_status"]

@@ -1,0 +1,181 @@
+"""The database schema, its version, and the migrations between versions.
+
+The database is the contract between the engine, the viewer and other processes, so every
+change to it is a numbered migration, and a program refuses a database newer than itself.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+SCHEMA_VERSION = 1
+
+_V1 = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+
+CREATE TABLE runs (
+    id INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,                 -- eval | train
+    name TEXT NOT NULL,
+    model TEXT NOT NULL,
+    status TEXT NOT NULL,               -- running | done | failed | cancelled | interrupted
+    config TEXT NOT NULL,               -- the full configuration, JSON
+    parent_run_id INTEGER REFERENCES runs(id),   -- eval runs made during training
+    train_step INTEGER,
+    n_planned INTEGER NOT NULL DEFAULT 0,
+    n_done INTEGER NOT NULL DEFAULT 0,
+    n_correct INTEGER NOT NULL DEFAULT 0,
+    n_judged INTEGER NOT NULL DEFAULT 0,
+    n_with_tool_error INTEGER NOT NULL DEFAULT 0,
+    reward_sum REAL NOT NULL DEFAULT 0,
+    generated_tokens INTEGER NOT NULL DEFAULT 0,
+    generation_seconds REAL NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    finished_at REAL,
+    pid INTEGER,
+    host TEXT,
+    error TEXT,
+    summary TEXT                        -- JSON, written when the run ends
+);
+
+CREATE TABLE questions (
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    qidx INTEGER NOT NULL,
+    qid TEXT NOT NULL,
+    question TEXT NOT NULL,
+    answer TEXT NOT NULL,
+    chunk_content TEXT,
+    supporting TEXT,                    -- JSON list
+    PRIMARY KEY (run_id, qidx)
+) WITHOUT ROWID;
+
+CREATE TABLE trajectories (
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    qidx INTEGER NOT NULL,
+    sample INTEGER NOT NULL DEFAULT 0,  -- index within its GRPO group
+    step INTEGER,                       -- training step (NULL for evals)
+    group_id INTEGER,                   -- GRPO group: the samples of one question in one step
+    question TEXT NOT NULL,
+    gold_answer TEXT NOT NULL,
+    final_answer TEXT,
+    status TEXT NOT NULL,               -- running | done | interrupted | failed
+    finish_reason TEXT,                 -- answered | max_turns | max_tokens | tool_error
+    correct INTEGER,
+    reward REAL,
+    advantage REAL,
+    turns INTEGER NOT NULL DEFAULT 0,
+    tool_calls INTEGER NOT NULL DEFAULT 0,
+    tool_errors INTEGER NOT NULL DEFAULT 0,
+    prompt_tokens INTEGER,
+    completion_tokens INTEGER,
+    generated_tokens INTEGER,
+    drift_at INTEGER,                   -- first token where re-rendering the chat differs (NULL: none)
+    started_at REAL NOT NULL,
+    finished_at REAL
+);
+CREATE INDEX trajectories_run ON trajectories(run_id, id);
+CREATE INDEX trajectories_run_status ON trajectories(run_id, status, id);
+CREATE INDEX trajectories_run_correct ON trajectories(run_id, correct, id);
+CREATE INDEX trajectories_run_finish ON trajectories(run_id, finish_reason, id);
+CREATE INDEX trajectories_run_reward ON trajectories(run_id, reward, id);
+CREATE INDEX trajectories_run_step ON trajectories(run_id, step, group_id, sample);
+CREATE INDEX trajectories_run_qidx ON trajectories(run_id, qidx);
+
+CREATE TABLE messages (
+    id INTEGER PRIMARY KEY,
+    trajectory_id INTEGER NOT NULL REFERENCES trajectories(id),
+    position INTEGER NOT NULL,          -- order within the chat
+    turn INTEGER NOT NULL,              -- 0: opening prompt; k: k-th generation and its tool result
+    role TEXT NOT NULL,
+    content TEXT NOT NULL,
+    tool_call TEXT,                     -- JSON {name, arguments, raw}
+    error_kind TEXT,
+    error_message TEXT,
+    token_start INTEGER,
+    token_end INTEGER
+);
+CREATE UNIQUE INDEX messages_trajectory ON messages(trajectory_id, position);
+
+CREATE TABLE tokens (
+    trajectory_id INTEGER PRIMARY KEY REFERENCES trajectories(id),
+    prompt_len INTEGER NOT NULL,
+    ids BLOB NOT NULL,                  -- int32 little-endian
+    mask BLOB NOT NULL,                 -- uint8, 1 on tokens the model generated
+    logprobs BLOB NOT NULL              -- float32 little-endian, NaN where not generated
+);
+
+CREATE TABLE rewards (
+    trajectory_id INTEGER NOT NULL REFERENCES trajectories(id),
+    name TEXT NOT NULL,
+    value REAL NOT NULL,
+    weight REAL NOT NULL,
+    detail TEXT,                        -- JSON
+    PRIMARY KEY (trajectory_id, name)
+) WITHOUT ROWID;
+
+CREATE TABLE train_steps (
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    step INTEGER NOT NULL,
+    metrics TEXT NOT NULL,              -- JSON: loss, kl, reward mean/std, grad norm, lr, ...
+    created_at REAL NOT NULL,
+    PRIMARY KEY (run_id, step)
+) WITHOUT ROWID;
+
+CREATE VIRTUAL TABLE messages_fts USING fts5(content, content='messages', content_rowid='id');
+CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN
+    INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content);
+END;
+CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages BEGIN
+    INSERT INTO messages_fts(messages_fts, rowid, content) VALUES ('delete', old.id, old.content);
+END;
+"""
+
+MIGRATIONS: dict[int, str] = {1: _V1}
+"""Version N's entry turns a version N-1 database (0: empty) into version N."""
+
+
+def read_version(conn: sqlite3.Connection) -> int | None:
+    """The schema version, 0 for an empty database, None when it is not an rl-inspect one."""
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    if not tables:
+        return 0
+    if "meta" not in tables:
+        return None
+    row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+    return int(row[0]) if row else None
+
+
+def migrate(conn: sqlite3.Connection, current: int) -> None:
+    """Apply every migration after `current`, each in its own transaction.
+
+    The connection is in autocommit mode (isolation_level=None), so BEGIN here really makes
+    the DDL and the version bump one atomic step: a killed migration leaves the old version.
+    """
+    for version in range(current + 1, SCHEMA_VERSION + 1):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _statements(MIGRATIONS[version]):
+                conn.execute(statement)
+            conn.execute(
+                "INSERT INTO meta(key, value) VALUES ('schema_version', ?) "
+                "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                (str(version),),
+            )
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+
+def _statements(script: str) -> list[str]:
+    """Split a script into statements; sqlite3 itself says when one is complete (triggers
+    hold ';' inside BEGIN ... END), so the migration runs inside one transaction."""
+    out, buf = [], ""
+    for line in script.splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
+            out.append(buf.strip())
+            buf = ""
+    return [s for s in out if s]

@@ -1,0 +1,386 @@
+"""SQLite storage of runs and every chat state they pass through.
+
+Writers (an eval, a training run) and readers (the TUI, another terminal) are separate
+processes; WAL mode lets them work at once and a busy timeout absorbs short locks. Messages are
+written as each turn completes, so a running trajectory can be watched; tokens and rewards are
+written with the trajectory's final state in one transaction, so a trajectory is either
+finished with everything, or still marked running/interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import sqlite_utils
+
+from core.records import Message, Question, RewardResult, ToolCall, ToolError
+from core.store.schema import SCHEMA_VERSION, migrate, read_version
+from core.tokens import TokenSequence
+
+BUSY_TIMEOUT_MS = 10_000
+
+
+class StoreError(RuntimeError):
+    """A database that cannot be used; the message names the file and what is wrong."""
+
+
+@dataclass
+class TrajectoryOutcome:
+    """Everything written when a trajectory finishes."""
+
+    status: str
+    finish_reason: str | None
+    final_answer: str
+    turns: int
+    tool_calls: int
+    tool_errors: int
+    tokens: TokenSequence | None
+    rewards: list[RewardResult] = field(default_factory=list)
+    reward: float | None = None
+    correct: bool | None = None
+    advantage: float | None = None
+    drift_at: int | None = None
+    generation_seconds: float = 0.0
+
+
+def _connect(path: Path, readonly: bool) -> sqlite3.Connection:
+    if readonly:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None,
+                               check_same_thread=False)
+    else:
+        conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+    conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    return conn
+
+
+class Store:
+    """One open database. Use `Store.open` (read-write, creates) or `Store.open_readonly`."""
+
+    def __init__(self, path: Path, conn: sqlite3.Connection, readonly: bool):
+        self.path = path
+        self.conn = conn
+        self.readonly = readonly
+        self.db = sqlite_utils.Database(conn)
+        self._depth = 0
+
+    # ----------------------------------------------------------------- opening
+    @classmethod
+    def open(cls, path: str | Path, *, create: bool = True) -> "Store":
+        """Open for writing, creating the file and schema (or migrating an older one)."""
+        path = Path(path)
+        if not path.exists() and not create:
+            raise StoreError(f"{path}: no such database")
+        if path.exists() and path.is_dir():
+            raise StoreError(f"{path}: is a folder, not a database file")
+        try:
+            conn = _connect(path, readonly=False)
+            version = _checked_version(conn, path)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            if version < SCHEMA_VERSION:
+                migrate(conn, version)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{path}: cannot open as an SQLite database ({exc})") from None
+        return cls(path, conn, readonly=False)
+
+    @classmethod
+    def open_readonly(cls, path: str | Path) -> "Store":
+        """Open without ever writing: the file, its schema and its journal stay as they are."""
+        path = Path(path)
+        if not path.exists():
+            raise StoreError(f"{path}: no such database")
+        if path.is_dir():
+            raise StoreError(f"{path}: is a folder, not a database file")
+        try:
+            conn = _connect(path, readonly=True)
+            version = _checked_version(conn, path)
+            if version < SCHEMA_VERSION:
+                raise StoreError(
+                    f"{path}: schema version {version} is older than this program's "
+                    f"({SCHEMA_VERSION}); open it once with `rl-inspect eval --resume` or a writer to migrate"
+                    if version else f"{path}: an empty SQLite file, not an rl-inspect database"
+                )
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{path}: cannot read as an SQLite database ({exc})") from None
+        return cls(path, conn, readonly=True)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group writes; nested uses join the outer transaction."""
+        if self._depth == 0:
+            self.conn.execute("BEGIN IMMEDIATE")
+        self._depth += 1
+        try:
+            yield
+        except BaseException:
+            self._depth -= 1
+            if self._depth == 0:
+                self.conn.execute("ROLLBACK")
+            raise
+        self._depth -= 1
+        if self._depth == 0:
+            self.conn.execute("COMMIT")
+
+    # ----------------------------------------------------------------- writing runs
+    def create_run(
+        self,
+        kind: str,
+        name: str,
+        model: str,
+        config: dict[str, Any],
+        n_planned: int = 0,
+        *,
+        parent_run_id: int | None = None,
+        train_step: int | None = None,
+    ) -> int:
+        now = time.time()
+        with self.transaction():
+            cur = self.conn.execute(
+                "INSERT INTO runs(kind, name, model, status, config, parent_run_id, train_step, n_planned,"
+                " created_at, updated_at, pid, host) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                (kind, name, model, "running", json.dumps(config, sort_keys=True), parent_run_id,
+                 train_step, n_planned, now, now, os.getpid(), socket.gethostname()),
+            )
+        return int(cur.lastrowid)
+
+    def claim_run(self, run_id: int) -> None:
+        """Mark a run as running in this process again (resume)."""
+        with self.transaction():
+            self.conn.execute(
+                "UPDATE runs SET status='running', pid=?, host=?, updated_at=?, finished_at=NULL, error=NULL"
+                " WHERE id=?", (os.getpid(), socket.gethostname(), time.time(), run_id))
+
+    def add_questions(self, run_id: int, questions: Sequence[Question], start: int = 0) -> None:
+        rows = [
+            (run_id, start + i, q.id, q.question, q.answer, q.chunk_content,
+             json.dumps(list(q.supporting)) if q.supporting else None)
+            for i, q in enumerate(questions)
+        ]
+        with self.transaction():
+            self.conn.executemany(
+                "INSERT OR IGNORE INTO questions(run_id, qidx, qid, question, answer, chunk_content, supporting)"
+                " VALUES (?,?,?,?,?,?,?)", rows)
+
+    def finish_run(self, run_id: int, status: str, *, summary: dict | None = None, error: str | None = None) -> None:
+        now = time.time()
+        with self.transaction():
+            self.conn.execute(
+                "UPDATE runs SET status=?, summary=COALESCE(?, summary), error=?, finished_at=?, updated_at=?"
+                " WHERE id=?",
+                (status, json.dumps(summary) if summary is not None else None, error, now, now, run_id))
+            self.conn.execute(
+                "UPDATE trajectories SET status='interrupted' WHERE run_id=? AND status='running'", (run_id,))
+
+    def set_planned(self, run_id: int, n_planned: int) -> None:
+        with self.transaction():
+            self.conn.execute("UPDATE runs SET n_planned=?, updated_at=? WHERE id=?", (n_planned, time.time(), run_id))
+
+    def add_train_step(self, run_id: int, step: int, metrics: dict[str, Any]) -> None:
+        with self.transaction():
+            self.conn.execute(
+                "INSERT OR REPLACE INTO train_steps(run_id, step, metrics, created_at) VALUES (?,?,?,?)",
+                (run_id, step, json.dumps(metrics), time.time()))
+
+    # ----------------------------------------------------------------- writing trajectories
+    def start_trajectory(
+        self,
+        run_id: int,
+        qidx: int,
+        question: Question,
+        *,
+        sample: int = 0,
+        step: int | None = None,
+        group_id: int | None = None,
+    ) -> int:
+        with self.transaction():
+            cur = self.conn.execute(
+                "INSERT INTO trajectories(run_id, qidx, sample, step, group_id, question, gold_answer, status,"
+                " started_at) VALUES (?,?,?,?,?,?,?,'running',?)",
+                (run_id, qidx, sample, step, group_id, question.question, question.answer, time.time()))
+        return int(cur.lastrowid)
+
+    def add_messages(self, trajectory_id: int, messages: Sequence[tuple[int, Message]]) -> None:
+        """Write messages (with their position in the chat) as soon as a turn completes."""
+        rows = [
+            (trajectory_id, pos, m.turn, m.role, m.content,
+             json.dumps(m.tool_call.to_dict()) if m.tool_call else None,
+             m.tool_error.kind if m.tool_error else None,
+             m.tool_error.message if m.tool_error else None,
+             m.token_start, m.token_end)
+            for pos, m in messages
+        ]
+        with self.transaction():
+            self.conn.executemany(
+                "INSERT INTO messages(trajectory_id, position, turn, role, content, tool_call, error_kind,"
+                " error_message, token_start, token_end) VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
+            self.conn.execute("UPDATE trajectories SET turns=MAX(turns, ?) WHERE id=?",
+                              (max((m.turn for _, m in messages), default=0), trajectory_id))
+
+    def finish_trajectory(self, run_id: int, trajectory_id: int, outcome: TrajectoryOutcome) -> None:
+        """Write the final state, tokens and rewards at once, and update the run's counters."""
+        tokens = outcome.tokens
+        done = outcome.status == "done"
+        with self.transaction():
+            self.conn.execute(
+                "UPDATE trajectories SET status=?, finish_reason=?, final_answer=?, correct=?, reward=?,"
+                " advantage=?, turns=?, tool_calls=?, tool_errors=?, prompt_tokens=?, completion_tokens=?,"
+                " generated_tokens=?, drift_at=?, finished_at=? WHERE id=?",
+                (outcome.status, outcome.finish_reason, outcome.final_answer,
+                 None if outcome.correct is None else int(outcome.correct), outcome.reward, outcome.advantage,
+                 outcome.turns, outcome.tool_calls, outcome.tool_errors,
+                 tokens.prompt_len if tokens else None, tokens.completion_len if tokens else None,
+                 tokens.generated_count if tokens else None, outcome.drift_at, time.time(), trajectory_id))
+            if tokens is not None:
+                ids, mask, logprobs = tokens.to_blobs()
+                self.conn.execute(
+                    "INSERT OR REPLACE INTO tokens(trajectory_id, prompt_len, ids, mask, logprobs) VALUES (?,?,?,?,?)",
+                    (trajectory_id, tokens.prompt_len, ids, mask, logprobs))
+            self.conn.executemany(
+                "INSERT OR REPLACE INTO rewards(trajectory_id, name, value, weight, detail) VALUES (?,?,?,?,?)",
+                [(trajectory_id, r.name, float(r.value), float(r.weight), json.dumps(r.detail, default=str))
+                 for r in outcome.rewards])
+            if done:
+                self.conn.execute(
+                    "UPDATE runs SET n_done=n_done+1, n_correct=n_correct+?, n_judged=n_judged+?,"
+                    " n_with_tool_error=n_with_tool_error+?, reward_sum=reward_sum+?, generated_tokens=generated_tokens+?,"
+                    " generation_seconds=generation_seconds+?, updated_at=? WHERE id=?",
+                    (int(bool(outcome.correct)), int(outcome.correct is not None), int(outcome.tool_errors > 0),
+                     outcome.reward or 0.0, tokens.generated_count if tokens else 0, outcome.generation_seconds,
+                     time.time(), run_id))
+
+    # ----------------------------------------------------------------- reading
+    def runs(self) -> list[dict[str, Any]]:
+        """Every run, newest first, with a status that says 'interrupted' for dead writers."""
+        rows = self._query("SELECT * FROM runs ORDER BY id DESC")
+        for row in rows:
+            row["status"] = effective_status(row)
+        return rows
+
+    def run(self, run_id: int) -> dict[str, Any]:
+        rows = self._query("SELECT * FROM runs WHERE id=?", (run_id,))
+        if not rows:
+            raise StoreError(f"{self.path}: no run {run_id}")
+        row = rows[0]
+        row["status"] = effective_status(row)
+        row["config"] = json.loads(row["config"])
+        row["summary"] = json.loads(row["summary"]) if row["summary"] else None
+        return row
+
+    def questions(self, run_id: int) -> list[Question]:
+        return [
+            Question(id=r["qid"], question=r["question"], answer=r["answer"], chunk_content=r["chunk_content"],
+                     supporting=tuple(json.loads(r["supporting"])) if r["supporting"] else ())
+            for r in self._query("SELECT * FROM questions WHERE run_id=? ORDER BY qidx", (run_id,))
+        ]
+
+    def trajectory(self, trajectory_id: int) -> dict[str, Any]:
+        rows = self._query("SELECT * FROM trajectories WHERE id=?", (trajectory_id,))
+        if not rows:
+            raise StoreError(f"{self.path}: no trajectory {trajectory_id}")
+        return rows[0]
+
+    def trajectory_rows(self, run_id: int, *, status: str | None = None, limit: int = 100,
+                        offset: int = 0) -> list[dict[str, Any]]:
+        sql, args = "SELECT * FROM trajectories WHERE run_id=?", [run_id]
+        if status:
+            sql += " AND status=?"
+            args.append(status)
+        sql += " ORDER BY id LIMIT ? OFFSET ?"
+        return self._query(sql, (*args, limit, offset))
+
+    def messages(self, trajectory_id: int, *, up_to_turn: int | None = None) -> list[Message]:
+        sql, args = "SELECT * FROM messages WHERE trajectory_id=?", [trajectory_id]
+        if up_to_turn is not None:
+            sql += " AND turn<=?"
+            args.append(up_to_turn)
+        return [_message(r) for r in self._query(sql + " ORDER BY position", args)]
+
+    def chat_state(self, trajectory_id: int, turn: int | None = None) -> list[dict[str, str]]:
+        """The chat as the model saw it after `turn` (None: the final state), as role/content dicts."""
+        return [m.chat_dict() for m in self.messages(trajectory_id, up_to_turn=turn)]
+
+    def tokens(self, trajectory_id: int) -> TokenSequence | None:
+        rows = self._query("SELECT * FROM tokens WHERE trajectory_id=?", (trajectory_id,))
+        if not rows:
+            return None
+        r = rows[0]
+        return TokenSequence.from_blobs(r["ids"], r["mask"], r["logprobs"], r["prompt_len"])
+
+    def rewards(self, trajectory_id: int) -> list[RewardResult]:
+        return [
+            RewardResult(r["name"], r["value"], r["weight"], json.loads(r["detail"]) if r["detail"] else {})
+            for r in self._query("SELECT * FROM rewards WHERE trajectory_id=?", (trajectory_id,))
+        ]
+
+    def done_question_indices(self, run_id: int) -> set[int]:
+        return {r[0] for r in self.conn.execute(
+            "SELECT DISTINCT qidx FROM trajectories WHERE run_id=? AND status='done'", (run_id,))}
+
+    def search_messages(self, run_id: int, text: str, limit: int = 1000) -> list[int]:
+        """Trajectory ids of a run whose messages match `text` (FTS5 query syntax; a plain phrase
+        is quoted so punctuation in it cannot break the query)."""
+        query = '"' + text.replace('"', '""') + '"'
+        return [r[0] for r in self.conn.execute(
+            "SELECT DISTINCT m.trajectory_id FROM messages_fts f JOIN messages m ON m.id=f.rowid"
+            " JOIN trajectories t ON t.id=m.trajectory_id WHERE messages_fts MATCH ? AND t.run_id=?"
+            " ORDER BY m.trajectory_id LIMIT ?", (query, run_id, limit))]
+
+    def train_steps(self, run_id: int) -> list[dict[str, Any]]:
+        return [{"step": r["step"], **json.loads(r["metrics"])}
+                for r in self._query("SELECT * FROM train_steps WHERE run_id=? ORDER BY step", (run_id,))]
+
+    def _query(self, sql: str, args: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        cur = self.conn.execute(sql, tuple(args))
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, values)) for values in cur.fetchall()]
+
+
+def _message(r: dict) -> Message:
+    call = json.loads(r["tool_call"]) if r["tool_call"] else None
+    return Message(
+        role=r["role"], content=r["content"], turn=r["turn"],
+        tool_call=ToolCall(call["name"], call["arguments"], call.get("raw", "")) if call else None,
+        tool_error=ToolError(r["error_kind"], r["error_message"] or "") if r["error_kind"] else None,
+        token_start=r["token_start"], token_end=r["token_end"],
+    )
+
+
+def _checked_version(conn: sqlite3.Connection, path: Path) -> int:
+    version = read_version(conn)
+    if version is None:
+        raise StoreError(f"{path}: an SQLite database, but not an rl-inspect one (no schema version)")
+    if version > SCHEMA_VERSION:
+        raise StoreError(
+            f"{path}: schema version {version} is newer than this program's ({SCHEMA_VERSION}); upgrade rl-inspect")
+    return version
+
+
+def effective_status(row: dict[str, Any]) -> str:
+    """'running' only while the writing process lives; a killed writer's run reads 'interrupted'."""
+    if row["status"] != "running" or row.get("host") != socket.gethostname() or not row.get("pid"):
+        return row["status"]
+    try:
+        os.kill(int(row["pid"]), 0)
+    except ProcessLookupError:
+        return "interrupted"
+    except PermissionError:
+        pass
+    return "running"

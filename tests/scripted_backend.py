@@ -1,0 +1,53 @@
+"""ScriptedBackend: a test double for a generation backend.
+
+It "generates" replies a test scripts per question and turn, encoded with a real tokenizer and
+ended with the template's stop token, so the agent loop, masks and store can be tested exactly
+and instantly. It lives in tests only; it never stands in for a model in the product.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+from core.backends import Generation, SamplingConfig
+from core.chat import stop_token_ids
+
+Script = Callable[[str, int], str]
+"""(prompt text, turn number starting at 1) -> the reply text."""
+
+
+@dataclass
+class ScriptedBackend:
+    tokenizer: object
+    script: Script
+    name: str = "scripted"
+    logprob: float = -0.25
+    calls: list[int] = field(default_factory=list)
+    """Batch size of every generate call, for assertions on batching."""
+
+    def __post_init__(self) -> None:
+        self.stop_token_ids = frozenset(stop_token_ids(self.tokenizer))
+        self._stop = self.tokenizer.eos_token_id
+
+    def generate(self, prompts: Sequence[Sequence[int]], max_tokens: Sequence[int],
+                 sampling: SamplingConfig) -> list[Generation]:
+        self.calls.append(len(prompts))
+        out = []
+        for prompt, limit in zip(prompts, max_tokens):
+            text = self.tokenizer.decode(list(prompt))
+            turn = text.count(self._assistant_marker()) if self._assistant_marker() else 1
+            reply = self.script(text, turn)
+            ids = list(self.tokenizer(reply, add_special_tokens=False)["input_ids"]) + [self._stop]
+            finish = "stop"
+            if len(ids) > limit:
+                ids, finish = ids[:limit], "length"
+            body = ids[:-1] if finish == "stop" else ids
+            out.append(Generation(ids, [self.logprob] * len(ids), self.tokenizer.decode(body), finish))
+        return out
+
+    def _assistant_marker(self) -> str:
+        rendered = self.tokenizer.apply_chat_template([{"role": "user", "content": "x"}], tokenize=False,
+                                                      add_generation_prompt=True)
+        plain = self.tokenizer.apply_chat_template([{"role": "user", "content": "x"}], tokenize=False)
+        return rendered[len(plain):]
