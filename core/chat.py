@@ -26,8 +26,12 @@ def stop_token_ids(tokenizer: Any, generation_config: Any = None) -> set[int]:
             ids.add(source)
         elif source:
             ids.update(int(i) for i in source)
+    # Added tokens flagged special (not only the named bos/eos/pad) count: Llama 3's <|eom_id|>.
+    added = getattr(tokenizer, "added_tokens_decoder", {}) or {}
+    special = {tok.content for tok in added.values() if getattr(tok, "special", False)}
+    special.update(tokenizer.all_special_tokens)
     vocab = tokenizer.get_vocab()
-    ids.update(vocab[t] for t in _END_OF_TURN_TOKENS if t in vocab and t in tokenizer.all_special_tokens)
+    ids.update(vocab[t] for t in _END_OF_TURN_TOKENS if t in vocab and t in special)
     return ids
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import sys
+from array import array
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -51,12 +53,14 @@ class TokenSequence:
         return sum(self.mask)
 
     # Compact blobs for the store: int32 ids, uint8 mask, float32 logprobs (little-endian).
+    # array.array converts Python lists about 3x faster than numpy.asarray; blobs are read
+    # back with numpy, which names the byte order explicitly.
     def to_blobs(self) -> tuple[bytes, bytes, bytes]:
-        return (
-            np.asarray(self.ids, dtype="<i4").tobytes(),
-            np.asarray(self.mask, dtype=np.uint8).tobytes(),
-            np.asarray(self.logprobs, dtype="<f4").tobytes(),
-        )
+        ids, logprobs = array("i", self.ids), array("f", self.logprobs)
+        if sys.byteorder == "big":
+            ids.byteswap()
+            logprobs.byteswap()
+        return ids.tobytes(), bytes(self.mask), logprobs.tobytes()
 
     @classmethod
     def from_blobs(cls, ids: bytes, mask: bytes, logprobs: bytes, prompt_len: int) -> "TokenSequence":
