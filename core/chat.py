@@ -98,24 +98,31 @@ class ChatTokenizer:
     def _message_texts(
         self, new_messages: Sequence[dict], generation_prompt: bool, history: Sequence[dict]
     ) -> list[tuple[str, int | None]]:
-        """The template's text for each new message, then the generation prompt if asked."""
-        head = _BASE + [{"role": "assistant", "content": _SENTINEL}]
+        """The template's text for each new message, then the generation prompt if asked.
+
+        The renderings after the fixed base must extend the base's own rendering; when they do
+        not (a template that renders a message differently depending on the rest of the chat),
+        the difference is taken against the real chat instead, at O(chat) cost.
+        """
+        base_head = _BASE + [{"role": "assistant", "content": _SENTINEL}]
+        texts = self._renderings(base_head, new_messages, generation_prompt)
         previous = self._base_closed
-        if not self._renders_as_prefix(head, new_messages):
-            head, previous = list(history), self._render(history, generation_prompt=False)
+        if not all(t.startswith(self._base_closed) for t in texts):
+            texts = self._renderings(list(history), new_messages, generation_prompt)
+            previous = self._render(history, generation_prompt=False)
         out: list[tuple[str, int | None]] = []
-        for i in range(len(new_messages)):
-            text = self._render(head + list(new_messages[: i + 1]), generation_prompt=False)
-            out.append((text[len(previous):], i))
+        for i, text in enumerate(texts):
+            out.append((text[len(previous):], i if i < len(new_messages) else None))
             previous = text
-        if generation_prompt:
-            text = self._render(head + list(new_messages), generation_prompt=True)
-            out.append((text[len(previous):], None))
         return out
 
-    def _renders_as_prefix(self, head: list[dict], new_messages: Sequence[dict]) -> bool:
-        full = self._render(head + list(new_messages), generation_prompt=True)
-        return full.startswith(self._base_closed)
+    def _renderings(self, head: list[dict], new_messages: Sequence[dict], generation_prompt: bool) -> list[str]:
+        """head + each prefix of the new messages, then head + all of them with the prompt."""
+        texts = [self._render(head + list(new_messages[: i + 1]), generation_prompt=False)
+                 for i in range(len(new_messages))]
+        if generation_prompt:
+            texts.append(self._render(head + list(new_messages), generation_prompt=True))
+        return texts
 
     def _tokenise_pieces(self, texts: list[str], owners: list[int | None]) -> list[Segment]:
         """Tokenise the joined text once, then cut it at the pieces' character boundaries.

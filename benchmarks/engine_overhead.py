@@ -1,0 +1,138 @@
+"""Engine overhead per trajectory at 4, 16 and 32 turns, against the seed's way of doing it.
+
+Both sides get the same instant "model" (replies fixed in advance, already tokenised) and the
+same instant search, so what is timed is the engine: templates, tokenisation, tool-call parsing
+and mask building. The baseline does what the seed's run_agent does every turn: render the
+whole chat and tokenise it to build the prompt, render and tokenise it again to count tokens,
+and at the end render, split and re-tokenise the chat and scan it for assistant headers to
+build the mask. Ours keeps the generated ids, tokenises only the new text each turn, and
+re-tokenises the finished chat once for the drift check.
+
+    .venv/bin/python benchmarks/engine_overhead.py [--trajectories 16] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass
+
+from core.agent import Agent, AgentConfig
+from core.backends import Generation
+from core.chat import ChatTokenizer, stop_token_ids
+from core.models import load_tokenizer, resolve_model
+from core.prompts import PromptTemplate
+from core.records import Question
+from core.toolcalls import parse_tool_call
+
+RESULT = ("Result 1:\nThe Veltran Observatory, founded in 1873 on the island of Qoruna, houses the Maribel "
+          "telescope and a library of 4,200 star charts.\n------\nResult 2:\nQoruna's harbour town of "
+          "Istel trades in salt and copper; its lighthouse was rebuilt in 1921.\n------\n")
+
+
+def _replies(turns: int) -> list[str]:
+    calls = [f'<think>I need turn {t}.</think>{{"name": "search_corpus", "parameters": {{"query": "Veltran '
+             f'Observatory fact {t}"}}}}' for t in range(1, turns)]
+    return calls + ["The Veltran Observatory is on Qoruna."]
+
+
+@dataclass
+class InstantBackend:
+    """Returns the scripted reply of the current turn for every prompt, already tokenised."""
+
+    tokenizer: object
+    replies: list[list[int]]
+    texts: list[str]
+    name: str = "instant"
+
+    def __post_init__(self):
+        self.stop_token_ids = frozenset(stop_token_ids(self.tokenizer))
+        self.turn = 0
+
+    def generate(self, prompts, max_tokens, sampling):
+        ids, text = self.replies[self.turn], self.texts[self.turn]
+        self.turn += 1
+        return [Generation(list(ids), [-0.5] * len(ids), text, "stop") for _ in prompts]
+
+
+def ours(tokenizer, turns: int, n: int) -> float:
+    texts = _replies(turns)
+    stop = tokenizer.eos_token_id
+    replies = [list(tokenizer(t, add_special_tokens=False)["input_ids"]) + [stop] for t in texts]
+    backend = InstantBackend(tokenizer, replies, texts)
+    config = AgentConfig(max_generations=turns, max_new_tokens=10**9, max_tokens_per_turn=10**6)
+    agent = Agent(backend, lambda q, k: RESULT, config)
+    began = time.perf_counter()
+    batch = [agent.start(Question(f"q{i}", f"Where is observatory {i}?", "Qoruna")) for i in range(n)]
+    while not all(t.finished for t in batch):
+        agent.step(batch)
+    elapsed = time.perf_counter() - began
+    assert all(t.turns == turns and t.drift_at is None for t in batch)
+    return elapsed / n
+
+
+def seed_like(tokenizer, turns: int, n: int) -> float:
+    """The seed's per-turn re-rendering and re-tokenising, and its end-of-run mask scan."""
+    texts = _replies(turns)
+    prompts = PromptTemplate()
+    render = tokenizer.apply_chat_template
+
+    def count(chat):
+        return len(tokenizer(render(chat, tokenize=False), add_special_tokens=False)["input_ids"])
+
+    began = time.perf_counter()
+    for i in range(n):
+        chat = [dict(m) for m in prompts.messages(f"Where is observatory {i}?")]
+        initial = count(chat)
+        for turn in range(turns):
+            prompt = render(chat, tokenize=False, add_generation_prompt=True)
+            tokenizer(prompt, add_special_tokens=False)  # the generate function tokenises the prompt
+            chat.append({"role": "assistant", "content": texts[turn]})
+            if parse_tool_call(texts[turn]) is not None:
+                chat.append({"role": "tool", "content": RESULT})
+            count(chat) - initial  # check_exceeded_max_new_tokens
+        full = render(chat, tokenize=False)
+        marker = "<|im_start|>assistant\n"
+        cut = full.find(marker) + len(marker)
+        tokenizer(full[:cut], add_special_tokens=False)
+        tokenizer(full[cut:], add_special_tokens=False)
+        _mask(tokenizer(full, add_special_tokens=False)["input_ids"], tokenizer)
+    return (time.perf_counter() - began) / n
+
+
+def _mask(ids: list[int], tokenizer) -> list[int]:
+    """The seed's header scan, for ChatML: 1 from after '<|im_start|>assistant\\n' to '<|im_end|>'."""
+    start_id = tokenizer.convert_tokens_to_ids("<|im_start|>")
+    end_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    header = tokenizer("assistant\n", add_special_tokens=False)["input_ids"]
+    mask, i = [0] * len(ids), 0
+    while i < len(ids):
+        if ids[i] == start_id and ids[i + 1: i + 1 + len(header)] == header:
+            i += 1 + len(header)
+            while i < len(ids) and ids[i] != end_id:
+                mask[i] = 1
+                i += 1
+        i += 1
+    return mask
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--trajectories", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    tokenizer = load_tokenizer(resolve_model("default"))
+    ChatTokenizer(tokenizer)  # warm the template cache on both sides
+    print(f"engine overhead per trajectory, SmolLM2 tokenizer (ChatML), {args.trajectories} trajectories "
+          f"per batch, best of {args.repeats}")
+    print(f"{'turns':>5} {'ours ms':>9} {'seed-like ms':>13} {'seed/ours':>10} {'ours ms/turn':>13} "
+          f"{'seed ms/turn':>13}")
+    for turns in (4, 16, 32):
+        a = min(ours(tokenizer, turns, args.trajectories) for _ in range(args.repeats))
+        b = min(seed_like(tokenizer, turns, args.trajectories) for _ in range(args.repeats))
+        print(f"{turns:>5} {a * 1e3:>9.2f} {b * 1e3:>13.2f} {b / a:>9.1f}x {a * 1e3 / turns:>13.3f} "
+              f"{b * 1e3 / turns:>13.3f}")
+
+
+if __name__ == "__main__":
+    main()
