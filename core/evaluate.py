@@ -16,8 +16,8 @@ from typing import Any, Callable
 
 from loguru import logger
 
-from core.agent import Agent, AgentConfig, Trajectory
-from core.backends import SamplingConfig, chat_complete, create_backend
+from core.agent import FINISH_MAX_TURNS, FINISH_TOOL_ERROR, Agent, AgentConfig, Trajectory
+from core.backends import Backend, SamplingConfig, chat_complete, create_backend
 from core.config import EvalConfig
 from core.corpus import corpus_fingerprint, load_corpus
 from core.demo_data import generate_demo
@@ -93,10 +93,15 @@ def load_inputs(config: EvalConfig) -> EvalInputs:
     return EvalInputs(chunks, questions, label, corpus_fingerprint(chunks), prompts)
 
 
-def evaluate(config: EvalConfig, db: str | Path, progress: ProgressFn | None = None) -> dict[str, Any]:
-    """Run a new evaluation into `db` and return its summary (also stored with the run)."""
+def evaluate(config: EvalConfig, db: str | Path, progress: ProgressFn | None = None,
+             backend: Backend | None = None) -> dict[str, Any]:
+    """Run a new evaluation into `db` and return its summary (also stored with the run).
+
+    `backend` replaces the one `config.backend` names: any object with the Backend protocol
+    (a server client of your own, say); `config.model` is then only the name stored.
+    """
     inputs = load_inputs(config)
-    session = _Session.build(config, inputs)
+    session = _Session.build(config, inputs, backend)
     with Store.open(db) as store:
         stored = config.to_dict() | {"corpus_fingerprint": inputs.fingerprint, "corpus_label": inputs.corpus_label,
                                      "n_chunks": len(inputs.chunks)}
@@ -107,7 +112,8 @@ def evaluate(config: EvalConfig, db: str | Path, progress: ProgressFn | None = N
         return session.run(store, run_id, list(enumerate(inputs.questions)), progress)
 
 
-def resume(db: str | Path, run_id: int, progress: ProgressFn | None = None) -> dict[str, Any]:
+def resume(db: str | Path, run_id: int, progress: ProgressFn | None = None,
+           backend: Backend | None = None) -> dict[str, Any]:
     """Finish an interrupted run: questions with a finished trajectory are not redone."""
     with Store.open(db, create=False) as store:
         run = store.run(run_id)
@@ -123,7 +129,7 @@ def resume(db: str | Path, run_id: int, progress: ProgressFn | None = None) -> d
         questions = store.questions(run_id)
         done = store.done_question_indices(run_id)
         todo = [(i, q) for i, q in enumerate(questions) if i not in done]
-        session = _Session.build(config, inputs)
+        session = _Session.build(config, inputs, backend)
         store.claim_run(run_id)
         logger.info("run {} resumed: {} of {} questions left", run_id, len(todo), len(questions))
         return session.run(store, run_id, todo, progress)
@@ -138,9 +144,11 @@ class _Session:
     rewards: RewardSuite
 
     @classmethod
-    def build(cls, config: EvalConfig, inputs: EvalInputs) -> "_Session":
+    def build(cls, config: EvalConfig, inputs: EvalInputs, backend: Backend | None = None) -> "_Session":
         retriever = build_retriever(config.retriever, inputs.chunks)
-        backend = create_backend(config.backend, resolve_model(config.model), device=config.device, dtype=config.dtype)
+        if backend is None:
+            backend = create_backend(config.backend, resolve_model(config.model), device=config.device,
+                                     dtype=config.dtype)
         agent_config = AgentConfig(
             max_generations=config.max_generations,
             max_new_tokens=config.max_new_tokens,
@@ -207,7 +215,7 @@ class _Session:
         return traj
 
     def _score_and_store(self, store: Store, run_id: int, finished: list[Trajectory]) -> None:
-        inputs = [RewardInput(t.question, t.messages, final_answer(t.messages)) for t in finished]
+        inputs = [RewardInput(t.question, t.messages, _answer(t)) for t in finished]
         scored = self.rewards.score(inputs)
         with store.transaction():
             for traj, item, results in zip(finished, inputs, scored):
@@ -223,6 +231,14 @@ class _Session:
         run = store.run(run_id)
         return Progress(run_id, run["n_done"], run["n_planned"], run["n_correct"], run["n_judged"],
                         run["generated_tokens"], run["n_with_tool_error"], active, time.perf_counter() - began)
+
+
+def _answer(traj: Trajectory) -> str:
+    """The final answer; a trajectory stopped by a tool error or the turn limit gave none (the
+    seed judged whatever message came last, an error text or a search result)."""
+    if traj.finish_reason in (FINISH_TOOL_ERROR, FINISH_MAX_TURNS):
+        return ""
+    return final_answer(traj.messages)
 
 
 def run_summary(store: Store, run_id: int) -> dict[str, Any]:

@@ -107,6 +107,14 @@ def _print_summary(summary: dict, stream) -> None:
           file=stream)
 
 
+def _quiet_libraries() -> None:
+    """transformers' own progress bars and warnings would break the progress line."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
 def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
@@ -117,6 +125,7 @@ def _run_eval(args: argparse.Namespace) -> int:
     from inspector.progress import ProgressLine
 
     log_path = log_to_file("eval")
+    _quiet_libraries()
     progress = ProgressLine()
     # SIGTERM (a TUI cancelling, a scheduler stopping us) takes the same path as Ctrl-C.
     signal.signal(signal.SIGTERM, _interrupt)

@@ -1,0 +1,93 @@
+"""The command line: bad input gets one line and exit 2 with nothing written; listing runs."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pytest
+
+from core.store import Store
+from inspector.cli import EXIT_BAD_INPUT, EXIT_OK, main
+
+
+def _one_line_error(capsys, *parts):
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "Traceback" not in err, err
+    for part in parts:
+        assert part in err, err
+    return err
+
+
+def test_malformed_question_file_names_file_line_and_field(tmp_path, capsys):
+    qs = tmp_path / "qa.jsonl"
+    qs.write_text('{"question": "a?", "answer": "b"}\n{"question": "c?"}\n')
+    db = tmp_path / "runs.db"
+    assert main(["eval", "--db", str(db), "--questions", str(qs), "--split", "all"]) == EXIT_BAD_INPUT
+    _one_line_error(capsys, str(qs), ":2", "answer")
+    assert not db.exists()
+
+
+def test_missing_corpus_file(tmp_path, capsys):
+    db = tmp_path / "runs.db"
+    code = main(["eval", "--db", str(db), "--corpus", str(tmp_path / "nope.md"), "--questions", str(tmp_path / "q.jsonl")])
+    assert code == EXIT_BAD_INPUT
+    _one_line_error(capsys, "nope.md")
+    assert not db.exists()
+
+
+def test_bad_option_values_are_bad_input(tmp_path, capsys):
+    assert main(["eval", "--db", str(tmp_path / "r.db"), "--max-generations", "0"]) == EXIT_BAD_INPUT
+    _one_line_error(capsys, "--max-generations")
+    assert main(["eval", "--db", str(tmp_path / "r.db"), "--reward-weights", "correctness"]) == EXIT_BAD_INPUT
+    _one_line_error(capsys)
+    assert not (tmp_path / "r.db").exists()
+
+
+def test_runs_lists_a_database_and_rejects_bad_ones(tmp_path, capsys):
+    db = tmp_path / "runs.db"
+    with Store.open(db) as store:
+        store.create_run("eval", "first-run", "m", {}, n_planned=3)
+    assert main([str(db)]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "first-run" in out and "0/3" in out
+    assert main(["runs", str(db), "--json"]) == EXIT_OK
+    assert json.loads(capsys.readouterr().out)[0]["name"] == "first-run"
+
+    assert main([str(tmp_path / "missing.db")]) == EXIT_BAD_INPUT
+    _one_line_error(capsys, "missing.db", "no such database")
+    assert not (tmp_path / "missing.db").exists()
+
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"not sqlite at all" * 64)
+    assert main([str(junk)]) == EXIT_BAD_INPUT
+    _one_line_error(capsys, "junk.db")
+    assert junk.read_bytes() == b"not sqlite at all" * 64
+
+
+def test_truncated_database_gets_one_line(tmp_path, capsys):
+    db = tmp_path / "runs.db"
+    with Store.open(db) as store:
+        for i in range(300):
+            store.create_run("eval", f"run-{i}-" + "x" * 200, "m", {"pad": "y" * 500})
+        store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    data = db.read_bytes()
+    db.write_bytes(data[: len(data) // 2])
+    assert main([str(db)]) == EXIT_BAD_INPUT
+    _one_line_error(capsys, "runs.db")
+    assert db.read_bytes() == data[: len(data) // 2]
+
+
+def test_locked_database_is_reported_not_hung(tmp_path, capsys, monkeypatch):
+    db = tmp_path / "runs.db"
+    Store.open(db).close()
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("PRAGMA journal_mode=DELETE")
+    holder.execute("BEGIN EXCLUSIVE")
+    monkeypatch.setattr("core.store.store.BUSY_TIMEOUT_MS", 100)
+    try:
+        assert main([str(db)]) == EXIT_BAD_INPUT
+        _one_line_error(capsys, "runs.db")
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
