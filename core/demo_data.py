@@ -35,7 +35,7 @@ _ONSETS = ("b", "br", "d", "dr", "f", "g", "gr", "h", "k", "kr", "l", "m", "n", 
 _VOWELS = ("a", "e", "i", "o", "u")
 _MID_CONSONANTS = ("l", "m", "n", "r", "s", "t", "v", "d", "k", "th", "sk", "nd")
 _MID_CODAS = ("n", "r", "l")
-_END_CODAS = ("n", "r", "s", "th", "l", "x", "nd", "rk", "m", "st", "sh", "lt")
+_END_CODAS = ("n", "r", "s", "th", "x", "nd", "rk", "m", "sk", "sh", "lt", "ff")
 
 # Pools for secondary names: every word contains 'w' or 'y'.
 _GIVEN = ("Wenna", "Tyrel", "Ysmae", "Corwyn", "Elwen", "Mayra", "Idwal", "Sywell", "Yorin", "Bryony",
@@ -162,7 +162,8 @@ def _observatory(x: str, r: list[int], t: _Tables) -> tuple[str, list[Fact]]:
 def _town(x: str, r: list[int], t: _Tables) -> tuple[str, list[Fact]]:
     lake, mayor, day = _pick(t.places, r[2]), _pick(t.people, r[3]), _pick(_WEEKDAYS, r[4])
     product, pop, census, charter = _pick(_PRODUCTS, r[5]), 800 + r[6] % 90000, 1950 + r[7] % 70, 1400 + r[8] % 400
-    side, twin, bridges = _pick(("northern", "southern", "eastern", "western"), r[9]), _pick(t.places, r[10]), 2 + r[11] % 11
+    side = _pick(("northern", "southern", "eastern", "western"), r[9])
+    twin, bridges = _pick(t.places, r[10]), 2 + r[11] % 11
     v = r[13]
     opener = _either(v, 0, f"{x} is a market town on the {side} shore of Lake {lake}.",
                      f"On the {side} shore of Lake {lake} lies {x}, an old market town of slate roofs.")

@@ -183,7 +183,9 @@ class _Session:
                 with store.transaction():
                     while queue and len(pool) < self.config.batch_size:
                         pool.append(self._start(store, run_id, *queue.pop(0)))
+                step_began = time.perf_counter()
                 new_messages = self.agent.step(pool)
+                logger.debug("turn for {} trajectories took {:.2f} s", len(pool), time.perf_counter() - step_began)
                 with store.transaction():
                     for traj, added in zip(pool, new_messages):
                         first = len(traj.messages) - len(added)

@@ -45,7 +45,7 @@ def load_questions(path: str | Path) -> list[Question]:
     for index, (line, where, record) in enumerate(records):
         question = _question_from(path, line, where, index, record)
         if question.id in first_seen:
-            raise InputError(str(path), f"duplicate id {question.id!r}, first used {first_seen[question.id]}{where}",
+            raise InputError(str(path), f"duplicate id {question.id!r}{where}, first used {first_seen[question.id]}",
                              line=line, field="id")
         first_seen[question.id] = f"on line {line}" if line is not None else where.strip()
         questions.append(question)

@@ -66,10 +66,14 @@ def test_names_and_ids_unique_at_20k_and_never_reused_as_other_words():
     assert all(counts[n] == 1 for n in names)
 
 
-def test_name_encoding_is_a_bijection_over_a_large_range():
-    names = entity_names(300_000, seed=5)
-    assert len(set(names)) == len(names)
+def test_every_possible_name_is_distinct_and_no_ordinary_word_of_the_corpus():
     assert capacity() >= 1_000_000
+    names = {n.lower() for n in entity_names(capacity(), seed=5)}
+    assert len(names) == capacity()
+    chunks, _ = generate_demo(3000, seed=5)
+    first_names = {n.lower() for n in entity_names(3000, seed=5)}
+    words = {w for c in chunks for w in re.findall(r"\w+", c.text.lower())} - first_names
+    assert not words & names  # e.g. "several" or "botanist" would make that entity unsearchable
 
 
 def test_bad_arguments():

@@ -114,7 +114,7 @@ def test_duplicate_ids(tmp_path):
     path = tmp_path / "q.json"
     path.write_text(json.dumps([{"id": "q1", "question": "A?", "answer": "a"}, {"question": "B?", "answer": "b"}]),
                     encoding="utf-8")
-    assert "duplicate id 'q1', first used in item 0 in item 1" in str(_error(path))
+    assert str(_error(path)) == f"{path}: field 'id': duplicate id 'q1' in item 1, first used in item 0"
 
 
 def test_csv_errors(tmp_path):
