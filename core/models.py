@@ -53,9 +53,14 @@ def _gguf_path() -> Path:
     return path
 
 
+def embedded_model_folder() -> Path:
+    """Where the embedded default's plain model folder lives (it may not be built yet)."""
+    return cache_dir() / "models" / "smollm2-135m-instruct"
+
+
 def embedded_model_dir() -> Path:
     """The plain model folder of the embedded default, built from the GGUF file on first use."""
-    target = cache_dir() / "models" / "smollm2-135m-instruct"
+    target = embedded_model_folder()
     if (target / "config.json").is_file() and (target / "tokenizer_config.json").is_file():
         return target
     gguf = _gguf_path()
@@ -82,6 +87,10 @@ def embedded_model_dir() -> Path:
     return target
 
 
+def is_embedded(name: str) -> bool:
+    return name in (DEFAULT_MODEL, "default", "embedded")
+
+
 def resolve_model(name: str) -> ModelRef:
     """Turn `--model` into something transformers can load, without touching the network.
 
@@ -89,7 +98,7 @@ def resolve_model(name: str) -> ModelRef:
     it is; anything else is taken as a hub id, which transformers loads from its local cache
     (a download happens only if the user's environment allows it).
     """
-    if name in (DEFAULT_MODEL, "default", "embedded"):
+    if is_embedded(name):
         return ModelRef(DEFAULT_MODEL, str(embedded_model_dir()))
     path = Path(name).expanduser()
     if path.exists():

@@ -1,8 +1,9 @@
 """The `rl-inspect` command.
 
-    rl-inspect eval [options]      run an evaluation headless (progress on stderr)
-    rl-inspect runs DB             list the runs of a database
-    rl-inspect DB                  open a database (lists its runs until the TUI lands)
+    rl-inspect DB                  open a database in the TUI (read-only)
+    rl-inspect eval [options]      run an evaluation headless (progress on stderr); in a
+                                   terminal it then opens the TUI on the new run
+    rl-inspect runs DB             list the runs of a database, headless
 
 Exit codes: 0 done; 1 the run failed (model, backend or internal error); 2 bad input (options,
 files, database); 130 cancelled with Ctrl-C or SIGTERM (finished trajectories are kept; finish
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -60,6 +62,7 @@ def _eval_parser(sub: argparse._SubParsersAction) -> None:
     a("--name", help="run name (default: model, split and time)")
     a("--json", action="store_true", help="print the summary as JSON on stdout")
     a("--resume", type=int, metavar="RUN", help="finish an interrupted run of --db instead of starting one")
+    a("--no-open", action="store_true", help="do not open the TUI afterwards (it opens only in a terminal anyway)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     runs = sub.add_parser("runs", help="list the runs of a database")
     runs.add_argument("db")
     runs.add_argument("--json", action="store_true")
+    view = sub.add_parser("view", help="open a database in the TUI (the default command)")
+    view.add_argument("db")
+    view.add_argument("--run", type=int, help="open this run straight away")
     return parser
 
 
@@ -109,8 +115,11 @@ def _print_summary(summary: dict, stream) -> None:
 
 def _quiet_libraries() -> None:
     """transformers' own progress bars and warnings would break the progress line."""
+    import os
+
     from transformers.utils import logging as hf_logging
 
+    os.environ["TQDM_DISABLE"] = "1"  # the GGUF de-quantiser uses tqdm directly
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
 
@@ -122,11 +131,14 @@ def _interrupt(signum, frame) -> None:
 def _run_eval(args: argparse.Namespace) -> int:
     from core.evaluate import evaluate, resume
     from core.logs import log_to_file
+    from core.models import embedded_model_folder, is_embedded
     from inspector.progress import ProgressLine
 
     log_path = log_to_file("eval")
     _quiet_libraries()
     progress = ProgressLine()
+    if args.resume is None and is_embedded(args.model) and not embedded_model_folder().exists():
+        print("rl-inspect: preparing the embedded model (once, about 30 s)…", file=sys.stderr)
     # SIGTERM (a TUI cancelling, a scheduler stopping us) takes the same path as Ctrl-C.
     signal.signal(signal.SIGTERM, _interrupt)
     try:
@@ -140,6 +152,26 @@ def _run_eval(args: argparse.Namespace) -> int:
         print(json.dumps(summary, indent=2))
     _print_summary(summary, sys.stderr)
     print(f"  stored in {args.db}; log: {log_path}", file=sys.stderr)
+    if not args.no_open and not args.json and _interactive():
+        return _run_view(args.db, summary["run_id"])
+    return EXIT_OK
+
+
+def _interactive() -> bool:
+    return sys.stdin.isatty() and sys.stdout.isatty() and not os.environ.get("CI")
+
+
+def _run_view(db: str, run_id: int | None = None) -> int:
+    from inspector.tui.app import create_app
+
+    if not Path(db).exists():
+        print(f"rl-inspect: {db}: no such database (make one with: rl-inspect eval --db {db})", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    app = create_app(db, open_run=run_id)
+    app.run()
+    if app.failure:
+        print(f"rl-inspect: {app.failure}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     return EXIT_OK
 
 
@@ -165,8 +197,8 @@ def _run_list(db: str, as_json: bool) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] not in ("eval", "runs", "-h", "--help") and not argv[0].startswith("-"):
-        argv = ["runs", *argv]  # `rl-inspect runs.db`
+    if argv and argv[0] not in ("eval", "runs", "view", "-h", "--help") and not argv[0].startswith("-"):
+        argv = ["view", *argv]  # `rl-inspect runs.db`
     parser = build_parser()
     args = parser.parse_args(argv)
     from loguru import logger
@@ -179,6 +211,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "eval":
             return _run_eval(args)
+        if args.command == "view":
+            return _run_view(args.db, args.run)
         return _run_list(args.db, args.json)
     except KeyboardInterrupt:
         print("rl-inspect: cancelled; finished trajectories are kept (continue with --resume RUN)", file=sys.stderr)

@@ -48,19 +48,19 @@ def test_runs_lists_a_database_and_rejects_bad_ones(tmp_path, capsys):
     db = tmp_path / "runs.db"
     with Store.open(db) as store:
         store.create_run("eval", "first-run", "m", {}, n_planned=3)
-    assert main([str(db)]) == EXIT_OK
+    assert main(["runs", str(db)]) == EXIT_OK
     out = capsys.readouterr().out
     assert "first-run" in out and "0/3" in out
     assert main(["runs", str(db), "--json"]) == EXIT_OK
     assert json.loads(capsys.readouterr().out)[0]["name"] == "first-run"
 
-    assert main([str(tmp_path / "missing.db")]) == EXIT_BAD_INPUT
+    assert main(["runs", str(tmp_path / "missing.db")]) == EXIT_BAD_INPUT
     _one_line_error(capsys, "missing.db", "no such database")
     assert not (tmp_path / "missing.db").exists()
 
     junk = tmp_path / "junk.db"
     junk.write_bytes(b"not sqlite at all" * 64)
-    assert main([str(junk)]) == EXIT_BAD_INPUT
+    assert main(["runs", str(junk)]) == EXIT_BAD_INPUT
     _one_line_error(capsys, "junk.db")
     assert junk.read_bytes() == b"not sqlite at all" * 64
 
@@ -73,7 +73,7 @@ def test_truncated_database_gets_one_line(tmp_path, capsys):
         store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     data = db.read_bytes()
     db.write_bytes(data[: len(data) // 2])
-    assert main([str(db)]) == EXIT_BAD_INPUT
+    assert main(["runs", str(db)]) == EXIT_BAD_INPUT
     _one_line_error(capsys, "runs.db")
     assert db.read_bytes() == data[: len(data) // 2]
 
@@ -86,7 +86,7 @@ def test_locked_database_is_reported_not_hung(tmp_path, capsys, monkeypatch):
     holder.execute("BEGIN EXCLUSIVE")
     monkeypatch.setattr("core.store.store.BUSY_TIMEOUT_MS", 100)
     try:
-        assert main([str(db)]) == EXIT_BAD_INPUT
+        assert main(["runs", str(db)]) == EXIT_BAD_INPUT
         _one_line_error(capsys, "runs.db")
     finally:
         holder.execute("ROLLBACK")

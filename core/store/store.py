@@ -285,11 +285,11 @@ class Store:
         return row
 
     def questions(self, run_id: int) -> list[Question]:
-        return [
-            Question(id=r["qid"], question=r["question"], answer=r["answer"], chunk_content=r["chunk_content"],
-                     supporting=tuple(json.loads(r["supporting"])) if r["supporting"] else ())
-            for r in self._query("SELECT * FROM questions WHERE run_id=? ORDER BY qidx", (run_id,))
-        ]
+        return [_question(r) for r in self._query("SELECT * FROM questions WHERE run_id=? ORDER BY qidx", (run_id,))]
+
+    def question(self, run_id: int, qidx: int) -> Question | None:
+        rows = self._query("SELECT * FROM questions WHERE run_id=? AND qidx=?", (run_id, qidx))
+        return _question(rows[0]) if rows else None
 
     def trajectory(self, trajectory_id: int) -> dict[str, Any]:
         rows = self._query("SELECT * FROM trajectories WHERE id=?", (trajectory_id,))
@@ -351,6 +351,11 @@ class Store:
         cur = self.conn.execute(sql, tuple(args))
         names = [d[0] for d in cur.description]
         return [dict(zip(names, values)) for values in cur.fetchall()]
+
+
+def _question(r: dict) -> Question:
+    return Question(id=r["qid"], question=r["question"], answer=r["answer"], chunk_content=r["chunk_content"],
+                    supporting=tuple(json.loads(r["supporting"])) if r["supporting"] else ())
 
 
 def _message(r: dict) -> Message:

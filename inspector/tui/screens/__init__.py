@@ -1,0 +1,1 @@
+"""The TUI's screens: runs, trajectories of a run, a GRPO group, one trajectory, help."""
