@@ -17,11 +17,11 @@ class GroupScreen(Screen):
         Binding("escape", "back", "Back", id="group.back"),
     ]
 
-    def __init__(self, trajectory_id: int, query: TrajectoryQuery, run: dict):
+    def __init__(self, trajectory_id: int, query: TrajectoryQuery, run_info: dict):
         super().__init__()
         self.trajectory_id = trajectory_id
         self.list_query = query
-        self.run = run
+        self.run_info = run_info
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -70,7 +70,7 @@ class GroupScreen(Screen):
     def _open(self, trajectory_id: int) -> None:
         from inspector.tui.screens.trajectory import TrajectoryScreen
 
-        self.app.push_screen(TrajectoryScreen(self.list_query, trajectory_id, self.run))
+        self.app.push_screen(TrajectoryScreen(self.list_query, trajectory_id, self.run_info))
 
     def action_back(self) -> None:
         self.app.pop_screen()

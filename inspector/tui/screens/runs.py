@@ -50,10 +50,10 @@ class RunsScreen(Screen):
         if not rows:
             status = "No runs yet. Start one from a terminal: rl-inspect eval --db " + str(self.app.store.path)
         self.query_one("#runs-status", Static).update(status)
-        self._running = running > 0
+        self._any_running = running > 0
 
     def _follow(self) -> None:
-        if getattr(self, "_running", False):
+        if getattr(self, "_any_running", False):
             self.action_reload()
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:

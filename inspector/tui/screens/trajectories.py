@@ -15,7 +15,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Static
 
 from core.store.queries import (
-    TrajectoryFilter,
+    CAP,
     TrajectoryQuery,
     TrajectoryRow,
     count_trajectories,
@@ -55,7 +55,7 @@ class TrajectoriesScreen(Screen):
         super().__init__()
         self.run_id = run_id
         self.query_state = TrajectoryQuery(run_id)
-        self.offset = 0
+        self.page_offset = 0
         self.total: int | None = None
         self.rows: list[TrajectoryRow] = []
         self._reasons: list[str] | None = None
@@ -84,21 +84,21 @@ class TrajectoriesScreen(Screen):
     # ------------------------------------------------------------------ loading
     def reload(self, keep_offset: bool = False, cursor: int = 0) -> None:
         if not keep_offset:
-            self.offset = 0
+            self.page_offset = 0
         self.query_one("#filter-line", Static).update(self._filter_text(loading=True))
-        self._load(self.query_state, self.offset, cursor)
+        self._load(self.query_state, self.page_offset, cursor)
 
     @work(thread=True, exclusive=True, group="page")
     def _load(self, query: TrajectoryQuery, offset: int, cursor: int) -> None:
         rows = page_trajectories(self.app.store, query, offset, PAGE)
         self.app.call_from_thread(self._show_page, query, offset, rows, cursor)
-        total = count_trajectories(self.app.store, query)
+        total = count_trajectories(self.app.store, query, cap=CAP)
         self.app.call_from_thread(self._show_total, query, total)
 
     def _show_page(self, query: TrajectoryQuery, offset: int, rows: list[TrajectoryRow], cursor: int) -> None:
         if query != self.query_state:
             return  # a newer query is on its way
-        self.rows, self.offset = rows, offset
+        self.rows, self.page_offset = rows, offset
         table = self.query_one(PagedTable)
         table.clear()
         for row in rows:
@@ -138,8 +138,9 @@ class TrajectoriesScreen(Screen):
         elif not self.rows:
             where = "no trajectories match"
         else:
-            total = "counting…" if self.total is None else f"{self.total:,}"
-            where = f"rows {self.offset + 1:,}–{self.offset + len(self.rows):,} of {total}"
+            total = ("counting…" if self.total is None
+                     else f"{self.total:,}+" if self.total >= CAP else f"{self.total:,}")
+            where = f"rows {self.page_offset + 1:,}–{self.page_offset + len(self.rows):,} of {total}"
         return f"Filter: {described}  ·  {order}  ·  {where}"
 
     def _set_filter(self, **changes) -> None:
@@ -184,11 +185,11 @@ class TrajectoriesScreen(Screen):
         self.action_sort(str(event.column_key.value))
 
     def action_page(self, direction: int) -> None:
-        new = self.offset + direction * PAGE
+        new = self.page_offset + direction * PAGE
         if new < 0 or (direction > 0 and len(self.rows) < PAGE):
             self.notify("no more trajectories this way", timeout=1.5)
             return
-        self.offset = new
+        self.page_offset = new
         self.reload(keep_offset=True, cursor=0 if direction > 0 else -1)
 
     def on_paged_table_edge_reached(self, event: PagedTable.EdgeReached) -> None:

@@ -21,10 +21,10 @@ from core.export import trajectory_record
 from core.records import Question
 from core.store.queries import TrajectoryQuery, neighbour
 from inspector.tui import format as fmt
-from inspector.tui.render import visible
-from inspector.tui.widgets.rewards_panel import RewardsPanel
-from inspector.tui.widgets.token_view import TokenView
-from inspector.tui.widgets.transcript import Transcript
+from inspector.tui.text import visible
+from inspector.tui.widgets.chat_view import ChatView as Transcript
+from inspector.tui.widgets.reward_table import RewardTable as RewardsPanel
+from inspector.tui.widgets.token_pane import TokenPane as TokenView
 
 
 class TrajectoryScreen(Screen):
@@ -36,11 +36,11 @@ class TrajectoryScreen(Screen):
         Binding("escape", "back", "Back", id="trajectory.back"),
     ]
 
-    def __init__(self, query: TrajectoryQuery, trajectory_id: int, run: dict):
+    def __init__(self, query: TrajectoryQuery, trajectory_id: int, run_info: dict):
         super().__init__()
         self.list_query = query
         self.trajectory_id = trajectory_id
-        self.run = run
+        self.run_info = run_info
         self.messages = []
         self._tokens_loaded_for: int | None = None
 
@@ -112,7 +112,7 @@ class TrajectoryScreen(Screen):
     @work(thread=True, exclusive=True, group="tokens")
     def _fetch_tokens(self, trajectory_id: int) -> None:
         tokens = self.app.store.tokens(trajectory_id)
-        pieces = self.app.tokenizers.pieces(self.run["model"], tokens.ids) if tokens else None
+        pieces = self.app.tokenizers.pieces(self.run_info["model"], tokens.ids) if tokens else None
         self.app.call_from_thread(self._show_tokens, trajectory_id, tokens, pieces)
 
     def _show_tokens(self, trajectory_id: int, tokens, pieces) -> None:
