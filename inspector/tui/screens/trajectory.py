@@ -94,7 +94,7 @@ class TrajectoryScreen(Screen):
         text.append("Question\n", style="bold")
         text.append(visible(r["question"]) + "\n\n")
         text.append("Answer  ", style="bold")
-        text.append(visible(r["final_answer"] or "(none)") + "\n")
+        text.append(visible(fmt.clip(r["final_answer"], 300) if r["final_answer"] else "(none)") + "\n")
         text.append("Gold    ", style="bold")
         text.append(visible(r["gold_answer"]) + "\n")
         if r["correct"] is not None:

@@ -64,7 +64,8 @@ class TokenPane(VerticalScroll, can_focus=True):
     def scroll_to_token(self, index: int) -> None:
         """Scroll so the line holding token `index` is at the top (approximate under wrapping)."""
         if 0 <= index < len(self._line_of_token):
-            self.scroll_to(y=self._line_of_token[index] + 2, animate=False)
+            # +2 header lines, -1 so the message's boundary label stays in view
+            self.scroll_to(y=max(0, self._line_of_token[index] + 1), animate=False)
 
     def token_at_scroll(self) -> int | None:
         if not self._line_of_token:
