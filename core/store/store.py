@@ -17,12 +17,13 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import sqlite_utils
 
 from core.records import Message, Question, RewardResult, ToolCall, ToolError
-from core.store.schema import SCHEMA_VERSION, migrate, read_version
+from core.store.bulk import FinishedTrajectory, write_finished
+from core.store.schema import FTS_INSERT_SQL, FTS_POSITIONS, SCHEMA_VERSION, migrate, read_version
 from core.tokens import TokenSequence
 
 BUSY_TIMEOUT_MS = 10_000
@@ -231,6 +232,8 @@ class Store:
             self.conn.executemany(
                 "INSERT INTO messages(trajectory_id, position, turn, role, content, tool_call, error_kind,"
                 " error_message, token_start, token_end) VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
+            self.conn.executemany(FTS_INSERT_SQL, [(trajectory_id * FTS_POSITIONS + pos, m.content)
+                                                   for pos, m in messages])
             self.conn.execute("UPDATE trajectories SET turns=MAX(turns, ?) WHERE id=?",
                               (max((m.turn for _, m in messages), default=0), trajectory_id))
 
@@ -265,6 +268,11 @@ class Store:
                     (int(bool(outcome.correct)), int(outcome.correct is not None), int(outcome.tool_errors > 0),
                      outcome.reward or 0.0, tokens.generated_count if tokens else 0, outcome.generation_seconds,
                      time.time(), run_id))
+
+    def bulk_write(self, run_id: int, items: Iterable[FinishedTrajectory]) -> list[int]:
+        """Write many finished trajectories in one transaction (importers, benchmarks); returns
+        their ids. Counters end as if each had gone through `finish_trajectory`."""
+        return write_finished(self, run_id, items)
 
     # ----------------------------------------------------------------- reading
     def runs(self) -> list[dict[str, Any]]:
@@ -339,9 +347,9 @@ class Store:
         is quoted so punctuation in it cannot break the query)."""
         query = '"' + text.replace('"', '""') + '"'
         return [r[0] for r in self.conn.execute(
-            "SELECT DISTINCT m.trajectory_id FROM messages_fts f JOIN messages m ON m.id=f.rowid"
-            " JOIN trajectories t ON t.id=m.trajectory_id WHERE messages_fts MATCH ? AND t.run_id=?"
-            " ORDER BY m.trajectory_id LIMIT ?", (query, run_id, limit))]
+            "SELECT DISTINCT f.rowid / ? AS tid FROM messages_fts f JOIN trajectories t ON t.id = tid"
+            " WHERE messages_fts MATCH ? AND t.run_id=? ORDER BY tid LIMIT ?",
+            (FTS_POSITIONS, query, run_id, limit))]
 
     def train_steps(self, run_id: int) -> list[dict[str, Any]]:
         return [{"step": r["step"], **json.loads(r["metrics"])}
