@@ -42,7 +42,7 @@ class RLInspectApp(App):
         self.tokenizers = TokenizerCache()
         self.failure: str | None = None
         """Why the app stopped early, for the command line to print."""
-        self.sub_title = str(store.path)
+        self.sub_title = store.path.name
 
     def on_mount(self) -> None:
         self.push_screen(RunsScreen())
