@@ -59,6 +59,8 @@ class TrajectoriesScreen(Screen):
         self.total: int | None = None
         self.rows: list[TrajectoryRow] = []
         self._reasons: list[str] | None = None
+        self.shown: tuple[TrajectoryQuery, int] | None = None
+        """The query and offset of the page on screen (for tests and benchmarks to wait on)."""
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -99,6 +101,7 @@ class TrajectoriesScreen(Screen):
         if query != self.query_state:
             return  # a newer query is on its way
         self.rows, self.page_offset = rows, offset
+        self.shown = (query, offset)
         table = self.query_one(PagedTable)
         table.clear()
         for row in rows:
