@@ -91,3 +91,56 @@ def test_locked_database_is_reported_not_hung(tmp_path, capsys, monkeypatch):
     finally:
         holder.execute("ROLLBACK")
         holder.close()
+
+
+def _newer(tmp_path):
+    db = tmp_path / "newer.db"
+    Store.open(db).close()
+    con = sqlite3.connect(db)
+    con.execute("UPDATE meta SET value='999' WHERE key='schema_version'")
+    con.commit()
+    con.close()
+    return db
+
+
+def _foreign(tmp_path):
+    db = tmp_path / "foreign.db"
+    con = sqlite3.connect(db)
+    con.execute("CREATE TABLE notes (x)")
+    con.commit()
+    con.close()
+    return db
+
+
+def _junk(tmp_path):
+    db = tmp_path / "junk.db"
+    db.write_bytes(b"\x00not a database" * 100)
+    return db
+
+
+def _truncated(tmp_path):
+    db = tmp_path / "cut.db"
+    with Store.open(db) as store:
+        for i in range(300):
+            store.create_run("eval", f"run-{i}-" + "x" * 200, "m", {"pad": "y" * 500})
+        store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.write_bytes(db.read_bytes()[:20000])
+    return db
+
+
+@pytest.mark.parametrize("make, words", [
+    (_newer, "newer than this program"), (_foreign, "not an rl-inspect one"), (_junk, "junk.db"),
+    (_truncated, "cut.db"),
+])
+def test_the_viewer_refuses_bad_databases_in_one_line(tmp_path, capsys, make, words):
+    db = make(tmp_path)
+    before = db.read_bytes()
+    assert main([str(db)]) == EXIT_BAD_INPUT
+    _one_line_error(capsys, words)
+    assert db.read_bytes() == before
+
+
+def test_the_viewer_on_a_missing_path_says_how_to_make_one(tmp_path, capsys):
+    assert main([str(tmp_path / "none.db")]) == EXIT_BAD_INPUT
+    _one_line_error(capsys, "none.db", "rl-inspect eval")
+    assert not (tmp_path / "none.db").exists()
