@@ -184,3 +184,26 @@ async def test_viewer_never_writes(db):
         await pilot.press("t", "n", "y")
         await _settle(pilot)
     assert db.read_bytes() == before
+
+
+async def test_a_running_run_is_followed_as_it_is_written(tmp_path):
+    from core.records import Question
+    from core.store import Store
+
+    db = tmp_path / "live.db"
+    writer = Store.open(db)  # this process is the writer, so the run reads as running
+    run = writer.create_run("eval", "live", "m", {}, n_planned=3)
+    q = Question("q0", "Where?", "Qoruna")
+    writer.add_questions(run, [q])
+    writer.start_trajectory(run, 0, q)
+    app = create_app(db, refresh_seconds=0.1, open_run=run)
+    async with app.run_test(size=SIZE) as pilot:
+        await _settle(pilot)
+        table = app.screen.query_one(PagedTable)
+        assert table.row_count == 1
+        writer.start_trajectory(run, 0, q)
+        writer.start_trajectory(run, 0, q)
+        await pilot.pause(0.4)
+        await _settle(pilot)
+        assert table.row_count == 3
+    writer.close()

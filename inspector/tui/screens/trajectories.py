@@ -82,6 +82,17 @@ class TrajectoriesScreen(Screen):
         self._update_run_line()
         self.reload()
         table.focus()
+        if self.app.refresh_seconds and run["status"] == "running":
+            self._follower = self.set_interval(self.app.refresh_seconds, self._follow)
+
+    def _follow(self) -> None:
+        """While the run is being written, re-read its line and the page on screen."""
+        self.run_info = self.app.store.run(self.run_id)
+        self._update_run_line()
+        if self.run_info["status"] != "running":
+            self._follower.stop()
+        self.total = None
+        self.reload(keep_offset=True, cursor=self.query_one(PagedTable).cursor_row)
 
     # ------------------------------------------------------------------ loading
     def reload(self, keep_offset: bool = False, cursor: int = 0) -> None:
