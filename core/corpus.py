@@ -149,8 +149,8 @@ def _text_chunks(path: Path, rel: str, chunk_size: int, chunk_overlap: int) -> I
         yield Chunk(id=f"{rel}#{index}", text=piece, source=rel)
 
 
-def _jsonl_chunks(path: Path) -> Iterator[tuple[int, Chunk]]:
-    index = 0
+def jsonl_records(path: Path) -> Iterator[tuple[int, dict]]:
+    """(line number, object) for each non-blank line; shared with the question loader."""
     for lineno, line in enumerate(read_text(path).split("\n"), start=1):
         if not line.strip():
             continue
@@ -160,8 +160,12 @@ def _jsonl_chunks(path: Path) -> Iterator[tuple[int, Chunk]]:
             raise InputError(str(path), f"invalid JSON: {exc.msg} (column {exc.colno})", line=lineno) from exc
         if not isinstance(record, dict):
             raise InputError(str(path), f"expected a JSON object, got {type(record).__name__}", line=lineno)
+        yield lineno, record
+
+
+def _jsonl_chunks(path: Path) -> Iterator[tuple[int, Chunk]]:
+    for index, (lineno, record) in enumerate(jsonl_records(path)):
         yield lineno, _chunk_from(path, lineno, record, f"{path.name}#{index}")
-        index += 1
 
 
 def _csv_chunks(path: Path) -> Iterator[tuple[int, Chunk]]:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.corpus import csv_records, csv_rows, read_text
+from core.corpus import csv_records, csv_rows, jsonl_records, read_text
 from core.records import InputError, Question
 
 SPLITS = ("train", "test", "all")
@@ -81,15 +81,7 @@ Record = tuple[int | None, str, dict]
 
 
 def _jsonl_records(path: Path) -> Iterator[Record]:
-    for lineno, line in enumerate(read_text(path).split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputError(str(path), f"invalid JSON: {exc.msg} (column {exc.colno})", line=lineno) from exc
-        if not isinstance(record, dict):
-            raise InputError(str(path), f"expected a JSON object, got {type(record).__name__}", line=lineno)
+    for lineno, record in jsonl_records(path):
         yield lineno, "", record
 
 
