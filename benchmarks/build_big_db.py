@@ -34,9 +34,9 @@ MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 SYSTEM = DEFAULT_SYSTEM.replace("{date}", "24 Nov 2026")
 USER = "Answer the question below by searching the knowledge corpus with the search_corpus tool.\n\nQuestion: {q}"
 BATCH = 5000
-
-
+"""Trajectories per bulk_write transaction."""
 _POOL = 1 << 16
+"""Random token ids and logprobs are sliced out of pools of this size."""
 _ONES, _ZEROS, _NANS = [1] * 4096, [0] * 4096, [math.nan] * 4096
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from core.records import Message, Question, RewardResult, ToolCall, ToolError
 from core.store import FinishedTrajectory, Store, TrajectoryOutcome
-from core.store import queries
+from core.store import query_plan
 from core.store.queries import (
     SORT_COLUMNS, TrajectoryFilter, TrajectoryQuery, count_trajectories, finish_reasons, group_rows,
     matching_positions, neighbour, page_trajectories, run_rows, steps,
@@ -77,9 +77,15 @@ def db(tmp_path_factory):
         yield store
 
 
-@pytest.fixture(params=[20_000, 1], ids=["read-matches", "walk-sort-order"])
+@pytest.fixture(params=[(20_000, 150.0, 16), (1, 150.0, 16), (1, 1e-9, 0)],
+                ids=["read-matches", "walk-sort-order", "walk-and-probe-phrases"])
 def cap(request, monkeypatch):
-    monkeypatch.setattr(queries, "CAP", request.param)
+    """Each way of reading a query: CAP 1 treats every criterion as common, and free probes
+    make a common phrase under another sort be tested row by row (falling back to the set of
+    its trajectories when a window of rows does not settle it)."""
+    monkeypatch.setattr(query_plan, "CAP", request.param[0])
+    monkeypatch.setattr(query_plan, "PROBE_US", request.param[1])
+    monkeypatch.setattr(query_plan, "PROBE_SLACK", request.param[2])
     return request.param
 
 
@@ -171,6 +177,14 @@ def test_pages_are_slices_of_one_order(db, cap):
     assert page_trajectories(db, query, 0, 0) == []
     with pytest.raises(ValueError):
         page_trajectories(db, query, -1, 5)
+
+
+@pytest.mark.parametrize("sort", ["reward", "id", "question"])
+def test_pages_of_a_common_search(db, cap, sort):
+    for descending in (False, True):
+        query = TrajectoryQuery(1, TrajectoryFilter(search="Isle", has_tool_error=False), sort, descending)
+        full = _expected(db, query)
+        assert [r.id for off in range(0, len(full), 3) for r in page_trajectories(db, query, off, 3)] == full
 
 
 @pytest.mark.parametrize("f", [TrajectoryFilter(), TrajectoryFilter(correct=False),
@@ -277,7 +291,7 @@ def test_bad_sort_column_and_filter_text():
 def test_every_sort_reads_an_index_in_order(db, sort):
     """The first page of any sort is an index range read: no sort of the whole run."""
     for descending in (False, True):
-        plan = queries._Plan(db, TrajectoryQuery(1, sort=sort, descending=descending))
+        plan = query_plan.Plan(db, TrajectoryQuery(1, sort=sort, descending=descending))
         sql, args = plan.select("t.id", ordered=True, ascending=not descending)
         steps_ = " / ".join(r[3] for r in db.conn.execute(f"EXPLAIN QUERY PLAN {sql} LIMIT 100", args))
         assert "TEMP B-TREE" not in steps_ and "USING COVERING INDEX" in steps_, steps_
@@ -288,8 +302,44 @@ def test_every_sort_reads_an_index_in_order(db, sort):
                          ids=lambda f: f.describe())
 def test_walking_a_sort_order_tests_filters_on_the_index(db, f, monkeypatch):
     """With many matches, filters are tested on the sort index's entries: no table reads."""
-    monkeypatch.setattr(queries, "CAP", 1)
-    plan = queries._Plan(db, TrajectoryQuery(1, f, "reward"))
+    monkeypatch.setattr(query_plan, "CAP", 1)
+    plan = query_plan.Plan(db, TrajectoryQuery(1, f, "reward"))
     sql, args = plan.select("t.id", ordered=True)
     steps_ = " / ".join(r[3] for r in db.conn.execute(f"EXPLAIN QUERY PLAN {sql} LIMIT 100", args))
     assert steps_.startswith("SEARCH t USING COVERING INDEX trajectories_run_reward"), steps_
+
+
+def test_common_search_with_a_rare_question(db, monkeypatch):
+    """The few rows of a question substring, tested against a phrase too common to read up front."""
+    monkeypatch.setattr(query_plan, "CAP", 5)
+    f = TrajectoryFilter(search="Isle", question="Veltran Observatory number 1")
+    for sort in ("id", "reward"):
+        for descending in (False, True):
+            query = TrajectoryQuery(1, f, sort, descending)
+            want = _expected(db, query)
+            assert 0 < len(want) < 5
+            assert [r.id for r in page_trajectories(db, query, 0, 100)] == want
+            assert count_trajectories(db, query) == len(want)
+            assert neighbour(db, query, want[0], +1) == (want[1] if len(want) > 1 else None)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_combinations_match_python(db, monkeypatch, seed):
+    """Random filters, sorts and thresholds (so each criterion is sometimes rare, sometimes common)."""
+    rng = random.Random(seed)
+    choices = dict(correct=(None, True, False), has_tool_error=(None, True, False),
+                   finish_reason=(None, *REASONS), status=(None, "done", "interrupted"),
+                   step=(None, None, 0, 2), question=(None, "veltran", "number 3", "observatory"),
+                   search=(None, "Isle", "Qoruna", "Isle 0"))
+    for _ in range(12):
+        monkeypatch.setattr(query_plan, "CAP", rng.choice((1, 3, 8, 20_000)))
+        monkeypatch.setattr(query_plan, "PROBE_US", rng.choice((150.0, 1e-9)))
+        monkeypatch.setattr(query_plan, "PROBE_SLACK", rng.choice((0, 16)))
+        f = TrajectoryFilter(**{k: rng.choice(v) for k, v in choices.items()})
+        query = TrajectoryQuery(rng.choice((1, 2)), f, rng.choice(list(SORT_COLUMNS)), rng.random() < 0.5)
+        want = _expected(db, query)
+        assert [r.id for r in page_trajectories(db, query, 0, 100)] == want, query
+        assert count_trajectories(db, query) == len(want), query
+        for i, tid in enumerate(want):
+            assert neighbour(db, query, tid, +1) == (want[i + 1] if i + 1 < len(want) else None), query
+            assert neighbour(db, query, tid, -1) == (want[i - 1] if i else None), query

@@ -23,43 +23,12 @@ import json
 from dataclasses import dataclass, field, fields
 from typing import Any, Sequence
 
+from core.store.query_plan import CAP, INDEX_OF, SORT_COLUMNS, Plan, fts_phrase, has_text, keyset_steps
 from core.store.schema import FTS_POSITIONS
 from core.store.store import Store
 
-CAP = 20_000
-"""Fewer matches than this: read the matches and sort them. More: walk the sort order and test."""
-
-SORT_COLUMNS: dict[str, str] = {
-    "id": "id",
-    "question": "question",
-    "final_answer": "final_answer",
-    "gold_answer": "gold_answer",
-    "correct": "correct",
-    "reward": "reward",
-    "tool_calls": "tool_calls",
-    "tool_errors": "tool_errors",
-    "finish_reason": "finish_reason",
-    "turns": "turns",
-    "tokens": "generated_tokens",
-    "step": "step",
-    "group_id": "group_id",
-    "advantage": "advantage",
-}
-"""UI column key -> trajectories column. "tokens" is generated_tokens: what the policy produced
-(the masked, trained-on tokens), the same measure as the run's token count; completion_tokens
-would also count tool results the model only read."""
-
-_INDEX = {
-    "id": "trajectories_run", "question": "trajectories_run_question",
-    "final_answer": "trajectories_run_final_answer", "gold_answer": "trajectories_run_gold_answer",
-    "correct": "trajectories_run_correct", "reward": "trajectories_run_reward",
-    "tool_calls": "trajectories_run_tool_calls", "tool_errors": "trajectories_run_tool_errors",
-    "finish_reason": "trajectories_run_finish", "turns": "trajectories_run_turns",
-    "generated_tokens": "trajectories_run_tokens", "step": "trajectories_run_step",
-    "group_id": "trajectories_run_group", "advantage": "trajectories_run_advantage",
-    "status": "trajectories_run_status",
-}
-"""trajectories column -> its (run_id, column, id) index."""
+__all__ = ["CAP", "SORT_COLUMNS", "RunRow", "TrajectoryFilter", "TrajectoryQuery", "TrajectoryRow", "count_trajectories",
+           "finish_reasons", "group_rows", "matching_positions", "neighbour", "page_trajectories", "run_rows", "steps"]
 
 
 @dataclass(frozen=True)
@@ -93,9 +62,9 @@ class TrajectoryFilter:
             parts.append(f"status={self.status}")
         if self.step is not None:
             parts.append(f"step={self.step}")
-        if _text(self.question):
+        if has_text(self.question):
             parts.append(f"question '{self.question.strip()}'")
-        if _text(self.search):
+        if has_text(self.search):
             parts.append(f"search '{self.search.strip()}'")
         return " · ".join(parts)
 
@@ -203,9 +172,9 @@ def steps(store: Store, run_id: int) -> list[int]:
 def _distinct(store: Store, run_id: int, column: str) -> list[Any]:
     """Distinct non-NULL values by hopping through the (run_id, column, id) index: one seek per
     value, not one row per trajectory."""
-    values, sql = [], (f"SELECT {column} FROM trajectories INDEXED BY {_INDEX[column]}"
+    values, sql = [], (f"SELECT {column} FROM trajectories INDEXED BY {INDEX_OF[column]}"
                        f" WHERE run_id=? AND {column} > ? ORDER BY {column} LIMIT 1")
-    row = store.conn.execute(f"SELECT min({column}) FROM trajectories INDEXED BY {_INDEX[column]}"
+    row = store.conn.execute(f"SELECT min({column}) FROM trajectories INDEXED BY {INDEX_OF[column]}"
                              f" WHERE run_id=? AND {column} IS NOT NULL", (run_id,)).fetchone()
     while row and row[0] is not None:
         values.append(row[0])
@@ -217,7 +186,7 @@ def _distinct(store: Store, run_id: int, column: str) -> list[Any]:
 def count_trajectories(store: Store, query: TrajectoryQuery, cap: int | None = None) -> int:
     """How many trajectories the query shows. With `cap`, counting stops there: a result equal
     to cap means "cap or more" (a rare question substring otherwise scans the whole run)."""
-    plan = _Plan(store, query)
+    plan = Plan(store, query, counting=True)
     if plan.empty:
         return 0
     sql, args = plan.count_sql()
@@ -230,12 +199,10 @@ def page_trajectories(store: Store, query: TrajectoryQuery, offset: int = 0, lim
     """Rows offset .. offset+limit-1 of the query's order."""
     if offset < 0 or limit < 0:
         raise ValueError(f"offset and limit must be >= 0, got {offset} and {limit}")
-    plan = _Plan(store, query)
+    plan = Plan(store, query)
     if plan.empty or limit == 0:
         return []
-    sql, args = plan.select("t.id", ordered=True, ascending=not query.descending)
-    ids = [r[0] for r in store.conn.execute(f"{sql} LIMIT ? OFFSET ?", [*args, limit, offset])]
-    return _rows(store, ids)
+    return _rows(store, plan.ids_in_order((), not query.descending, offset, limit))
 
 
 def neighbour(store: Store, query: TrajectoryQuery, trajectory_id: int, direction: int) -> int | None:
@@ -244,16 +211,15 @@ def neighbour(store: Store, query: TrajectoryQuery, trajectory_id: int, directio
     to step from, so n/p keep working after the filter changed."""
     if direction not in (1, -1):
         raise ValueError(f"direction must be +1 or -1, got {direction!r}")
-    plan = _Plan(store, query)
+    plan = Plan(store, query)
     column = SORT_COLUMNS[query.sort]
     row = store.conn.execute(f"SELECT {column} FROM trajectories WHERE id=? AND run_id=?",
                              (trajectory_id, query.run_id)).fetchone()
     if plan.empty or row is None:
         return None
     ascending = (direction == 1) != query.descending
-    for place in _after(column, row[0], trajectory_id, ascending):
-        sql, args = plan.select("t.id", [place], ordered=True, ascending=ascending)
-        found = store.conn.execute(f"{sql} LIMIT 1", args).fetchone()
+    for place in keyset_steps(column, row[0], trajectory_id, ascending):
+        found = plan.ids_in_order([place], ascending, 0, 1)
         if found:
             return found[0]
     return None
@@ -281,213 +247,12 @@ def group_rows(store: Store, trajectory_id: int) -> list[TrajectoryRow]:
 def matching_positions(store: Store, trajectory_id: int, text: str) -> list[int]:
     """Positions of the trajectory's messages that contain `text` (the same phrase search as
     the filter), so a transcript can jump to them."""
-    if not _text(text):
+    if not has_text(text):
         return []
     lo = trajectory_id * FTS_POSITIONS
     return [r[0] - lo for r in store.conn.execute(
         "SELECT rowid FROM messages_fts WHERE messages_fts MATCH ? AND rowid BETWEEN ? AND ? ORDER BY rowid",
-        (_phrase(text), lo, lo + FTS_POSITIONS - 1))]
-
-
-# --------------------------------------------------------------------------- planning
-@dataclass(frozen=True)
-class _Term:
-    """One criterion as SQL over `trajectories t`."""
-
-    sql: str
-    """With {p} before the column: "" lets an index serve it, "+" keeps it a plain test."""
-    args: tuple
-    column: str | None = None
-    """The indexed column it constrains, if any."""
-    equality: bool = False
-    """Its index lists the matches in id order (an equality, not a range)."""
-
-
-@dataclass(frozen=True)
-class _Place:
-    """Rows after (or before) a place in the order, for a keyset step: SQL plus, when the sort
-    is by id, the id range it means, so the full-text index can start there."""
-
-    sql: str
-    args: tuple
-    first_id: int | None = None
-    last_id: int | None = None
-
-
-class _Plan:
-    """How to read a query: which index finds the rows and which criteria are tested on them.
-
-    - A search or question criterion with few matches: read their ids up front (at most CAP),
-      look the rows up and sort them.
-    - An indexed criterion with few matches (capped count under CAP): read its index, sort.
-    - Otherwise walk the sort index in order and test every criterion on the entries; each
-      criterion holds for many rows, so a page fills soon, and the filter columns ride in the
-      sort indexes, so the tests read no table rows. A common search phrase is tested against
-      its set of trajectories (built once per statement), or, sorted by id, read in the
-      full-text index's own order, which is trajectory order.
-    """
-
-    def __init__(self, store: Store, query: TrajectoryQuery):
-        self.store, self.query = store, query
-        self.column = SORT_COLUMNS[query.sort]
-        self.terms = _terms(query.filter)
-        self.empty = False
-        self.ids: list[int] | None = None
-        """Every matching id of a selective search or question criterion, read up front."""
-        self.fts: tuple[str, int, int] | None = None
-        """A common search phrase and the rowid range of the run in messages_fts."""
-        self.driver: _Term | None = None
-        self.run_span: tuple[int, int] | None = None
-        f = query.filter
-        if _text(f.search):
-            self._search(f.search)
-        if _text(f.question) and not self.empty:
-            self._question(f.question)
-        if self.ids is None and not self.empty:
-            self._choose_index()
-
-    def _search(self, text: str) -> None:
-        ends = [self.store.conn.execute(
-            f"SELECT id FROM trajectories INDEXED BY trajectories_run WHERE run_id=? ORDER BY id {d} LIMIT 1",
-            (self.query.run_id,)).fetchone() for d in ("ASC", "DESC")]
-        if ends[0] is None:
-            self.empty = True
-            return
-        self.run_span = (ends[0][0], ends[1][0])
-        phrase, lo, hi = _phrase(text), ends[0][0] * FTS_POSITIONS, (ends[1][0] + 1) * FTS_POSITIONS - 1
-        ids = [r[0] for r in self.store.conn.execute(
-            "SELECT DISTINCT rowid / ? FROM messages_fts WHERE messages_fts MATCH ? AND rowid BETWEEN ? AND ?"
-            " LIMIT ?", (FTS_POSITIONS, phrase, lo, hi, CAP))]
-        if len(ids) < CAP:
-            self.ids = ids
-        else:
-            self.fts = (phrase, lo, hi)
-
-    def _question(self, text: str) -> None:
-        term = _Term("t.question LIKE ? ESCAPE '\\'", (_like(text),))
-        if self.ids is None:  # the question index holds the text: a scan without table reads
-            ids = [r[0] for r in self.store.conn.execute(
-                "SELECT id FROM trajectories t INDEXED BY trajectories_run_question WHERE run_id=? AND"
-                f" {term.sql} LIMIT ?", (self.query.run_id, *term.args, CAP))]
-            if len(ids) < CAP:
-                self.ids = ids
-                return
-        self.terms.append(term)
-
-    def _choose_index(self) -> None:
-        least = CAP
-        for term in self.terms:
-            if term.column is None:
-                continue
-            n = self.store.conn.execute(
-                f"SELECT count(*) FROM (SELECT 1 FROM trajectories t INDEXED BY {_INDEX[term.column]}"
-                f" WHERE t.run_id=? AND {term.sql.format(p='')} LIMIT ?)", (self.query.run_id, *term.args, CAP)
-            ).fetchone()[0]
-            if n < least:
-                self.driver, least = term, n
-
-    def _index(self, ordered: bool) -> str:
-        """The column whose index the rows are read from."""
-        if self.driver is not None:
-            return self.driver.column
-        if ordered and self.column == "id":  # an equality's index is in id order too, and narrower
-            return next((t.column for t in self.terms if t.equality), "id")
-        if ordered:
-            return self.column
-        return next((t.column for t in self.terms if t.column), "id")  # a count: any index that serves
-
-    def select(self, what: str, places: Sequence[_Place] = (), *, ordered: bool,
-               ascending: bool = True) -> tuple[str, list]:
-        """SQL (without LIMIT) selecting `what` from the query's rows, in order when `ordered`."""
-        direction = "" if ascending else " DESC"
-        if self.fts is not None and ordered and self.column == "id":
-            return self._fts_ordered(what, places, direction)
-        where, args = ["t.run_id=?"], [self.query.run_id]
-        if self.ids is not None:
-            by, source = None, "trajectories t NOT INDEXED"  # rowid lookups of the ids read up front
-            where.append("t.id IN (SELECT value FROM json_each(?))")
-            args.append(json.dumps(self.ids))
-        else:
-            by = self._index(ordered)
-            source = f"trajectories t INDEXED BY {_INDEX[by]}"
-        for term in self.terms:
-            where.append(term.sql.format(p="" if term.column is not None and term.column == by else "+"))
-            args.extend(term.args)
-        if self.fts is not None:
-            where.append("t.id IN (SELECT rowid / ? FROM messages_fts WHERE messages_fts MATCH ? AND rowid BETWEEN ? AND ?)")
-            args.extend((FTS_POSITIONS, *self.fts))
-        for place in places:
-            where.append(place.sql)
-            args.extend(place.args)
-        sql = f"SELECT {what} FROM {source} WHERE {' AND '.join(where)}"
-        if ordered:
-            col = self.column
-            sql += f" ORDER BY t.{col}{direction}, t.id{direction}" if col != "id" else f" ORDER BY t.id{direction}"
-        return sql, args
-
-    def _fts_ordered(self, what: str, places: Sequence[_Place], direction: str) -> tuple[str, list]:
-        """Matches read in rowid order, which is trajectory order: a page costs a page, however
-        common the phrase (a trajectory's matching messages are adjacent, DISTINCT folds them)."""
-        phrase, lo, hi = self.fts
-        for place in places:
-            if place.first_id is not None:
-                lo = max(lo, place.first_id * FTS_POSITIONS)
-            if place.last_id is not None:
-                hi = min(hi, (place.last_id + 1) * FTS_POSITIONS - 1)
-        where = ["messages_fts MATCH ?", "f.rowid BETWEEN ? AND ?", "t.run_id=?"]
-        args: list = [phrase, lo, hi, self.query.run_id]
-        for term in self.terms:
-            where.append(term.sql.format(p="+"))
-            args.extend(term.args)
-        return (f"SELECT DISTINCT {what} FROM messages_fts f JOIN trajectories t ON t.id = f.rowid / {FTS_POSITIONS}"
-                f" WHERE {' AND '.join(where)} ORDER BY f.rowid{direction}", args)
-
-    def count_sql(self) -> tuple[str, list]:
-        """SQL whose rows are the matches, for counting: a common phrase alone in a run that
-        holds a contiguous id range is counted in the full-text index alone."""
-        if self.fts is not None and not self.terms and self._run_is_contiguous():
-            phrase, lo, hi = self.fts
-            return ("SELECT DISTINCT rowid / ? FROM messages_fts WHERE messages_fts MATCH ? AND rowid BETWEEN ? AND ?",
-                    [FTS_POSITIONS, phrase, lo, hi])
-        return self.select("1", ordered=False)
-
-    def _run_is_contiguous(self) -> bool:
-        """No other run has a trajectory inside this run's id range (one index seek per run)."""
-        first, last = self.run_span
-        return self.store.conn.execute(
-            "SELECT 1 FROM runs r WHERE r.id != ? AND EXISTS (SELECT 1 FROM trajectories t INDEXED BY"
-            " trajectories_run WHERE t.run_id = r.id AND t.id BETWEEN ? AND ?) LIMIT 1",
-            (self.query.run_id, first, last)).fetchone() is None
-
-
-def _terms(f: TrajectoryFilter) -> list[_Term]:
-    terms = []
-    if f.correct is not None:
-        terms.append(_Term("{p}t.correct = ?", (int(f.correct),), "correct", True))
-    if f.has_tool_error is not None:
-        terms.append(_Term("{p}t.tool_errors " + ("> 0" if f.has_tool_error else "= 0"), (), "tool_errors",
-                           not f.has_tool_error))
-    if f.finish_reason:
-        terms.append(_Term("{p}t.finish_reason = ?", (f.finish_reason,), "finish_reason", True))
-    if f.status:
-        terms.append(_Term("{p}t.status = ?", (f.status,), "status", True))
-    if f.step is not None:
-        terms.append(_Term("{p}t.step = ?", (f.step,), "step", True))
-    return terms
-
-
-def _after(column: str, value: Any, tid: int, ascending: bool) -> list[_Place]:
-    """The rows after (value, tid) in ascending (column, id) order, or before it when not
-    ascending, as places tried in turn. SQLite sorts NULL first and a comparison with NULL is
-    never true, so NULL keys get their own steps."""
-    if column == "id":
-        return [_Place("t.id > ?", (tid,), first_id=tid + 1) if ascending else _Place("t.id < ?", (tid,), last_id=tid - 1)]
-    c = f"t.{column}"
-    if value is None:
-        nulls = _Place(f"{c} IS NULL AND t.id {'>' if ascending else '<'} ?", (tid,))
-        return [nulls, _Place(f"{c} IS NOT NULL", ())] if ascending else [nulls]
-    keyset = _Place(f"({c}, t.id) {'>' if ascending else '<'} (?, ?)", (value, tid))
-    return [keyset] if ascending else [keyset, _Place(f"{c} IS NULL", ())]
+        (fts_phrase(text), lo, lo + FTS_POSITIONS - 1))]
 
 
 def _rows(store: Store, ids: list[int]) -> list[TrajectoryRow]:
@@ -508,16 +273,3 @@ def _row(values: Sequence[Any]) -> TrajectoryRow:
     return TrajectoryRow(**row)
 
 
-def _text(value: str | None) -> bool:
-    return bool(value and value.strip())
-
-
-def _phrase(text: str) -> str:
-    """The text as one FTS5 phrase: quotes doubled, so no user text is query syntax."""
-    return '"' + text.strip().replace('"', '""') + '"'
-
-
-def _like(text: str) -> str:
-    r"""A LIKE pattern for the substring, with % _ and \ taken literally."""
-    escaped = text.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"

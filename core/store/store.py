@@ -348,7 +348,7 @@ class Store:
         query = '"' + text.replace('"', '""') + '"'
         return [r[0] for r in self.conn.execute(
             "SELECT DISTINCT f.rowid / ? AS tid FROM messages_fts f JOIN trajectories t ON t.id = tid"
-            " WHERE messages_fts MATCH ? AND t.run_id=? ORDER BY tid LIMIT ?",
+            " WHERE messages_fts MATCH ? AND t.run_id=? ORDER BY f.rowid LIMIT ?",  # rowid order is tid order
             (FTS_POSITIONS, query, run_id, limit))]
 
     def train_steps(self, run_id: int) -> list[dict[str, Any]]:
