@@ -32,6 +32,22 @@ class Retriever(Protocol):
     def search_many(self, queries: list[str], k: int) -> list[list[Hit]]: ...
 
 
+class BatchSearch:
+    """search() and search_many() with their argument checks; a retriever implements
+    _search_batch(queries, k) for a non-empty list of valid queries."""
+
+    def search(self, query: str, k: int) -> list[Hit]:
+        return self.search_many([check_query(query, k)], k)[0]
+
+    def search_many(self, queries: list[str], k: int) -> list[list[Hit]]:
+        for query in queries:
+            check_query(query, k)
+        return self._search_batch(list(queries), k) if queries else []
+
+    def _search_batch(self, queries: list[str], k: int) -> list[list[Hit]]:
+        raise NotImplementedError
+
+
 def check_query(query: object, k: object) -> str:
     """The query, if it and k are usable; a ValueError that says why otherwise."""
     if not isinstance(query, str):

@@ -11,7 +11,7 @@ from loguru import logger
 
 from core.corpus import corpus_fingerprint
 from core.records import Chunk
-from core.retrieval.base import Hit, check_query, hits_for, top_k
+from core.retrieval.base import BatchSearch, Hit, hits_for, top_k
 from core.retrieval.cache import index_folder, load_or_build
 
 if TYPE_CHECKING:
@@ -21,7 +21,7 @@ BM25_PARAMS: dict[str, Any] = {"method": "lucene", "k1": 1.5, "b": 0.75, "stopwo
 """bm25s defaults, English stopwords, no stemming; part of the cache key."""
 
 
-class BM25Retriever:
+class BM25Retriever(BatchSearch):
     """BM25 over the chunks. Only chunks sharing a term with the query are returned, so a query
     of stopwords or unknown words gets no results rather than arbitrary ones."""
 
@@ -46,16 +46,8 @@ class BM25Retriever:
                                       lambda: _build_index(chunks), _save_index)
         return cls(chunks, index, from_cache=loaded)
 
-    def search(self, query: str, k: int) -> list[Hit]:
-        """The k best chunks for the query (fewer if fewer contain a query term)."""
-        return self.search_many([check_query(query, k)], k)[0]
-
-    def search_many(self, queries: list[str], k: int) -> list[list[Hit]]:
-        """search for each query, tokenized in one call."""
-        for query in queries:
-            check_query(query, k)
-        if not queries:
-            return []
+    def _search_batch(self, queries: list[str], k: int) -> list[list[Hit]]:
+        """The k best chunks for each query (fewer if fewer contain a query term), tokenised in one call."""
         import bm25s
 
         tokens = bm25s.tokenize(list(queries), stopwords=BM25_PARAMS["stopwords"], return_ids=False,

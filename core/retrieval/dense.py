@@ -19,7 +19,7 @@ from loguru import logger
 
 from core.corpus import corpus_fingerprint
 from core.records import Chunk
-from core.retrieval.base import Hit, check_query, hits_for, top_k
+from core.retrieval.base import BatchSearch, Hit, hits_for, top_k
 from core.retrieval.cache import index_folder, load_or_build
 
 EMBEDDINGS = "embeddings.npy"
@@ -97,7 +97,7 @@ class MiniLMEncoder:
         return out
 
 
-class DenseRetriever:
+class DenseRetriever(BatchSearch):
     """Cosine search over chunk embeddings; always returns min(k, corpus size) hits."""
 
     kind = "dense"
@@ -131,16 +131,8 @@ class DenseRetriever:
                                            embed, _save)
         return cls(chunks, encoder, embeddings, from_cache=loaded)
 
-    def search(self, query: str, k: int) -> list[Hit]:
-        """The k chunks closest in meaning to the query."""
-        return self.search_many([check_query(query, k)], k)[0]
-
-    def search_many(self, queries: list[str], k: int) -> list[list[Hit]]:
-        """search for each query, embedding the queries in one batch."""
-        for query in queries:
-            check_query(query, k)
-        if not queries:
-            return []
+    def _search_batch(self, queries: list[str], k: int) -> list[list[Hit]]:
+        """The k chunks closest in meaning to each query, embedding the queries in one batch."""
         vectors = self.encoder.encode(list(queries))
         if self._faiss is not None:
             scores, ids = self._faiss.search(vectors, min(k, len(self.chunks)))
