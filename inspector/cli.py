@@ -115,8 +115,6 @@ def _print_summary(summary: dict, stream) -> None:
 
 def _quiet_libraries() -> None:
     """transformers' own progress bars and warnings would break the progress line."""
-    import os
-
     from transformers.utils import logging as hf_logging
 
     os.environ["TQDM_DISABLE"] = "1"  # the GGUF de-quantiser uses tqdm directly
@@ -176,22 +174,24 @@ def _run_view(db: str, run_id: int | None = None) -> int:
 
 
 def _run_list(db: str, as_json: bool) -> int:
+    from dataclasses import asdict
+
     from core.store import Store
+    from core.store.queries import run_rows
 
     with Store.open_readonly(db) as store:
-        runs = store.runs()
+        runs = run_rows(store)
     if as_json:
-        print(json.dumps([{k: v for k, v in r.items() if k != "config"} for r in runs], indent=2, default=str))
+        print(json.dumps([asdict(r) for r in runs], indent=2, default=str))
         return EXIT_OK
     if not runs:
         print(f"{db}: no runs yet (start one with: rl-inspect eval --db {db})")
         return EXIT_OK
-    print(f"{'id':>4}  {'kind':<5} {'status':<11} {'done':>9}  {'acc':>6}  {'reward':>6}  name")
+    print(f"{'id':>4}  {'kind':<5} {'status':<11} {'done':>13}  {'acc':>6}  {'reward':>6}  name")
     for r in runs:
-        acc = f"{r['n_correct'] / r['n_judged']:.1%}" if r["n_judged"] else "–"
-        reward = f"{r['reward_sum'] / r['n_done']:.3f}" if r["n_done"] else "–"
-        print(f"{r['id']:>4}  {r['kind']:<5} {r['status']:<11} {r['n_done']:>4}/{r['n_planned']:<4}  {acc:>6}  "
-              f"{reward:>6}  {r['name']}")
+        acc = "–" if r.accuracy is None else f"{r.accuracy:.1%}"
+        reward = "–" if r.mean_reward is None else f"{r.mean_reward:.3f}"
+        print(f"{r.id:>4}  {r.kind:<5} {r.status:<11} {r.n_done:>6}/{r.n_planned:<6}  {acc:>6}  {reward:>6}  {r.name}")
     return EXIT_OK
 
 
