@@ -35,7 +35,7 @@ class HelpScreen(ModalScreen[None]):
         for binding in [*getattr(self.under, "BINDINGS", []), *self.app.BINDINGS]:
             if isinstance(binding, Binding) and binding.description and binding.action not in seen:
                 seen.add(binding.action)
-                table.add_row(binding.key_display or binding.key, binding.description)
+                table.add_row(self.app.get_key_display(binding), binding.description)
         with VerticalScroll(id="help-box"):
             yield Static(Text(f"Keys — {type(self.under).__name__.removesuffix('Screen')}", style="bold"))
             yield Static(table)
