@@ -81,3 +81,24 @@ def test_killed_eval_keeps_finished_trajectories_and_resumes(tmp_path):
         done = store.trajectory_rows(1, status="done")
         assert sorted(r["qidx"] for r in done) == list(range(6))
         assert {r["id"] for r in kept} <= {r["id"] for r in done}  # finished work was not redone
+
+
+@pytest.mark.parametrize("temperature", [0.0, 0.8])
+def test_backend_logprobs_match_teacher_forcing(temperature):
+    import torch
+
+    from core.backends import SamplingConfig, create_backend
+    from core.models import resolve_model
+
+    backend = create_backend("hf", resolve_model("default"), device="cpu")
+    prompts = [backend.tokenizer(t, add_special_tokens=False)["input_ids"]
+               for t in ("The capital of France is", "Search the corpus for")]
+    outs = backend.generate(prompts, [10, 6], SamplingConfig(temperature=temperature, seed=7))
+    for prompt, out, limit in zip(prompts, outs, [10, 6]):
+        assert 0 < len(out.token_ids) <= limit and len(out.logprobs) == len(out.token_ids)
+        with torch.no_grad():
+            logits = backend.model(torch.tensor([prompt + out.token_ids])).logits[0].float()
+        scale = temperature if temperature > 0 else 1.0
+        expected = torch.log_softmax(logits / scale, dim=-1)
+        for i, (tok, lp) in enumerate(zip(out.token_ids, out.logprobs)):
+            assert abs(expected[len(prompt) - 1 + i, tok].item() - lp) < 1e-3

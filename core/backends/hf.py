@@ -92,7 +92,7 @@ class HFBackend:
             do_sample=sample,
             temperature=sampling.temperature if sample else None,
             top_p=sampling.top_p if sample else None,
-            top_k=None,
+            top_k=0 if sample else None,  # the full distribution, whatever the model's config says
             eos_token_id=sorted(self.stop_token_ids),
             pad_token_id=pad,
             logits_processor=LogitsProcessorList([recorder]),
