@@ -117,7 +117,19 @@ def token_text(tokens: TokenSequence, pieces: list[str] | None, messages: list[M
     if len(messages) >= 2 and messages[0].token_start == messages[1].token_start == 0:
         starts[0] = "system + user prompt"
     text = Text(overflow="fold")
+    run: list[str] = []
+    run_style = ""
+
+    def flush() -> None:
+        # Consecutive tokens of one style become one span: in mask mode a 10k-token trajectory
+        # is a few hundred spans instead of 10k, which is what makes it quick to wrap and draw.
+        if run:
+            text.append("".join(run), style=run_style)
+            run.clear()
+
     for i, tok in enumerate(tokens.ids):
+        if i in starts or (drift_at is not None and i == drift_at):
+            flush()
         if i in starts:
             if i:
                 text.append("\n")
@@ -125,7 +137,6 @@ def token_text(tokens: TokenSequence, pieces: list[str] | None, messages: list[M
         if drift_at is not None and i == drift_at:
             text.append("⚠drift▸", style="bold white on red")
         piece = pieces[i] if pieces else f"⟨{tok}⟩"
-        shown = visible(piece).replace("\n", "↵\n")
         if tok in special:
             style = "bold magenta"
         elif tokens.mask[i]:
@@ -134,5 +145,9 @@ def token_text(tokens: TokenSequence, pieces: list[str] | None, messages: list[M
                      else "bold bright_white on rgb(20,90,40)")
         else:
             style = "dim"
-        text.append(shown, style=style)
+        if style != run_style:
+            flush()
+            run_style = style
+        run.append(visible(piece).replace("\n", "↵\n"))
+    flush()
     return text
