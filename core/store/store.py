@@ -220,6 +220,8 @@ class Store:
 
     def add_messages(self, trajectory_id: int, messages: Sequence[tuple[int, Message]]) -> None:
         """Write messages (with their position in the chat) as soon as a turn completes."""
+        if any(not 0 <= pos < FTS_POSITIONS for pos, _ in messages):
+            raise ValueError(f"message positions must be in [0, {FTS_POSITIONS}) (they number the search index)")
         rows = [
             (trajectory_id, pos, m.turn, m.role, m.content,
              json.dumps(m.tool_call.to_dict()) if m.tool_call else None,
