@@ -29,7 +29,7 @@ def _tokens(n_generated: int) -> TokenSequence:
 
 def _messages(i: int, kind: str) -> list[tuple[int, Message]]:
     msgs = [Message("system", "You are an assistant that can call tools.", 0, token_start=0, token_end=40),
-            Message("user", f"Question: where is observatory {i}?", 0, token_start=0, token_end=40)]
+            Message("user", f"[/] Question: where is [bold]observatory {i}?", 0, token_start=0, token_end=40)]
     call = ToolCall("search_corpus", {"query": f"observatory {i}"}, raw="{...}")
     reply = f'<think>I should search for observatory {i}.</think>{{"name": "search_corpus", ...}}'
     if kind == "tool_error":

@@ -120,6 +120,8 @@ class TrajectoryScreen(Screen):
             return
         view = self.query_one(TokenView)
         view.loading = False
+        if self.query_one(ContentSwitcher).current == "tokens":
+            view.focus()  # a loading widget refuses focus, so take it now
         if tokens is None:
             view.show_message("No tokens stored for this trajectory (it did not finish).")
             return

@@ -7,6 +7,7 @@ results show the gold chunk highlighted where the search found it.
 
 from __future__ import annotations
 
+from rich.markup import escape
 from rich.text import Text
 from textual.binding import Binding
 from textual.containers import VerticalScroll
@@ -44,7 +45,8 @@ class ChatView(VerticalScroll, can_focus=True):
     def _message_widget(self, index: int, m: Message, gold_chunk: str | None) -> Widget:
         if m.role in ("system", "user"):
             first = visible(m.content.strip().splitlines()[0] if m.content.strip() else "")
-            box = Collapsible(Static(plain(m.content)), title=f"{m.role}: {first[:70]}", collapsed=True,
+            # Titles are read as markup by Collapsible: escape model/user text so "[/]" stays literal.
+            box = Collapsible(Static(plain(m.content)), title=escape(f"{m.role}: {first[:70]}"), collapsed=True,
                               classes=f"message {m.role}")
         elif m.role == "assistant":
             box = self._assistant(m)
