@@ -29,9 +29,7 @@ def app_factory(tmp_path, monkeypatch):
     time.tzset()
 
 
-async def _settle(pilot):
-    await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
+_settle = tui_fixtures.settle
 
 
 def _keys(*keys):

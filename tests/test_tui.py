@@ -25,9 +25,12 @@ def _app(db, **kw):
     return create_app(db, refresh_seconds=0, **kw)
 
 
-async def _settle(pilot):
-    await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
+_settle = tui_fixtures.settle
+
+
+def cells(table, row: int) -> dict[str, str]:
+    """One row of a table as {column key: the text shown}."""
+    return {str(col.key.value): str(value) for col, value in zip(table.ordered_columns, table.get_row_at(row))}
 
 
 async def test_runs_screen_lists_both_runs(db):
@@ -37,7 +40,7 @@ async def test_runs_screen_lists_both_runs(db):
         assert isinstance(app.screen, RunsScreen)
         table = app.screen.query_one("#runs-table")
         assert table.row_count == 2
-        names = {table.get_row_at(i)[2] for i in range(2)}
+        names = {cells(table, i)["name"] for i in range(2)}
         assert names == {"demo-eval", "grpo-demo"}
 
 
@@ -60,7 +63,7 @@ async def test_open_run_filter_and_clear(db):
         assert table.row_count == 30
         await pilot.press("c", "c")  # correct: any → yes → no
         await _settle(pilot)
-        assert all(table.get_row_at(i)[4] == "✘" for i in range(table.row_count))
+        assert all(cells(table, i)["correct"] == "✘" for i in range(table.row_count))
 
 
 async def test_search_messages_and_question_filter(db):
@@ -88,7 +91,7 @@ async def test_sort_by_reward_descending(db):
         screen.action_sort("reward")
         await _settle(pilot)
         table = screen.query_one(PagedTable)
-        rewards = [float(table.get_row_at(i)[5]) for i in range(table.row_count)]
+        rewards = [float(cells(table, i)["reward"]) for i in range(table.row_count)]
         assert rewards == sorted(rewards, reverse=True)
 
 
@@ -158,7 +161,7 @@ async def test_group_view_shows_the_samples_of_one_question(db):
         assert isinstance(app.screen, GroupScreen)
         table = app.screen.query_one("#group-table")
         assert table.row_count == 4
-        advantages = sorted(table.get_row_at(i)[5] for i in range(4))
+        advantages = sorted(str(table.get_row_at(i)[4]) for i in range(4))
         assert advantages == ["-1.000", "-1.000", "1.000", "1.000"]
 
 

@@ -88,3 +88,17 @@ def _write(store: Store, run: int, qidx: int, question: Question, kind: str, *, 
         rewards=rewards, reward=sum(r.value for r in rewards), correct=correct, advantage=advantage,
         drift_at=45 if kind == "max_turns" else None))
     return tid
+
+
+async def settle(pilot, rounds: int = 20) -> None:
+    """Wait until the app's workers are done and the screen has drawn. Exclusive workers (the
+    change poller, a page replaced by a newer query) end cancelled, which is not a failure."""
+    from textual.worker import WorkerCancelled
+
+    for _ in range(rounds):
+        try:
+            await pilot.app.workers.wait_for_complete()
+            break
+        except WorkerCancelled:
+            continue
+    await pilot.pause()

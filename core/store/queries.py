@@ -20,6 +20,7 @@ All functions take a `Store`; they only read, so a read-only store works.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field, fields
 from typing import Any, Sequence
 
@@ -28,7 +29,7 @@ from core.store.schema import FTS_POSITIONS
 from core.store.store import Store
 
 __all__ = ["CAP", "SORT_COLUMNS", "RunRow", "TrajectoryFilter", "TrajectoryQuery", "TrajectoryRow", "count_trajectories",
-           "finish_reasons", "group_rows", "matching_positions", "neighbour", "page_trajectories", "run_rows", "steps"]
+           "finish_reasons", "group_rows", "matching_positions", "neighbour", "position", "page_trajectories", "run_rows", "steps"]
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,8 @@ class TrajectoryFilter:
     question: str | None = None
     """Case-insensitive substring of the question (ASCII letters fold, as SQL LIKE does)."""
     search: str | None = None
-    """Full-text search over every message, as one phrase of whole words (punctuation is ignored)."""
+    """Full-text search over every message, as one phrase of whole words (punctuation is ignored);
+    a trailing `*` makes its last word a prefix (`Claess*`)."""
 
     @property
     def is_empty(self) -> bool:
@@ -131,7 +133,8 @@ class RunRow:
     generated_tokens: int
     created_at: float
     duration: float
-    """finished_at (or, while running, the last update) minus created_at, in seconds."""
+    """Seconds from created_at to finished_at; while running, to now; once interrupted (its
+    writer died), to the last update."""
     parent_run_id: int | None
     train_step: int | None
 
@@ -154,9 +157,15 @@ def run_rows(store: Store) -> list[RunRow]:
             mean_reward=r["reward_sum"] / done if done else None,
             tool_error_rate=r["n_with_tool_error"] / done if done else None,
             generated_tokens=r["generated_tokens"], created_at=r["created_at"],
-            duration=max(0.0, (r["finished_at"] or r["updated_at"]) - r["created_at"]),
+            duration=max(0.0, _end_time(r) - r["created_at"]),
             parent_run_id=r["parent_run_id"], train_step=r["train_step"]))
     return out
+
+
+def _end_time(run: dict[str, Any]) -> float:
+    if run["finished_at"]:
+        return run["finished_at"]
+    return time.time() if run["status"] == "running" else run["updated_at"]
 
 
 def finish_reasons(store: Store, run_id: int) -> list[str]:
@@ -223,6 +232,28 @@ def neighbour(store: Store, query: TrajectoryQuery, trajectory_id: int, directio
         if found:
             return found[0]
     return None
+
+
+def position(store: Store, query: TrajectoryQuery, trajectory_id: int) -> int | None:
+    """How many of the query's rows come before `trajectory_id` in its order (so the page that
+    holds it starts at `position // page * page`); None when it is not a trajectory of the run.
+    The trajectory need not pass the filter (as with `neighbour`): then it is the position of
+    the first row after it."""
+    plan = Plan(store, query, counting=True)
+    column = SORT_COLUMNS[query.sort]
+    row = store.conn.execute(f"SELECT {column} FROM trajectories WHERE id=? AND run_id=?",
+                             (trajectory_id, query.run_id)).fetchone()
+    if row is None:
+        return None
+    if plan.empty:
+        return 0
+    before = 0
+    # The rows before it in the query's order are the rows "after" it walking the other way;
+    # keyset_steps gives them as disjoint places.
+    for place in keyset_steps(column, row[0], trajectory_id, ascending=query.descending):
+        sql, args = plan.select("1", [place], ordered=False)
+        before += store.conn.execute(f"SELECT count(*) FROM ({sql})", args).fetchone()[0]
+    return before
 
 
 def group_rows(store: Store, trajectory_id: int) -> list[TrajectoryRow]:

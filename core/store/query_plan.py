@@ -317,12 +317,16 @@ def keyset_steps(column: str, value: Any, tid: int, ascending: bool) -> list[Pla
 
 
 def has_text(value: str | None) -> bool:
-    return bool(value and value.strip())
+    return bool(value and value.strip().rstrip("*").strip())
 
 
 def fts_phrase(text: str) -> str:
-    """The text as one FTS5 phrase: quotes doubled, so no user text is query syntax."""
-    return '"' + text.strip().replace('"', '""') + '"'
+    """The text as one FTS5 phrase: quotes doubled, so no user text is query syntax. A trailing
+    `*` (`Claess*`) makes the phrase's last word a prefix, as FTS5's `"..."*` does."""
+    text = text.strip()
+    star = text.endswith("*")
+    body = text.rstrip("*").strip()
+    return '"' + body.replace('"', '""') + '"' + ("*" if star and body else "")
 
 
 def _like(text: str) -> str:

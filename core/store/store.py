@@ -284,6 +284,11 @@ class Store:
             row["status"] = effective_status(row)
         return rows
 
+    def data_version(self) -> int:
+        """SQLite's change counter for this connection: it moves whenever another connection
+        (another process's writer) commits, so a reader polls it instead of re-reading pages."""
+        return self.conn.execute("PRAGMA data_version").fetchone()[0]
+
     def run(self, run_id: int) -> dict[str, Any]:
         rows = self._query("SELECT * FROM runs WHERE id=?", (run_id,))
         if not rows:

@@ -1,7 +1,13 @@
 """The rl-inspect TUI: runs → trajectories → one trajectory (transcript or tokens).
 
 The app opens the database read-only and never writes to it. Every screen pages from SQL
-through `core.store.queries`; nothing loads a whole run into Python.
+through `core.store.queries`, in thread workers; nothing loads a whole run into Python.
+
+Live following: once a second a worker reads SQLite's change counter (`PRAGMA data_version`,
+one integer, no page read); when another process has committed, the screen on top is told to
+re-read what it shows (`LiveScreen.database_changed`), and screens underneath re-read when they
+come back. So a run started by any process appears by itself, and a running run's page and
+open trajectory grow as it writes.
 """
 
 from __future__ import annotations
@@ -10,11 +16,15 @@ import sqlite3
 from pathlib import Path
 from typing import Iterable
 
+from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
 from core.store import Store, StoreError
+from inspector.tui.format import one_line
+from inspector.tui.keys import screen_keys
+from inspector.tui.reads import VIEWER_BUSY_MS, is_locked
 from inspector.tui.screens.help import HelpScreen
 from inspector.tui.screens.runs import RunsScreen
 from inspector.tui.tokenizers import TokenizerCache
@@ -26,23 +36,27 @@ class RLInspectApp(App):
     CSS_PATH = "app.tcss"
     TITLE = "rl-inspect"
     BINDINGS = [
-        Binding("question_mark", "help", "Help", id="app.help"),
-        Binding("ctrl+t", "toggle_dark", "Light/dark", id="app.theme"),
-        Binding("q", "quit", "Quit", id="app.quit"),
+        Binding("question_mark", "help", "Help", id="app.help", show=False),
+        Binding("ctrl+t", "toggle_dark", "Light/dark theme", id="app.theme", show=False),
+        Binding("q", "quit", "Quit", id="app.quit", show=False),
     ]
 
     def __init__(self, store: Store, *, refresh_seconds: float = 1.0, open_run: int | None = None):
         super().__init__()
         self.store = store
+        """The read-only store every screen queries."""
         self.open_run = open_run
         """A run to open straight away (after an eval, the run it just made)."""
-        """The read-only store every screen queries."""
         self.refresh_seconds = refresh_seconds
-        """How often screens re-read a running run (0 turns following off, as tests do)."""
+        """How often the change counter is polled (0 turns following off, as tests do; they call
+        `poll_database` themselves)."""
+        self.data_version = 0
+        """The last change counter seen; screens compare it with the one they loaded at."""
         self.tokenizers = TokenizerCache()
         self.failure: str | None = None
         """Why the app stopped early, for the command line to print."""
-        self.sub_title = store.path.name
+        self.db_name = one_line(str(store.path))
+        self.sub_title = one_line(store.path.name)
 
     def on_mount(self) -> None:
         self.push_screen(RunsScreen())
@@ -50,52 +64,75 @@ class RLInspectApp(App):
             from inspector.tui.screens.trajectories import TrajectoriesScreen
 
             self.push_screen(TrajectoriesScreen(self.open_run))
+        if self.refresh_seconds:
+            self.set_interval(self.refresh_seconds, self.poll_database)
+
+    @work(thread=True, exclusive=True, group="poll", exit_on_error=False)
+    def poll_database(self) -> None:
+        """Read the change counter; tell the screen on top when another process committed.
+        Also ticks screens that show time-dependent figures (a running run's duration)."""
+        try:
+            version = self.store.data_version()
+        except sqlite3.DatabaseError:
+            return  # locked or damaged: the screen's own reads report it
+        changed = version != self.data_version
+        self.data_version = version
+        self.call_from_thread(self._tell_screen, changed)
+
+    def _tell_screen(self, changed: bool) -> None:
+        handler = getattr(self.screen, "database_changed", None)
+        if handler is not None:
+            handler(changed)
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen(self.screen))
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        """The palette offers the current screen's actions, then the app's."""
-        for binding in _described_bindings(screen):
-            yield SystemCommand(binding.description, f"key: {binding.key}",
-                                _runner(screen, binding.action))
-        yield SystemCommand("Toggle light/dark theme", "key: ctrl+t", self.action_toggle_dark)
+        """The palette offers every key of the screen (its widgets' too), then the app's."""
+        for key in screen_keys(screen):
+            if key.owner is self:
+                continue
+            yield SystemCommand(f"{key.binding.description}", f"{key.heading} · key: {self.get_key_display(key.binding)}",
+                                _runner(key.owner, key.binding.action))
+        yield SystemCommand("Help: every key of this screen", "key: ?", self.action_help)
         yield from super().get_system_commands(screen)
 
     def on_unmount(self) -> None:
         self.store.close()
 
     def _handle_exception(self, error: Exception) -> None:
-        # A database that breaks under us (truncated, corrupted, locked for too long) ends the
-        # app with one line instead of a traceback; the file is left as it is.
-        if isinstance(error, sqlite3.DatabaseError):
+        # A lock that outlived the retries, or a file broken under a read that had no place to
+        # show it, ends the app with one line instead of a traceback; the file is left as it is.
+        if isinstance(error, sqlite3.DatabaseError) and not is_locked(error):
             self.failure = f"{self.store.path}: the database cannot be read ({error})"
             self.exit(return_code=2)
             return
         super()._handle_exception(error)
 
 
-def _described_bindings(screen: Screen) -> list[Binding]:
-    out = []
-    for binding in getattr(screen, "BINDINGS", []):
-        if isinstance(binding, Binding) and binding.description:
-            out.append(binding)
-    return out
-
-
-def _runner(screen: Screen, action: str):
+def _runner(node, action: str):
     async def run() -> None:
-        await screen.run_action(action)
+        await node.run_action(action)
 
     return run
 
 
 def create_app(db_path: str | Path, *, refresh_seconds: float = 1.0, open_run: int | None = None) -> RLInspectApp:
-    """Open `db_path` read-only and build the app; raises StoreError with a one-line message."""
+    """Open `db_path` read-only and build the app.
+
+    Raises StoreError (one line naming the file) when the file is missing, not a database, of
+    another schema, damaged where the first screen reads, or when `open_run` is not one of its runs.
+    """
     store = Store.open_readonly(db_path)
     try:
         store.runs()  # the pages the first screen needs: a damaged file is caught before drawing
+        if open_run is not None:
+            store.run(open_run)
     except sqlite3.DatabaseError as exc:
         store.close()
         raise StoreError(f"{db_path}: the database cannot be read ({exc})") from None
+    except StoreError:
+        store.close()
+        raise
+    store.conn.execute(f"PRAGMA busy_timeout={VIEWER_BUSY_MS}")
     return RLInspectApp(store, refresh_seconds=refresh_seconds, open_run=open_run)

@@ -1,10 +1,23 @@
-"""Small formatting helpers shared by the screens (numbers, durations, dates)."""
+"""Cells and lines for the tables and status lines: numbers, durations, dates, and literal text.
+
+Every string that comes from a database (a run name, a question, a model's answer, a reward's
+name) is data. Textual reads a plain `str` handed to a DataTable cell or a Static as markup, so
+`[/INST]` raises and `[bold red]` restyles; these helpers return `rich.text.Text` instead, with
+control characters made visible (an ANSI escape would otherwise move the terminal's cursor and
+shift the columns) and whitespace runs folded to one space so a cell stays one line.
+No Textual import: the CLI's tables use the same functions.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 
+from rich.text import Text
+
+from inspector.tui.render import visible
+
 DASH = "–"
+ELLIPSIS = "…"
 
 
 def pct(x: float | None) -> str:
@@ -38,9 +51,53 @@ def yes_no(x: bool | int | None) -> str:
     return DASH if x is None else ("✔" if x else "✘")
 
 
-def clip(text: str | None, width: int) -> str:
-    """One line of at most `width` characters (newlines shown as spaces)."""
+def one_line(text: str | None) -> str:
+    """The text on one line: whitespace runs (newlines, tabs) become one space, control
+    characters are shown (ESC as ␛, others as \\xNN), so nothing reaches the terminal raw."""
     if text is None:
         return DASH
-    flat = " ".join(text.split())
-    return flat if len(flat) <= width else flat[: width - 1] + "…"
+    return visible(" ".join(str(text).split()))
+
+
+def clip(text: str | None, width: int) -> str:
+    """`one_line(text)` cut to at most `width` terminal cells (wide CJK counts 2), with … when cut."""
+    flat = one_line(text)
+    if width <= 0:
+        return ""
+    shown = Text(flat)
+    if shown.cell_len <= width:
+        return flat
+    shown.truncate(width - 1, overflow="crop")
+    return shown.plain + ELLIPSIS
+
+
+def cell(value: object, width: int | None = None, *, style: str = "", right: bool = False) -> Text:
+    """A table cell that shows `value` literally: never parsed as markup, one line, at most
+    `width` cells (None: unclipped). Numbers and counts are right-aligned with `right=True`."""
+    text = one_line(value if isinstance(value, str) or value is None else str(value))
+    if width is not None:
+        text = clip(text, width)
+    return Text(text, style=style, justify="right" if right else "left", no_wrap=True, overflow="ellipsis")
+
+
+def line(*parts: str | tuple[str, str] | Text, sep: str = " · ") -> Text:
+    """A status line assembled from literal parts; (text, style) pairs are styled, empty parts dropped."""
+    out = Text(no_wrap=True, overflow="ellipsis")
+    first = True
+    for part in parts:
+        if isinstance(part, tuple):
+            body, style = part
+        elif isinstance(part, Text):
+            body, style = part, ""
+        else:
+            body, style = part, ""
+        if not body:
+            continue
+        if not first:
+            out.append(sep, style="dim")
+        first = False
+        if isinstance(body, Text):
+            out.append_text(body)
+        else:
+            out.append(one_line(body), style=style)
+    return out

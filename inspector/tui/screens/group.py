@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import sqlite3
+
+from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Header, Static
 
-from core.store.queries import TrajectoryQuery, group_rows
+from core.records import RewardResult
+from core.store.queries import TrajectoryQuery, TrajectoryRow, group_rows
 from inspector.tui import format as fmt
+from inspector.tui.reads import read
+from inspector.tui.screens.live import LiveScreen
+from inspector.tui.widgets.key_bar import KeyBar
 
 
-class GroupScreen(Screen):
+class GroupScreen(LiveScreen):
     BINDINGS = [
         Binding("enter", "open", "Open", id="group.open"),
         Binding("escape", "back", "Back", id="group.back"),
@@ -22,42 +29,70 @@ class GroupScreen(Screen):
         self.trajectory_id = trajectory_id
         self.list_query = query
         self.run_info = run_info
+        self.loaded = False
 
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static("", id="group-line", classes="status-line")
         yield DataTable(id="group-table", cursor_type="row", zebra_stripes=True)
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
-        rows = group_rows(self.app.store, self.trajectory_id)
-        names = self._reward_names(rows)
+        self.query_one(DataTable).focus()
+        self.reload_data()
+
+    def reload_data(self) -> None:
+        self.loaded_version = self.app.data_version
+        self._load()
+
+    @work(thread=True, exclusive=True, group="group", exit_on_error=False)
+    def _load(self) -> None:
+        store = self.app.store
+        try:
+            rows = read(self.app, group_rows, store, self.trajectory_id)
+            rewards = {r.id: read(self.app, store.rewards, r.id) for r in rows}
+        except sqlite3.DatabaseError as exc:
+            self.app.call_from_thread(self._show_error, exc)
+            return
+        self.app.call_from_thread(self._show, rows, rewards)
+
+    def _show_error(self, exc: Exception) -> None:
+        self.query_one("#group-line", Static).update(
+            Text(f"cannot read this group: {fmt.one_line(str(exc))}", style="bold red"))
+
+    def _show(self, rows: list[TrajectoryRow], rewards: dict[int, list[RewardResult]]) -> None:
+        names = list(dict.fromkeys(x.name for r in rows for x in rewards[r.id]))
         table = self.query_one(DataTable)
-        for title in ("id", "sample", "answer", "correct", "reward", "advantage", *names, "calls", "errors",
+        at = table.cursor_row if self.loaded else None
+        table.clear(columns=True)
+        c = fmt.cell
+        for title in ("id", "sample", "correct", "reward", "advantage", *names, "errors", "answer", "calls",
                       "finish", "tokens"):
-            table.add_column(title, key=title)
-        rewards = {r.id: {x.name: x.value for x in self.app.store.rewards(r.id)} for r in rows}
+            table.add_column(c(title), key=f"col-{len(table.columns)}")
         for r in rows:
-            table.add_row(r.id, r.sample, fmt.clip(r.final_answer, 30), fmt.yes_no(r.correct), fmt.num(r.reward),
-                          fmt.num(r.advantage), *(fmt.num(rewards[r.id].get(n)) for n in names), r.tool_calls,
-                          r.tool_errors or "", r.finish_reason or r.status, fmt.count(r.tokens), key=str(r.id))
+            values = {x.name: x.value for x in rewards[r.id]}
+            table.add_row(c(r.id, right=True), c(r.sample, right=True), c(fmt.yes_no(r.correct)),
+                          c(fmt.num(r.reward), right=True), c(fmt.num(r.advantage), right=True),
+                          *(c(fmt.num(values.get(n)), right=True) for n in names),
+                          c(r.tool_errors or "", style="bold red", right=True), c(r.final_answer, 30),
+                          c(r.tool_calls, right=True), c(r.finish_reason or r.status), c(fmt.count(r.tokens), right=True),
+                          key=str(r.id))
         first = rows[0] if rows else None
         where = (f"step {first.step} · group {first.group_id}" if first and first.group_id is not None
                  else f"question {first.qidx}" if first else "")
         correct = sum(1 for r in rows if r.correct)
-        self.query_one("#group-line", Static).update(
-            f"{len(rows)} samples of “{fmt.clip(first.question if first else '', 60)}” · {where} · "
-            f"{correct}/{len(rows)} correct")
-        for i, r in enumerate(rows):
-            if r.id == self.trajectory_id:
-                table.move_cursor(row=i)
-        table.focus()
-
-    def _reward_names(self, rows) -> list[str]:
-        names: list[str] = []
-        for r in rows[:1]:
-            names = [x.name for x in self.app.store.rewards(r.id)]
-        return names
+        rewards_seen = [r.reward for r in rows if r.reward is not None]
+        spread = "" if len(rewards_seen) < 2 else (
+            ("no reward spread: this group gives no gradient", "bold yellow")
+            if max(rewards_seen) == min(rewards_seen) else "")
+        self.query_one("#group-line", Static).update(fmt.line(
+            f"{len(rows)} samples of “{fmt.clip(first.question if first else '', 60)}”", where,
+            f"{correct}/{len(rows)} correct", spread))
+        if at is None:
+            at = next((i for i, r in enumerate(rows) if r.id == self.trajectory_id), 0)
+        if rows:
+            table.move_cursor(row=min(at, len(rows) - 1))
+        self.loaded = True
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         self._open(int(event.row_key.value))

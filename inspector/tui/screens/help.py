@@ -1,4 +1,4 @@
-"""`?`: what this screen's keys do, and how the screens fit together."""
+"""`?`: every key of the screen it was opened from, widgets' keys included, and how screens fit."""
 
 from __future__ import annotations
 
@@ -10,16 +10,18 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Static
 
+from inspector.tui.keys import heading_of, screen_keys
+
 GUIDE = (
     "Runs → Enter opens a run's trajectories → Enter opens one trajectory.\n"
     "In a trajectory, t switches between the transcript and its tokens (green: trained by the loss; "
     "dim: masked), n/p move through the filtered list, y copies it as JSON. Esc goes back.\n"
-    "Ctrl+P opens the command palette with this screen's actions."
+    "Ctrl+P opens the command palette with every key of this screen."
 )
 
 
 class HelpScreen(ModalScreen[None]):
-    """Lists the keys of the screen it was opened from."""
+    """Lists the keys of the screen it was opened from, grouped by where they act."""
 
     BINDINGS = [Binding("escape,question_mark,q", "dismiss", "Close", id="help.close")]
 
@@ -29,14 +31,15 @@ class HelpScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         table = Table(box=None, show_header=False, padding=(0, 2))
-        table.add_column(style="bold")
+        table.add_column(style="bold", no_wrap=True)
         table.add_column()
-        seen = set()
-        for binding in [*getattr(self.under, "BINDINGS", []), *self.app.BINDINGS]:
-            if isinstance(binding, Binding) and binding.description and binding.action not in seen:
-                seen.add(binding.action)
-                table.add_row(self.app.get_key_display(binding), binding.description)
+        heading = None
+        for key in screen_keys(self.under):
+            if key.heading != heading:
+                heading = key.heading
+                table.add_row(Text(heading, style="bold underline"), "")
+            table.add_row(Text(self.app.get_key_display(key.binding)), Text(key.binding.description))
         with VerticalScroll(id="help-box"):
-            yield Static(Text(f"Keys — {type(self.under).__name__.removesuffix('Screen')}", style="bold"))
+            yield Static(Text(f"Keys — {heading_of(self.under)}", style="bold"))
             yield Static(table)
             yield Static(Text(GUIDE), id="help-guide")

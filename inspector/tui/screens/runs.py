@@ -1,69 +1,122 @@
-"""The first screen: every run in the database, newest first."""
+"""The first screen: every run in the database, newest first, following new and running runs."""
 
 from __future__ import annotations
 
+import sqlite3
+
+from rich.text import Text
+from textual import events, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Header, Static
 
 from core.store.queries import RunRow, run_rows
 from inspector.tui import format as fmt
+from inspector.tui.reads import read
+from inspector.tui.screens.live import LiveScreen
+from inspector.tui.widgets.key_bar import KeyBar
 
-COLUMNS = ("id", "kind", "name", "model", "status", "done", "accuracy", "reward", "tool err", "tokens",
+COLUMNS = ("id", "name", "status", "done", "accuracy", "reward", "tool err", "kind", "model", "tokens",
            "started", "duration")
+"""The figures a user compares come first, so they stay on screen at 80 columns."""
+_FIXED = 4 + 11 + 15 + 8 + 7 + 8 + 5 + 13 * 2
+"""Cells the columns after `name` need on an 80-column screen, with cell padding."""
 
 
-class RunsScreen(Screen):
-    """A table of runs; Enter opens one. Re-reads itself while any run is running."""
+class RunsScreen(LiveScreen):
+    """A table of runs; Enter opens one. New runs appear by themselves; running ones tick."""
 
     BINDINGS = [
         Binding("enter", "open_run", "Open run", id="runs.open"),
         Binding("r", "reload", "Reload", id="runs.reload"),
     ]
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[RunRow] = []
+        self.loaded = False
+        """True once the first read came back (tests wait on it)."""
+
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static("", id="runs-status", classes="status-line")
         yield DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
         for name in COLUMNS:
             table.add_column(name, key=name)
-        self.action_reload()
-        if self.app.refresh_seconds:
-            self.set_interval(self.app.refresh_seconds, self._follow)
+        table.focus()
+        self.reload_data()
+
+    def reload_data(self) -> None:
+        self.loaded_version = self.app.data_version
+        self._load()
 
     def action_reload(self) -> None:
-        rows = run_rows(self.app.store)
+        self.reload_data()
+
+    def database_changed(self, changed: bool) -> None:
+        if changed or any(r.status == "running" for r in self.rows):
+            self.reload_data()  # a running run's duration and status move with the clock
+
+    @work(thread=True, exclusive=True, group="runs", exit_on_error=False)
+    def _load(self) -> None:
+        try:
+            rows = read(self.app, run_rows, self.app.store)
+        except sqlite3.DatabaseError as exc:
+            self.app.call_from_thread(self._show_error, exc)
+            return
+        self.app.call_from_thread(self._show, rows)
+
+    def _show_error(self, exc: Exception) -> None:
+        self.query_one("#runs-status", Static).update(
+            Text(f"cannot read the runs: {fmt.one_line(str(exc))}", style="bold red"))
+
+    def _show(self, rows: list[RunRow]) -> None:
         table = self.query_one(DataTable)
         selected = table.cursor_row
-        table.clear()
-        for run in rows:
-            table.add_row(*_cells(run), key=str(run.id))
+        selected_key = self._key_at(selected)
+        self.rows = rows
+        self.loaded = True
+        self._fill(table)
         if rows:
-            table.move_cursor(row=min(selected, len(rows) - 1))
+            keys = [str(r.id) for r in rows]
+            row = keys.index(selected_key) if selected_key in keys else min(selected, len(rows) - 1)
+            table.move_cursor(row=row)
         running = sum(1 for r in rows if r.status == "running")
         status = f"{len(rows)} runs" + (f" · {running} running" if running else "")
         if not rows:
-            status = "No runs yet. Start one from a terminal: rl-inspect eval --db " + str(self.app.store.path)
-        self.query_one("#runs-status", Static).update(status)
-        self._any_running = running > 0
+            status = f"No runs yet. Start one from a terminal: rl-inspect eval --db {self.app.db_name}"
+        self.query_one("#runs-status", Static).update(Text(status))
 
-    def _follow(self) -> None:
-        if getattr(self, "_any_running", False):
-            self.action_reload()
+    def _fill(self, table: DataTable) -> None:
+        table.clear()
+        name_width = max(12, min(48, self.size.width - _FIXED))
+        for run in self.rows:
+            table.add_row(*_cells(run, name_width), key=str(run.id))
+
+    def _key_at(self, row: int) -> str | None:
+        table = self.query_one(DataTable)
+        if not table.row_count or row >= table.row_count:
+            return None
+        return table.coordinate_to_cell_key((row, 0)).row_key.value
+
+    def on_resize(self, event: events.Resize) -> None:
+        if self.rows:
+            table = self.query_one(DataTable)
+            row = table.cursor_row
+            self._fill(table)
+            table.move_cursor(row=min(row, len(self.rows) - 1))
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         self._open(int(event.row_key.value))
 
     def action_open_run(self) -> None:
-        table = self.query_one(DataTable)
-        if table.row_count:
-            key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
-            self._open(int(key.value))
+        key = self._key_at(self.query_one(DataTable).cursor_row)
+        if key is not None:
+            self._open(int(key))
 
     def _open(self, run_id: int) -> None:
         from inspector.tui.screens.trajectories import TrajectoriesScreen
@@ -71,10 +124,15 @@ class RunsScreen(Screen):
         self.app.push_screen(TrajectoriesScreen(run_id))
 
 
-def _cells(run: RunRow) -> tuple:
+def _cells(run: RunRow, name_width: int) -> tuple[Text, ...]:
+    c = fmt.cell
     return (
-        run.id, run.kind, fmt.clip(run.name, 32), fmt.clip(run.model, 24), run.status,
-        f"{run.n_done:,}/{run.n_planned:,}", fmt.pct(run.accuracy), fmt.num(run.mean_reward),
-        fmt.pct(run.tool_error_rate), fmt.count(run.generated_tokens), fmt.when(run.created_at),
-        fmt.duration(run.duration),
+        c(run.id, right=True), c(run.name, name_width), c(run.status, style=_STATUS_STYLE.get(run.status, "")),
+        c(f"{run.n_done:,}/{run.n_planned:,}", right=True), c(fmt.pct(run.accuracy), right=True),
+        c(fmt.num(run.mean_reward), right=True), c(fmt.pct(run.tool_error_rate), right=True), c(run.kind),
+        c(run.model, 24), c(fmt.count(run.generated_tokens), right=True), c(fmt.when(run.created_at)),
+        c(fmt.duration(run.duration), right=True),
     )
+
+
+_STATUS_STYLE = {"running": "bold green", "interrupted": "bold yellow", "failed": "bold red", "cancelled": "yellow"}

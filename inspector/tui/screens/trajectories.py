@@ -2,39 +2,83 @@
 
 Queries run in a thread worker (they are bounded, but a full-text search or a count over a
 million rows should never freeze the keyboard); results come back through call_from_thread.
+Every cell is literal text (format.cell): answers such as `[/INST]` are data, not markup.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+import sqlite3
+from dataclasses import dataclass, replace
 
-from textual import work
+from rich.text import Text
+from textual import events, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.screen import Screen
-from textual.widgets import Footer, Header, Input, Static
+from textual.timer import Timer
+from textual.widgets import Header, Input, Static
 
 from core.store.queries import (
     CAP,
+    TrajectoryFilter,
     TrajectoryQuery,
     TrajectoryRow,
     count_trajectories,
     finish_reasons,
     page_trajectories,
+    position,
 )
 from inspector.tui import format as fmt
+from inspector.tui.reads import read
+from inspector.tui.screens.live import LiveScreen
+from inspector.tui.widgets.key_bar import KeyBar
 from inspector.tui.widgets.paged_table import PagedTable
 
 PAGE = 100
-EVAL_COLUMNS = ("id", "question", "final_answer", "gold_answer", "correct", "reward", "tool_calls", "tool_errors",
+EVAL_COLUMNS = ("id", "correct", "reward", "tool_errors", "question", "final_answer", "gold_answer", "tool_calls",
                 "finish_reason", "turns", "tokens")
-TRAIN_COLUMNS = ("step", "group_id", "advantage")
+"""The verdict columns first: at 80 columns correct, reward and tool errors stay on screen."""
+TRAIN_COLUMNS = ("id", "step", "group_id", "correct", "reward", "advantage", "tool_errors", "question",
+                 "final_answer", "gold_answer", "tool_calls", "finish_reason", "turns", "tokens")
 TITLES = {"final_answer": "answer", "gold_answer": "gold", "tool_calls": "calls", "tool_errors": "errors",
           "finish_reason": "finish", "group_id": "group"}
+TEXT_SHARE = {"question": 0.5, "final_answer": 0.3, "gold_answer": 0.2}
+"""How the width left after the narrow columns is shared among the text columns."""
+TEXT_MIN = {"question": 20, "final_answer": 12, "gold_answer": 10}
+NUMERIC = {"id", "reward", "tool_errors", "tool_calls", "turns", "tokens", "step", "group_id", "advantage"}
+DESCENDING_FIRST = {"reward", "tokens", "tool_errors", "tool_calls", "turns", "advantage"}
+SEARCH_DEBOUNCE = 0.3
+"""Seconds of quiet typing before the search box applies what is typed."""
 _CYCLE = (None, True, False)
 
 
-class TrajectoriesScreen(Screen):
+@dataclass(frozen=True)
+class SearchTerms:
+    """What the search box says: `step:N` anywhere, then `q:<text>` (question substring) or a
+    full-text phrase. Combined with the other filters, never replacing them."""
+
+    step: int | None = None
+    question: str | None = None
+    search: str | None = None
+
+
+def parse_search(text: str, *, typing: bool = False) -> SearchTerms:
+    """Split the box's text into criteria; while `typing`, the phrase's last word is a prefix."""
+    step = None
+    words = []
+    for word in text.split():
+        if word.startswith("step:") and word[5:].isdigit():
+            step = int(word[5:])
+        else:
+            words.append(word)
+    rest = " ".join(words)
+    if rest.startswith("q:"):
+        return SearchTerms(step, rest[2:].strip() or None, None)
+    if typing and rest and not rest.endswith("*"):
+        rest += "*"
+    return SearchTerms(step, None, rest or None)
+
+
+class TrajectoriesScreen(LiveScreen):
     """The trajectories of one run, a page at a time, with the current filter always shown."""
 
     BINDINGS = [
@@ -43,7 +87,8 @@ class TrajectoriesScreen(Screen):
         Binding("c", "cycle_correct", "Correct?", id="traj.correct"),
         Binding("e", "cycle_errors", "Tool error?", id="traj.errors"),
         Binding("f", "cycle_finish", "Finish reason", id="traj.finish"),
-        Binding("s", "sort", "Sort by column", id="traj.sort"),
+        Binding("s", "sort", "Sort by column", id="traj.sort", tooltip="Sort by the column under the column "
+                "cursor (←/→ move it); again to reverse"),
         Binding("x", "clear", "Clear filters", id="traj.clear"),
         Binding("g", "group", "Group", id="traj.group"),
         Binding("right_square_bracket", "page(1)", "Next page", id="traj.next_page"),
@@ -58,7 +103,12 @@ class TrajectoriesScreen(Screen):
         self.page_offset = 0
         self.total: int | None = None
         self.rows: list[TrajectoryRow] = []
+        self.run_info: dict | None = None
+        self.columns: tuple[str, ...] = ()
         self._reasons: list[str] | None = None
+        self._typing: Timer | None = None
+        self._opened = None
+        """The trajectory screen opened from here: on return the cursor goes to what it showed last."""
         self.shown: tuple[TrajectoryQuery, int] | None = None
         """The query and offset of the page on screen (for tests and benchmarks to wait on)."""
 
@@ -66,87 +116,125 @@ class TrajectoriesScreen(Screen):
         yield Header()
         yield Static("", id="run-line", classes="status-line")
         yield Static("", id="filter-line", classes="filter-line")
-        yield Input(placeholder="search messages…   q:<text> filters questions · step:<n> · enter to apply, "
-                                "empty to clear", id="search")
+        yield Input(placeholder="search messages (live, as a prefix) · Claess* prefix · q:<text> questions · "
+                                "step:<n> · Enter applies, empty clears", id="search")
         yield PagedTable(id="trajectories", cursor_type="row", zebra_stripes=True)
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
-        run = self.app.store.run(self.run_id)
-        self.run_info = run
-        self.columns = EVAL_COLUMNS + (TRAIN_COLUMNS if run["kind"] == "train" else ())
-        table = self.query_one(PagedTable)
-        for key in self.columns:
-            table.add_column(TITLES.get(key, key), key=key)
         self.query_one("#search", Input).display = False
-        self._update_run_line()
+        self.query_one(PagedTable).focus()
         self.reload()
-        table.focus()
-        if self.app.refresh_seconds and run["status"] == "running":
-            self._follower = self.set_interval(self.app.refresh_seconds, self._follow)
-
-    def _follow(self) -> None:
-        """While the run is being written, re-read its line and the page on screen."""
-        self.run_info = self.app.store.run(self.run_id)
-        self._update_run_line()
-        if self.run_info["status"] != "running":
-            self._follower.stop()
-        self.total = None
-        self.reload(keep_offset=True, cursor=self.query_one(PagedTable).cursor_row)
 
     # ------------------------------------------------------------------ loading
-    def reload(self, keep_offset: bool = False, cursor: int = 0) -> None:
+    def reload_data(self) -> None:
+        table = self.query_one(PagedTable)
+        self.total = None
+        self.reload(keep_offset=True, cursor=table.cursor_row, keep_id=self._current_id())
+
+    def reload(self, keep_offset: bool = False, cursor: int = 0, keep_id: int | None = None) -> None:
         if not keep_offset:
             self.page_offset = 0
+        self.loaded_version = self.app.data_version
         self.query_one("#filter-line", Static).update(self._filter_text(loading=True))
-        self._load(self.query_state, self.page_offset, cursor)
+        self._load(self.query_state, self.page_offset, cursor, keep_id)
 
-    @work(thread=True, exclusive=True, group="page")
-    def _load(self, query: TrajectoryQuery, offset: int, cursor: int) -> None:
-        rows = page_trajectories(self.app.store, query, offset, PAGE)
-        self.app.call_from_thread(self._show_page, query, offset, rows, cursor)
-        total = count_trajectories(self.app.store, query, cap=CAP)
+    @work(thread=True, exclusive=True, group="page", exit_on_error=False)
+    def _load(self, query: TrajectoryQuery, offset: int, cursor: int, keep_id: int | None = None,
+              find: int | None = None) -> None:
+        store = self.app.store
+        try:
+            run = read(self.app, store.run, self.run_id)
+            if find is not None:
+                before = read(self.app, position, store, query, find)
+                if before is not None:
+                    offset, cursor, keep_id = before // PAGE * PAGE, before % PAGE, find
+            rows = read(self.app, page_trajectories, store, query, offset, PAGE)
+            self.app.call_from_thread(self._show_page, run, query, offset, rows, cursor, keep_id)
+            total = read(self.app, count_trajectories, store, query, cap=CAP)
+        except sqlite3.DatabaseError as exc:
+            self.app.call_from_thread(self._show_error, exc)
+            return
         self.app.call_from_thread(self._show_total, query, total)
 
-    def _show_page(self, query: TrajectoryQuery, offset: int, rows: list[TrajectoryRow], cursor: int) -> None:
+    def _show_error(self, exc: Exception) -> None:
+        self.query_one("#filter-line", Static).update(
+            Text(f"cannot read this page: {fmt.one_line(str(exc))}", style="bold red"))
+
+    def _show_page(self, run: dict, query: TrajectoryQuery, offset: int, rows: list[TrajectoryRow], cursor: int,
+                   keep_id: int | None) -> None:
+        self.run_info = run
+        if not self.columns:
+            self._add_columns(run)
+        self._update_run_line()
         if query != self.query_state:
             return  # a newer query is on its way
         self.rows, self.page_offset = rows, offset
         self.shown = (query, offset)
         table = self.query_one(PagedTable)
-        table.clear()
-        for row in rows:
-            table.add_row(*self._cells(row), key=str(row.id))
+        self._fill(table)
         if rows:
+            ids = [r.id for r in rows]
+            if keep_id in ids:
+                cursor = ids.index(keep_id)
             table.move_cursor(row=max(0, min(cursor if cursor >= 0 else len(rows) + cursor, len(rows) - 1)))
+        table.set_sorted(query.sort, query.descending)
         self.query_one("#filter-line", Static).update(self._filter_text())
+
+    def _add_columns(self, run: dict) -> None:
+        self.columns = TRAIN_COLUMNS if run["kind"] == "train" else EVAL_COLUMNS
+        table = self.query_one(PagedTable)
+        for key in self.columns:
+            table.add_titled_column(TITLES.get(key, key), key)
+
+    def _fill(self, table: PagedTable) -> None:
+        table.clear()
+        widths = self._text_widths()
+        for row in self.rows:
+            table.add_row(*self._cells(row, widths), key=str(row.id))
+
+    def _text_widths(self) -> dict[str, int]:
+        """Question, answer and gold share what the screen has left after the narrow columns."""
+        narrow = sum(7 if key in NUMERIC else 9 for key in self.columns if key not in TEXT_SHARE)
+        spare = max(0, self.size.width - narrow - 2 * len(self.columns) - 2)
+        return {key: max(TEXT_MIN[key], int(spare * share)) for key, share in TEXT_SHARE.items()}
+
+    def on_resize(self, event: events.Resize) -> None:
+        if self.rows:
+            table = self.query_one(PagedTable)
+            row = table.cursor_row
+            self._fill(table)
+            table.move_cursor(row=min(row, len(self.rows) - 1))
 
     def _show_total(self, query: TrajectoryQuery, total: int) -> None:
         if query == self.query_state:
             self.total = total
             self.query_one("#filter-line", Static).update(self._filter_text())
 
-    def _cells(self, row: TrajectoryRow) -> tuple:
+    def _cells(self, row: TrajectoryRow, widths: dict[str, int]) -> tuple[Text, ...]:
         values = {
-            "id": row.id, "question": fmt.clip(row.question, 40), "final_answer": fmt.clip(row.final_answer, 24),
-            "gold_answer": fmt.clip(row.gold_answer, 18), "correct": fmt.yes_no(row.correct),
+            "id": row.id, "question": row.question, "final_answer": row.final_answer,
+            "gold_answer": row.gold_answer, "correct": fmt.yes_no(row.correct),
             "reward": fmt.num(row.reward), "tool_calls": row.tool_calls, "tool_errors": row.tool_errors or "",
             "finish_reason": row.finish_reason or row.status, "turns": row.turns, "tokens": fmt.count(row.tokens),
             "step": fmt.count(row.step), "group_id": fmt.count(row.group_id), "advantage": fmt.num(row.advantage),
         }
-        return tuple(values[key] for key in self.columns)
+        styles = {"correct": "green" if row.correct else "red" if row.correct is False else "",
+                  "tool_errors": "bold red" if row.tool_errors else ""}
+        return tuple(fmt.cell(values[key], widths.get(key, 16), style=styles.get(key, ""), right=key in NUMERIC)
+                     for key in self.columns)
 
     def _update_run_line(self) -> None:
         run = self.run_info
         acc = fmt.pct(run["n_correct"] / run["n_judged"]) if run["n_judged"] else fmt.DASH
-        self.query_one("#run-line", Static).update(
-            f"run {run['id']} · {run['name']} · {run['model']} · {run['status']} · "
-            f"{run['n_done']:,}/{run['n_planned']:,} done · accuracy {acc}")
+        self.query_one("#run-line", Static).update(fmt.line(
+            f"run {run['id']}", run["name"], run["model"], (run["status"], "bold"),
+            f"{run['n_done']:,}/{run['n_planned']:,} done", f"accuracy {acc}"))
 
-    def _filter_text(self, loading: bool = False) -> str:
+    def _filter_text(self, loading: bool = False) -> Text:
         q = self.query_state
         described = q.filter.describe() or "no filter"
-        order = f"sort {q.sort} {'↓' if q.descending else '↑'}"
+        order = f"sort {TITLES.get(q.sort, q.sort)} {'↓' if q.descending else '↑'}"
         if loading:
             where = "loading…"
         elif not self.rows:
@@ -155,7 +243,7 @@ class TrajectoriesScreen(Screen):
             total = ("counting…" if self.total is None
                      else f"{self.total:,}+" if self.total >= CAP else f"{self.total:,}")
             where = f"rows {self.page_offset + 1:,}–{self.page_offset + len(self.rows):,} of {total}"
-        return f"Filter: {described}  ·  {order}  ·  {where}"
+        return fmt.line(("Filter: ", "bold"), described, order, where, sep="  ·  ").copy()
 
     def _set_filter(self, **changes) -> None:
         self.query_state = replace(self.query_state, filter=replace(self.query_state.filter, **changes))
@@ -183,19 +271,23 @@ class TrajectoriesScreen(Screen):
         self.query_state = TrajectoryQuery(self.run_id, sort=self.query_state.sort,
                                            descending=self.query_state.descending)
         self.query_one("#search", Input).value = ""
+        self.query_one("#search", Input).display = False
         self.total = None
         self.reload()
 
     def action_sort(self, key: str | None = None) -> None:
         table = self.query_one(PagedTable)
-        key = key or self.columns[table.cursor_column]
+        if not self.columns:
+            return
+        key = key or table.cursor_column_key
         q = self.query_state
-        descending = not q.descending if q.sort == key else key in ("reward", "tokens", "tool_errors", "tool_calls",
-                                                                      "turns", "advantage")
+        descending = not q.descending if q.sort == key else key in DESCENDING_FIRST
         self.query_state = replace(q, sort=key, descending=descending)
         self.reload()
 
     def on_data_table_header_selected(self, event: PagedTable.HeaderSelected) -> None:
+        table = self.query_one(PagedTable)
+        table.column_cursor = event.column_index
         self.action_sort(str(event.column_key.value))
 
     def action_page(self, direction: int) -> None:
@@ -214,17 +306,23 @@ class TrajectoriesScreen(Screen):
         box.display = True
         box.focus()
 
+    def _apply_search(self, text: str, typing: bool) -> None:
+        terms = parse_search(text, typing=typing)
+        f = self.query_state.filter
+        if (terms.step, terms.question, terms.search) != (f.step, f.question, f.search):
+            self._set_filter(step=terms.step, question=terms.question, search=terms.search)
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if self._typing is not None:
+            self._typing.stop()
+        value = event.value
+        self._typing = self.set_timer(SEARCH_DEBOUNCE, lambda: self._apply_search(value, typing=True))
+
     def on_input_submitted(self, event: Input.Submitted) -> None:
-        text = event.value.strip()
-        question = search = step = None
-        if text.startswith("q:"):
-            question = text[2:].strip() or None
-        elif text.startswith("step:") and text[5:].strip().isdigit():
-            step = int(text[5:].strip())
-        elif text:
-            search = text
-        self._set_filter(question=question, search=search, step=step)
-        event.input.display = bool(text)
+        if self._typing is not None:
+            self._typing.stop()
+        self._apply_search(event.value, typing=False)
+        event.input.display = bool(event.value.strip())
         self.query_one(PagedTable).focus()
 
     def action_back(self) -> None:
@@ -234,6 +332,16 @@ class TrajectoriesScreen(Screen):
             self.query_one(PagedTable).focus()
             return
         self.app.pop_screen()
+
+    def on_screen_resume(self) -> None:
+        """Back from a trajectory: the cursor goes to the one last shown there (n/p may have
+        moved it off this page), then the usual re-read if the database changed meanwhile."""
+        opened, self._opened = self._opened, None
+        if opened is not None and opened.trajectory_id != self._current_id():
+            self.loaded_version = self.app.data_version
+            self._load(self.query_state, self.page_offset, 0, None, opened.trajectory_id)
+            return
+        super().on_screen_resume()
 
     def _current_id(self) -> int | None:
         table = self.query_one(PagedTable)
@@ -252,7 +360,8 @@ class TrajectoriesScreen(Screen):
     def _open(self, trajectory_id: int) -> None:
         from inspector.tui.screens.trajectory import TrajectoryScreen
 
-        self.app.push_screen(TrajectoryScreen(self.query_state, trajectory_id, self.run_info))
+        self._opened = TrajectoryScreen(self.query_state, trajectory_id, self.run_info)
+        self.app.push_screen(self._opened)
 
     def action_group(self) -> None:
         from inspector.tui.screens.group import GroupScreen

@@ -2,36 +2,66 @@
 
 `t` toggles between the transcript and the token view and keeps the place (the message on
 screen maps to its token span and back); `n`/`p` walk the list the user came from, with its
-filter and sort; `y` copies the whole trajectory as JSON.
+filter and sort; `e`, `d` and `m` jump to the next tool error, the drift position and the next
+search match in whichever view is shown; `y` copies the whole trajectory as JSON and saves it.
+Reads run in thread workers; a trajectory whose pages are damaged shows the error in place.
 """
 
 from __future__ import annotations
 
 import json
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
 
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
-from textual.screen import Screen
-from textual.widgets import ContentSwitcher, Footer, Header, Static
+from textual.containers import Horizontal, VerticalScroll
+from textual.widgets import ContentSwitcher, Header, Static
 
 from core.export import trajectory_record
-from core.records import Question
-from core.store.queries import TrajectoryQuery, neighbour
+from core.paths import cache_dir
+from core.records import Message, Question, RewardResult
+from core.store.queries import TrajectoryQuery, matching_positions, neighbour
 from inspector.tui import format as fmt
-from inspector.tui.text import visible
-from inspector.tui.widgets.chat_view import ChatView as Transcript
-from inspector.tui.widgets.reward_table import RewardTable as RewardsPanel
-from inspector.tui.widgets.token_pane import TokenPane as TokenView
+from inspector.tui.reads import read
+from inspector.tui.render import visible
+from inspector.tui.screens.live import LiveScreen
+from inspector.tui.widgets.key_bar import KeyBar
+from inspector.tui.widgets.rewards_panel import RewardsPanel
+from inspector.tui.widgets.token_view import TokenView
+from inspector.tui.widgets.transcript import Transcript
 
 
-class TrajectoryScreen(Screen):
+@dataclass
+class Loaded:
+    """What one read of a trajectory brings back (all of it, or the error that stopped it)."""
+
+    row: dict
+    messages: list[Message]
+    question: Question
+    rewards: list[RewardResult]
+    hits: list[int]
+
+
+class SidePanel(VerticalScroll, can_focus=True):
+    """The answer against gold and every reward; scrolls (Tab focuses it) on small terminals."""
+
+    HELP_HEADING = "Side panel"
+
+
+class TrajectoryScreen(LiveScreen):
     BINDINGS = [
         Binding("t", "toggle_tokens", "Transcript/tokens", id="trajectory.toggle"),
         Binding("n", "step(1)", "Next", id="trajectory.next"),
         Binding("p", "step(-1)", "Previous", id="trajectory.previous"),
+        Binding("e", "next_error", "Next tool error", id="trajectory.next_error"),
+        Binding("d", "drift", "Drift", id="trajectory.drift", tooltip="Go to where the re-rendered chat "
+                "first differs from the stored tokens"),
+        Binding("m", "next_match", "Next match", id="trajectory.next_match", tooltip="Next message the "
+                "list's search matched"),
         Binding("y", "copy_json", "Copy JSON", id="trajectory.copy"),
         Binding("escape", "back", "Back", id="trajectory.back"),
     ]
@@ -40,9 +70,15 @@ class TrajectoryScreen(Screen):
         super().__init__()
         self.list_query = query
         self.trajectory_id = trajectory_id
+        """The trajectory on screen (n/p change it; the list puts its cursor there on Esc)."""
         self.run_info = run_info
-        self.messages = []
+        self.row: dict | None = None
+        self.messages: list[Message] = []
+        self.hits: list[int] = []
+        self.loaded = False
+        """True once the trajectory on screen has been read (tests wait on it)."""
         self._tokens_loaded_for: int | None = None
+        self._pending_token: int | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -51,46 +87,104 @@ class TrajectoryScreen(Screen):
             with ContentSwitcher(initial="transcript", id="views"):
                 yield Transcript(id="transcript")
                 yield TokenView(id="tokens")
-            with Vertical(id="side"):
+            with SidePanel(id="side"):
                 yield Static("", id="answer-box")
                 yield RewardsPanel(id="rewards")
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self.show(self.trajectory_id)
 
+    # ------------------------------------------------------------------ loading
     def show(self, trajectory_id: int) -> None:
-        store = self.app.store
+        """Read trajectory `trajectory_id` (in a worker) and show it from the top."""
         self.trajectory_id = trajectory_id
-        self.row = store.trajectory(trajectory_id)
-        self.messages = store.messages(trajectory_id)
-        question = store.question(self.row["run_id"], self.row["qidx"]) or Question(
-            str(self.row["qidx"]), self.row["question"], self.row["gold_answer"])
-        self.query_one(Transcript).show(self.messages, question, self.row["final_answer"], self.row["gold_answer"],
-                                        None if self.row["correct"] is None else bool(self.row["correct"]))
-        rewards = store.rewards(trajectory_id)
-        self.query_one(RewardsPanel).show(rewards, self.row["reward"])
-        self.query_one("#answer-box", Static).update(self._answer_text())
+        self.loaded = False
+        self.loaded_version = self.app.data_version
+        self._load(trajectory_id, fresh=True)
+
+    def reload_data(self) -> None:
+        """Another process wrote: a running trajectory grows; a finished one is left as it is."""
+        self.loaded_version = self.app.data_version
+        if self.row is None or self.row["status"] == "running":
+            self._load(self.trajectory_id, fresh=False)
+
+    @work(thread=True, exclusive=True, group="trajectory", exit_on_error=False)
+    def _load(self, trajectory_id: int, fresh: bool) -> None:
+        try:
+            loaded = read(self.app, self._read, trajectory_id)
+        except sqlite3.DatabaseError as exc:
+            self.app.call_from_thread(self._show_error, trajectory_id, exc)
+            return
+        self.app.call_from_thread(self._show, trajectory_id, loaded, fresh)
+
+    def _read(self, trajectory_id: int) -> Loaded:
+        store = self.app.store
+        row = store.trajectory(trajectory_id)
+        messages = store.messages(trajectory_id)
+        question = store.question(row["run_id"], row["qidx"]) or Question(
+            str(row["qidx"]), row["question"], row["gold_answer"])
+        search = self.list_query.filter.search
+        hits = matching_positions(store, trajectory_id, search) if search else []
+        return Loaded(row, messages, question, store.rewards(trajectory_id), hits)
+
+    def _show_error(self, trajectory_id: int, exc: Exception) -> None:
+        if trajectory_id != self.trajectory_id:
+            return
+        self.loaded = True
+        message = f"trajectory {trajectory_id} cannot be read: {fmt.one_line(str(exc))}"
+        self.query_one("#trajectory-line", Static).update(Text(message, style="bold red"))
+        self.query_one(Transcript).remove_children()
+        self.query_one(Transcript).mount(Static(Text(message + "\nOther trajectories may still be readable: "
+                                                     "n/p or Esc.", style="bold red")))
+        self.notify(message, severity="error", markup=False)
+
+    def _show(self, trajectory_id: int, loaded: Loaded, fresh: bool) -> None:
+        if trajectory_id != self.trajectory_id:
+            return
+        grown = (self.row is None or len(loaded.messages) != len(self.messages)
+                 or loaded.row["status"] != self.row["status"])
+        self.row, self.messages, self.hits = loaded.row, loaded.messages, loaded.hits
+        self.loaded = True
         self.query_one("#trajectory-line", Static).update(self._line())
+        self.query_one(RewardsPanel).show(loaded.rewards, self.row["reward"])
+        self.query_one("#answer-box", Static).update(self._answer_text())
+        if not fresh and not grown:
+            return
+        transcript = self.query_one(Transcript)
+        place = None if fresh else transcript.message_index_at_scroll()
+        following = not fresh and transcript.scroll_y >= transcript.max_scroll_y
+        r = self.row
+        transcript.show(self.messages, loaded.question, r["final_answer"], r["gold_answer"],
+                        None if r["correct"] is None else bool(r["correct"]),
+                        search=self.list_query.filter.search, hits=self.hits)
+        if following:
+            transcript.call_after_refresh(transcript.scroll_end, animate=False)
+        elif place:
+            transcript.scroll_to_message(place)
+        elif fresh and self.hits:
+            transcript.scroll_to_message(self.hits[0])
         self._tokens_loaded_for = None
         if self.query_one(ContentSwitcher).current == "tokens":
             self._load_tokens()
 
-    def _line(self) -> str:
+    def _line(self) -> Text:
         r = self.row
-        parts = [f"trajectory {r['id']}", f"question {r['qidx']}", r["status"], r["finish_reason"] or "",
-                 f"{r['turns']} turns", f"{r['tool_calls']} calls"]
+        parts: list = [f"trajectory {r['id']}", f"question {r['qidx']}", r["status"], r["finish_reason"] or "",
+                       f"{r['turns']} turns", f"{r['tool_calls']} calls"]
         if r["tool_errors"]:
-            parts.append(f"{r['tool_errors']} tool error(s)")
+            parts.append((f"{r['tool_errors']} tool error(s)", "bold red"))
         if r["step"] is not None:
             parts += [f"step {r['step']}", f"group {r['group_id']}", f"advantage {fmt.num(r['advantage'])}"]
         if r["drift_at"] is not None:
-            parts.append(f"⚠ drift at token {r['drift_at']}")
-        return " · ".join(p for p in parts if p)
+            parts.append((f"⚠ drift at token {r['drift_at']:,}", "bold yellow"))
+        if self.hits:
+            parts.append((f"{len(self.hits)} search match(es): m", "bold"))
+        return fmt.line(*parts)
 
     def _answer_text(self) -> Text:
         r = self.row
-        text = Text()
+        text = Text(overflow="fold")
         text.append("Question\n", style="bold")
         text.append(visible(r["question"]) + "\n\n")
         text.append("Answer  ", style="bold")
@@ -109,11 +203,21 @@ class TrajectoryScreen(Screen):
         self.query_one(TokenView).loading = True
         self._fetch_tokens(self.trajectory_id)
 
-    @work(thread=True, exclusive=True, group="tokens")
+    @work(thread=True, exclusive=True, group="tokens", exit_on_error=False)
     def _fetch_tokens(self, trajectory_id: int) -> None:
-        tokens = self.app.store.tokens(trajectory_id)
+        try:
+            tokens = read(self.app, self.app.store.tokens, trajectory_id)
+        except sqlite3.DatabaseError as exc:
+            self.app.call_from_thread(self._show_token_error, trajectory_id, exc)
+            return
         pieces = self.app.tokenizers.pieces(self.run_info["model"], tokens.ids) if tokens else None
         self.app.call_from_thread(self._show_tokens, trajectory_id, tokens, pieces)
+
+    def _show_token_error(self, trajectory_id: int, exc: Exception) -> None:
+        if trajectory_id == self.trajectory_id:
+            view = self.query_one(TokenView)
+            view.loading = False
+            view.show_message(f"the tokens of trajectory {trajectory_id} cannot be read: {fmt.one_line(str(exc))}")
 
     def _show_tokens(self, trajectory_id: int, tokens, pieces) -> None:
         if trajectory_id != self.trajectory_id:
@@ -127,11 +231,18 @@ class TrajectoryScreen(Screen):
             return
         view.show(tokens, pieces.pieces if pieces else None, self.messages, self.row["drift_at"],
                   pieces.special if pieces else set())
-        if getattr(self, "_pending_token", None) is not None:
+        hit_tokens = [self.messages[i].token_start for i in self.hits
+                      if i < len(self.messages) and self.messages[i].token_start is not None]
+        if hasattr(view, "set_search_hits"):
+            view.set_search_hits(hit_tokens)
+        if self._pending_token is not None:
             view.scroll_to_token(self._pending_token)
             self._pending_token = None
 
     # ------------------------------------------------------------------ actions
+    def _in_tokens(self) -> bool:
+        return self.query_one(ContentSwitcher).current == "tokens"
+
     def action_toggle_tokens(self) -> None:
         switcher = self.query_one(ContentSwitcher)
         if switcher.current == "transcript":
@@ -152,6 +263,35 @@ class TrajectoryScreen(Screen):
                 transcript.scroll_to_message(_message_at_token(self.messages, token))
             transcript.focus()
 
+    def action_next_error(self) -> None:
+        if self._in_tokens():
+            found = self.query_one(TokenView).next_tool_error()
+        else:
+            found = self.query_one(Transcript).next_tool_error() is not None
+        if not found:
+            self.notify("no tool error in this trajectory", timeout=1.5)
+
+    def action_drift(self) -> None:
+        drift = self.row["drift_at"] if self.row else None
+        if drift is None:
+            self.notify("no drift: the re-rendered chat matches the stored tokens", timeout=2)
+            return
+        if self._in_tokens():
+            self.query_one(TokenView).go_to_drift()
+        else:
+            self.query_one(Transcript).go_to_token(drift)
+
+    def action_next_match(self) -> None:
+        if not self.list_query.filter.search:
+            self.notify("no search: / on the trajectory list searches every message", timeout=2)
+            return
+        if self._in_tokens():
+            found = self.query_one(TokenView).next_search_hit()
+        else:
+            found = self.query_one(Transcript).next_search_hit() is not None
+        if not found:
+            self.notify("the search matches no message of this trajectory", timeout=1.5)
+
     def action_step(self, direction: int) -> None:
         nxt = neighbour(self.app.store, self.list_query, self.trajectory_id, direction)
         if nxt is None:
@@ -160,12 +300,26 @@ class TrajectoryScreen(Screen):
         self.show(nxt)
 
     def action_copy_json(self) -> None:
-        text = json.dumps(trajectory_record(self.app.store, self.trajectory_id), ensure_ascii=False)
+        """The trajectory as JSON: sent to the terminal's clipboard (OSC 52, which some terminals
+        ignore and none confirms) and always saved to a file, whose path is shown."""
+        text = json.dumps(trajectory_record(self.app.store, self.trajectory_id), ensure_ascii=False, indent=1)
+        path = export_path(self.app.store.path, self.trajectory_id)
+        path.write_text(text, encoding="utf-8")
         self.app.copy_to_clipboard(text)
-        self.notify(f"trajectory {self.trajectory_id} copied as JSON ({len(text):,} characters)")
+        self.notify(f"trajectory {self.trajectory_id} as JSON ({len(text):,} characters): saved to {path}; also "
+                    "sent to the terminal clipboard (OSC 52), where the terminal allows it",
+                    markup=False, timeout=8)
 
     def action_back(self) -> None:
         self.app.pop_screen()
+
+
+def export_path(db: Path, trajectory_id: int) -> Path:
+    """Where `y` saves a trajectory: <cache>/exports/<database name>-trajectory-<id>.json."""
+    folder = cache_dir() / "exports"
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in db.stem) or "db"
+    return folder / f"{stem}-trajectory-{trajectory_id}.json"
 
 
 def _message_at_token(messages, token: int) -> int:
