@@ -28,6 +28,8 @@ class HelpScreen(ModalScreen[None]):
     def __init__(self, under: Screen):
         super().__init__()
         self.under = under
+        self.rows: list[tuple[str, str, str]] = []
+        """(heading, key, description) as listed."""
 
     def compose(self) -> ComposeResult:
         table = Table(box=None, show_header=False, padding=(0, 2))
@@ -38,7 +40,9 @@ class HelpScreen(ModalScreen[None]):
             if key.heading != heading:
                 heading = key.heading
                 table.add_row(Text(heading, style="bold underline"), "")
-            table.add_row(Text(self.app.get_key_display(key.binding)), Text(key.binding.description))
+            shown = self.app.get_key_display(key.binding)
+            self.rows.append((key.heading, shown, key.binding.description))
+            table.add_row(Text(shown), Text(key.binding.description))
         with VerticalScroll(id="help-box"):
             yield Static(Text(f"Keys — {heading_of(self.under)}", style="bold"))
             yield Static(table)

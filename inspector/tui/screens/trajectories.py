@@ -243,7 +243,8 @@ class TrajectoriesScreen(LiveScreen):
             total = ("counting…" if self.total is None
                      else f"{self.total:,}+" if self.total >= CAP else f"{self.total:,}")
             where = f"rows {self.page_offset + 1:,}–{self.page_offset + len(self.rows):,} of {total}"
-        return fmt.line(("Filter: ", "bold"), described, order, where, sep="  ·  ").copy()
+        text = Text("Filter: ", style="bold", no_wrap=True, overflow="ellipsis")
+        return text.append_text(fmt.line(described, order, where, sep="  ·  "))
 
     def _set_filter(self, **changes) -> None:
         self.query_state = replace(self.query_state, filter=replace(self.query_state.filter, **changes))
