@@ -1,0 +1,765 @@
+"""Pure builders of Rich `Text` for one trajectory: messages, tool calls, errors, tokens, rewards.
+
+Everything a model, a corpus or a judge wrote is data. Nothing here parses markup: Rich tags and
+links show as typed, ANSI escapes and other control characters are made visible (they would
+otherwise move the terminal's cursor), and long lines carry `overflow="fold"` so they wrap
+instead of pushing the screen sideways. No Textual import: the widgets wrap these, and tests
+check them without an app.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from array import array
+from bisect import bisect_right
+from collections.abc import Sequence as SequenceABC
+from functools import lru_cache
+from typing import Any, Iterable, Literal, Sequence
+
+import numpy as np
+from rich.cells import cell_len, get_character_cell_size
+from rich.style import Style
+from rich.text import Text
+
+from core.records import Message, RewardResult, ToolCall, ToolError
+from core.tokens import TokenSequence
+
+TokenMode = Literal["mask", "logprob"]
+
+# C0 controls except \t and \n, DEL, C1 controls (\x9b is an 8-bit CSI), the line and paragraph
+# separators (some renderers break lines on them), and bidi overrides (they reorder what follows).
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_THINK_BLOCK = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
+_THINK_OPEN = re.compile(r"<think>", re.IGNORECASE)
+_THINK_CLOSE = re.compile(r"</think>", re.IGNORECASE)
+_NOT_TOOL_ROLES = ("system", "user", "assistant")
+"""Any other role is a tool result ("tool", or "ipython" in the seed's Llama 3 chats)."""
+_INVISIBLE = re.compile("[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f"
+                        "\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufff8\U000e0000-\U000e0fff]")
+"""Characters that draw nothing (or join their neighbours into one glyph): shown as escapes in tokens."""
+_SPECIAL_PIECE = re.compile(r"<\|[^|\s]{1,64}\|>")
+
+try:  # Rich >= 14.1 measures graphemes (emoji sequences) the way it draws them
+    from rich.cells import split_graphemes
+except ImportError:  # pragma: no cover
+    split_graphemes = None
+
+REASONING = Style(dim=True, italic=True)
+GOLD = Style(color="black", bgcolor="green", bold=True)
+GOLD_BADGE = GOLD
+CALL = Style(color="cyan", bold=True)
+QUERY = Style(color="yellow", bold=True)
+ERROR_LABEL = Style(color="bright_white", bgcolor="red", bold=True)
+ERROR_KIND = Style(color="red", bold=True)
+
+
+def visible(text: str | None) -> str:
+    """The text with control characters shown (ESC as ␛, others as \\xNN); \\n and \\t kept."""
+    if not text:
+        return ""
+    return _CONTROL.sub(_show_control, text)
+
+
+def _show_control(match: re.Match[str]) -> str:
+    ch = match.group(0)
+    if ch == "\x1b":
+        return "␛"
+    return f"\\x{ord(ch):02x}" if ord(ch) <= 0xFF else f"\\u{ord(ch):04x}"
+
+
+def literal(text: str | None, style: Style | str = "") -> Text:
+    """Model text as a foldable `Text`, shown exactly as typed."""
+    return Text(visible(text), style=style, overflow="fold")
+
+
+# ----------------------------------------------------------------------------- messages
+def split_reasoning(content: str) -> list[tuple[str, bool]]:
+    """(segment, is_reasoning) pieces of an assistant message, in order, covering all of it.
+
+    The non-reasoning segments joined are exactly what `core.toolcalls.strip_reasoning` keeps
+    (what the tool-call parser and the final answer see): <think>...</think> blocks, everything
+    before a stray </think> (templates that open <think> in the prompt), and an unclosed
+    trailing <think>... are reasoning.
+    """
+    if not content:
+        return []
+    reasoning = [False] * (len(content) + 1)  # per character; +1 keeps the loop below simple
+    blocks = [(m.start(), m.end()) for m in _THINK_BLOCK.finditer(content)]
+    for start, end in blocks:
+        reasoning[start:end] = [True] * (end - start)
+    outside = _gaps(blocks, len(content))
+    stray_end = 0
+    for start, end in outside:
+        for m in _THINK_CLOSE.finditer(content, start, end):
+            stray_end = m.end()
+    reasoning[:stray_end] = [True] * stray_end
+    for start, end in outside:
+        opened = _THINK_OPEN.search(content, max(start, stray_end), end) if end > stray_end else None
+        if opened:
+            reasoning[opened.start():len(content)] = [True] * (len(content) - opened.start())
+            break
+    segments: list[tuple[str, bool]] = []
+    begin = 0
+    for i in range(1, len(content) + 1):
+        if i == len(content) or reasoning[i] != reasoning[begin]:
+            segments.append((content[begin:i], reasoning[begin]))
+            begin = i
+    return segments
+
+
+def _gaps(blocks: list[tuple[int, int]], length: int) -> list[tuple[int, int]]:
+    out, pos = [], 0
+    for start, end in blocks:
+        if start > pos:
+            out.append((pos, start))
+        pos = end
+    if pos < length:
+        out.append((pos, length))
+    return out
+
+
+def gold_chunk_hit(message: Message, gold_chunk: str | None) -> bool:
+    """True when a tool result contains the gold chunk's text (the chunk_hit reward's test)."""
+    return (bool(gold_chunk) and message.role not in _NOT_TOOL_ROLES
+            and gold_chunk in (message.content or ""))
+
+
+def message_body(message: Message, gold_chunk: str | None = None) -> Text:
+    """A message's content: reasoning dimmed for the assistant, the gold chunk lit in tool results.
+
+    Whether the chunk was hit is `gold_chunk_hit(message, gold_chunk)`; `gold_badge()` is the
+    marker to show beside it.
+    """
+    if message.role == "assistant":
+        text = Text(overflow="fold")
+        for piece, is_reasoning in split_reasoning(message.content or ""):
+            text.append(visible(piece), style=REASONING if is_reasoning else "")
+        return text
+    # Split the original text around each occurrence, then make each piece visible: matching
+    # in the shown text could pair a control character with the literal text of its escape.
+    content, text, pos = message.content or "", Text(overflow="fold"), 0
+    if gold_chunk and message.role not in _NOT_TOOL_ROLES:
+        while (found := content.find(gold_chunk, pos)) >= 0:
+            text.append(visible(content[pos:found]))
+            text.append(visible(gold_chunk), style=GOLD)
+            pos = found + len(gold_chunk)
+    text.append(visible(content[pos:]))
+    return text
+
+
+def gold_badge() -> Text:
+    return Text(" ✔ gold chunk hit ", style=GOLD_BADGE)
+
+
+def tool_call_line(call: ToolCall) -> Text:
+    """`search_corpus(query="...")`: the call as the model meant it, its query emphasised."""
+    text = Text("→ ", style=CALL, overflow="fold")
+    text.append(visible(call.name), style=CALL)
+    text.append("(")
+    for i, (key, value) in enumerate(call.arguments.items()):
+        if i:
+            text.append(", ")
+        text.append(f"{visible(str(key))}=")
+        shown = json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else f'"{value}"'
+        text.append(visible(shown), style=QUERY if key == "query" else "bold")
+    text.append(")")
+    return text
+
+
+def tool_error_line(error: ToolError, turn: int) -> Text:
+    """A tool error set in white on red so it cannot be missed: label, kind, message, turn."""
+    text = Text(" TOOL ERROR ", style=ERROR_LABEL, overflow="fold")
+    text.append(f" {visible(error.kind)} ", style=ERROR_KIND)
+    text.append(visible(error.message))
+    text.append(f"  (turn {turn})", style="dim")
+    return text
+
+
+# ----------------------------------------------------------------------------- tokens
+# The token view draws the mask first and the token's class second: the background says trained
+# or masked (a generated <|im_end|> is trained and looks it), the foreground and an underline say
+# template token, an italic dot says "continues the character before". Every other token takes
+# the _ALT shade of its style, so where each token starts shows even inside a run of one kind.
+TRAINED = Style(color="bright_white", bgcolor="rgb(20,90,40)", bold=True)
+TRAINED_ALT = Style(color="bright_white", bgcolor="rgb(38,124,62)", bold=True)
+MASKED = Style(dim=True)
+MASKED_ALT = Style(dim=True, bgcolor="rgb(54,54,62)")
+SPECIAL = Style(color="bright_magenta", underline=True)
+"""Template tokens' class, laid over their mask background."""
+SPECIAL_ON_HEAT = Style(color="rgb(110,0,130)", underline=True)
+"""Template tokens' class over a heat colour (dark magenta reads on yellow and green)."""
+PARTIAL = Style(italic=True)
+PARTIAL_MARK = "·"
+"""Drawn for a token that continues a character split over several byte-level tokens: the
+character is shown on the run's first token, and each later token keeps one cell of its own so
+its mask colour shows and the cursor can land on it (zero width would hide both)."""
+CURSOR = Style(reverse=True, bold=True)
+LABEL = Style(color="blue", bold=True)
+DRIFT = Style(color="bright_white", bgcolor="red", bold=True)
+DRIFT_MARK = "⚠drift▸"
+ERROR_MARK = "✘ tool error"
+HEAT_LEVELS = 20
+"""Probabilities are drawn in 1/20 steps, and the legend shows exactly the colours used."""
+_ALT, _TRAINED, _SPECIAL, _PARTIAL = 1, 2, 4, 8
+_HEAT_SHIFT = 4
+"""A token's style is an int code: the bits above, and (heat level + 1) << _HEAT_SHIFT in logprob
+mode (0: no heat). Codes are computed for all tokens at once with numpy; a code's Style is cached."""
+NO_PIECE = "⟨{}⟩"
+
+
+def _inline(text: str | None) -> str:
+    """Text for one line of the token view: control characters, newlines and tabs made visible."""
+    return visible(text).replace("\n", "↵").replace("\t", "⇥")
+
+
+def token_text(piece: str) -> str:
+    """A token's text as the token view draws it: control characters visible, tab as ⇥, a newline
+    as ↵ and a line break, invisible format characters (zero-width joiner, variation selectors,
+    BOM...) as \\uXXXX, and a piece that starts with a combining mark on a dotted circle ◌, so
+    every token takes at least one cell of its own and no two tokens merge into one glyph."""
+    text = _INVISIBLE.sub(_show_control, visible(piece)).replace("\t", "⇥").replace("\n", "↵\n")
+    if text and get_character_cell_size(text[0]) == 0:
+        text = "◌" + text
+    return text
+
+
+def heat_colour(p: float, shade: float = 1.0) -> str:
+    """Red (p=0) through yellow to green (p=1), in HEAT_LEVELS steps; shade < 1 darkens it."""
+    p = round(max(0.0, min(1.0, p)) * HEAT_LEVELS) / HEAT_LEVELS
+    red, green = (255, int(510 * p)) if p < 0.5 else (int(510 * (1 - p)), 255)
+    return f"rgb({int(red * shade)},{int(green * shade)},{int(60 * shade)})"
+
+
+_HEAT_STYLES = [Style(color="black", bgcolor=heat_colour(level / HEAT_LEVELS), bold=True)
+                for level in range(HEAT_LEVELS + 1)]
+_HEAT_ALT_STYLES = [Style(color="black", bgcolor=heat_colour(level / HEAT_LEVELS, 0.8), bold=True)
+                    for level in range(HEAT_LEVELS + 1)]
+
+
+def heat_style(logprob: float) -> Style:
+    """The style of a trained token with this logprob (exp(logprob) on the heat scale)."""
+    p = max(0.0, min(1.0, math.exp(logprob)))
+    return _HEAT_STYLES[round(p * HEAT_LEVELS)]
+
+
+@lru_cache(maxsize=None)
+def token_style(code: int) -> Style:
+    """The Style of a token style code (see `token_codes`): mask or heat background, then class."""
+    alt, heat = code & _ALT, (code >> _HEAT_SHIFT) - 1
+    if heat >= 0:
+        style = (_HEAT_ALT_STYLES if alt else _HEAT_STYLES)[heat]
+    elif code & _TRAINED:
+        style = TRAINED_ALT if alt else TRAINED
+    else:
+        style = MASKED_ALT if alt else MASKED
+    if code & _SPECIAL:
+        style = style + (SPECIAL_ON_HEAT if heat >= 0 else SPECIAL)
+    if code & _PARTIAL:
+        style = style + PARTIAL
+    return style
+
+
+def token_codes(mask: Sequence[int], logprobs: Sequence[float], special: np.ndarray, partial: np.ndarray,
+                mode: TokenMode) -> np.ndarray:
+    """Style code of each token (int64, shape (n,)): alternate shade, trained, template, partial,
+    and in "logprob" mode the heat level of trained tokens with a logprob (exp(logprob), 1/20 steps).
+
+    special, partial: bool arrays of shape (n,).
+    """
+    n = len(mask)
+    trained = np.asarray(mask)[:n] != 0
+    code = (np.arange(n, dtype=np.int64) & _ALT) | (trained * _TRAINED) | (special * _SPECIAL) | (partial * _PARTIAL)
+    if mode == "logprob" and n:
+        lp = np.asarray(logprobs, dtype=np.float64)[:n]
+        known = trained & ~np.isnan(lp)
+        with np.errstate(all="ignore"):
+            level = np.round(np.clip(np.exp(np.nan_to_num(lp)), 0.0, 1.0) * HEAT_LEVELS).astype(np.int64)
+        code |= np.where(known, level + 1, 0) << _HEAT_SHIFT
+    return code
+
+
+def logprob_legend() -> Text:
+    """The logprob mode's key: the heat scale of trained tokens, then the classes (`mask_legend`)."""
+    text = Text("p = exp(logprob): ")
+    for p in (0.0, 0.5, 1.0):
+        text.append(f" {p:g} ", style=_HEAT_STYLES[round(p * HEAT_LEVELS)])
+    text.append(" ")
+    text.append(" masked ", style=MASKED_ALT)
+    _legend_classes(text)
+    return text
+
+
+def mask_legend() -> Text:
+    """The mask mode's key. Tokens alternate two shades of their style, so "trained" and "masked"
+    are drawn as the tokens tr|ain|ed would be; template tokens keep their mask's background."""
+    text = Text("mask: ")
+    for i, part in enumerate((" tr", "ain", "ed ")):
+        text.append(part, style=TRAINED_ALT if i % 2 else TRAINED)
+    for i, part in enumerate((" ma", "sk", "ed ")):
+        text.append(part, style=MASKED_ALT if i % 2 else MASKED)
+    _legend_classes(text)
+    return text
+
+
+def _legend_classes(text: Text) -> None:
+    text.append(" ")
+    text.append("<|t|>", style=TRAINED + SPECIAL)
+    text.append("<|t|>", style=MASKED_ALT + SPECIAL)
+    text.append(" template ")
+    text.append(PARTIAL_MARK, style=TRAINED + PARTIAL)
+    text.append(" split char ")
+    text.append(f" {ERROR_MARK} ", style=ERROR_LABEL)
+    text.append(" ")
+    text.append(f" {DRIFT_MARK} ", style=DRIFT)
+    text.append(" ")
+    text.append(" cursor ", style=CURSOR)
+
+
+def token_counts(tokens: TokenSequence) -> dict[str, int]:
+    trained = sum(tokens.mask)
+    return {"total": len(tokens.ids), "trained": trained, "masked": len(tokens.ids) - trained,
+            "prompt": tokens.prompt_len, "completion": tokens.completion_len}
+
+
+def token_summary(tokens: TokenSequence, drift_at: int | None = None, have_pieces: bool = True) -> Text:
+    """One line: how many tokens, how many trained, where the prompt ends, where drift is."""
+    c = token_counts(tokens)
+    text = Text(f"{c['total']:,} tokens · ", style="bold", overflow="fold")
+    text.append(f"{c['trained']:,} trained", style=TRAINED)
+    text.append(f" · {c['masked']:,} masked", style="dim")
+    text.append(f" · prompt {c['prompt']:,} · completion {c['completion']:,}")
+    if drift_at is not None:
+        text.append(f" · ⚠ drift at token {drift_at:,}", style="bold red")
+    if not have_pieces:
+        text.append(" · no local tokenizer: showing ids", style="italic")
+    return text
+
+
+def boundary_labels(messages: Iterable[Message], length: int) -> dict[int, str]:
+    """Token position -> label for the start of every message span and of template scaffolding.
+
+    Messages sharing a span (the opening system + user prompt is one template rendering) share
+    one label; tokens no message owns (a turn's closing, the next generation prompt) are
+    labelled "template" so the trained region visibly ends where the assistant's span ends.
+    """
+    owners: dict[int, list[Message]] = {}
+    spans: list[tuple[int, int]] = []
+    for m in messages:
+        if m.token_start is None or m.token_end is None:
+            continue  # e.g. a tool error that ended the chat: the model never saw it
+        owners.setdefault(m.token_start, []).append(m)
+        spans.append((m.token_start, m.token_end))
+    labels: dict[int, str] = {}
+    for start, group in owners.items():
+        roles = " + ".join(dict.fromkeys(_inline(m.role) for m in group))
+        turn = group[0].turn
+        labels[start] = f"── {roles} prompt ──" if turn == 0 else f"── {roles} (turn {turn}) ──"
+    covered_until = 0
+    for start, end in sorted(spans):
+        if start > covered_until and covered_until not in labels:
+            labels[covered_until] = "── template ──"
+        covered_until = max(covered_until, end)
+    if covered_until < length and covered_until not in labels and spans:
+        labels[covered_until] = "── template ──"
+    return {k: v for k, v in labels.items() if k < length}
+
+
+def tool_error_tokens(messages: Iterable[Message], length: int) -> dict[int, str]:
+    """Token position -> marker text for each assistant message with a tool error and a token span
+    (its first token): "✘ tool error: kind — message (turn k)", one line."""
+    out: dict[int, str] = {}
+    for m in messages:
+        if m.role == "assistant" and m.tool_error is not None and m.token_start is not None \
+                and 0 <= m.token_start < length:
+            detail = _inline(m.tool_error.message)
+            detail = detail if len(detail) <= 80 else detail[:79] + "…"
+            out.setdefault(m.token_start, f"{ERROR_MARK}: {_inline(m.tool_error.kind)} — {detail} (turn {m.turn})")
+    return out
+
+
+def message_spans(messages: Iterable[Message]) -> list[tuple[int, int, str]]:
+    """(token_start, token_end, "role, turn k") for each span of messages, sorted by start; messages
+    sharing a span share one entry ("system + user, turn 0")."""
+    spans: dict[tuple[int, int], list[Message]] = {}
+    for m in messages:
+        if m.token_start is not None and m.token_end is not None:
+            spans.setdefault((m.token_start, m.token_end), []).append(m)
+    return [(start, end, f"{' + '.join(dict.fromkeys(_inline(m.role) for m in group))}, turn {group[0].turn}")
+            for (start, end), group in sorted(spans.items())]
+
+
+def token_info(index: int, tokens: TokenSequence, piece: str | None, part: tuple[int, int, str] | None,
+               owner: str | None) -> Text:
+    """The cursor's line: position, id, the piece made visible (repr), mask, logprob and p, owner.
+
+    part is (k, n, text) when the token is the k-th of n byte-level tokens that decode to `text`
+    together; owner is the message span's label ("assistant, turn 2") or None (template tokens).
+    """
+    text = Text(no_wrap=True, overflow="ellipsis")
+    text.append(f"#{index:,}", style="bold")
+    text.append(f"  id {tokens.ids[index]}  ")
+    if piece is not None:
+        text.append(visible(repr(piece)), style="bold")
+    else:
+        text.append("(no tokenizer)", style="italic")
+    trained = bool(tokens.mask[index])
+    text.append("  ")
+    text.append("trained" if trained else "masked", style=TRAINED if trained else MASKED_ALT)
+    logprob = tokens.logprobs[index] if index < len(tokens.logprobs) else math.nan
+    if logprob is None or math.isnan(logprob):
+        text.append("  logprob –  p –")
+    else:
+        text.append(f"  logprob {logprob:.4f}  p={math.exp(logprob):.4f}")
+    text.append(f"  · {owner}" if owner else "  · template (no message)", style="dim" if not owner else "")
+    if part is not None:
+        k, n, joined = part
+        text.append(f"  · byte token {k} of {n} of {visible(repr(joined))}", style="italic")
+    return text
+
+
+class TokenLayout:
+    """The token view as one document of logical lines (split at newline tokens and labels).
+
+    `doc` holds every line joined by "\\n"; token i covers doc[token_start[i]:token_stop[i]]
+    (newline tokens include the "\\n" that ends their line). Lines are built into `Text` or
+    segments only when asked for (`line`, `segments`), so laying out 100k tokens costs a few
+    joins and numpy passes, not a Text per line. Folding to a width is by terminal cells
+    (`rows`, `cuts`), so the row of every token is known exactly.
+    """
+
+    def __init__(self, doc: str, token_start: np.ndarray, token_stop: np.ndarray,
+                 marks: list[tuple[int, int, Style]], own_lines: list[int], flags: np.ndarray,
+                 mask: Sequence[int], logprobs: Sequence[float], mode: TokenMode) -> None:
+        self.doc = doc
+        self.token_start: list[int] = token_start.tolist()
+        """Offset in `doc` of each token's first character."""
+        self.token_stop: list[int] = token_stop.tolist()
+        self._mark_start = [m[0] for m in marks]
+        self._mark_stop = [m[1] for m in marks]
+        self._mark_style = [m[2] for m in marks]
+        arr = np.frombuffer(doc.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+        newlines = np.flatnonzero(arr == 10)
+        starts = np.concatenate(([0], newlines + 1)).astype(np.int64)
+        stops = np.concatenate((newlines, [len(doc)])).astype(np.int64)
+        if doc.endswith("\n"):  # a newline token ends the text: no empty line after it
+            starts, stops = starts[:-1], stops[:-1]
+        self._starts, self._lens = starts, stops - starts
+        self.line_start: list[int] = starts.tolist()
+        self.line_stop: list[int] = stops.tolist()
+        line = np.searchsorted(starts, token_start, side="right") - 1
+        self.token_line: list[int] = line.tolist()
+        """The line each token begins on."""
+        self.token_col: list[int] = (token_start - starts[line]).tolist() if len(token_start) else []
+        """Character offset of each token's first character in its line."""
+        self.label_lines: set[int] = set((np.searchsorted(starts, np.asarray(own_lines, dtype=np.int64),
+                                                          side="right") - 1).tolist())
+        """Lines that hold no token: message labels and tool-error markers."""
+        self._measure(arr, starts)
+        self._flags = flags
+        self._mask = np.frombuffer(bytes(mask), dtype=np.uint8)  # bytes(): far faster than numpy on a list
+        self._logprobs = np.frombuffer(array("d", logprobs), dtype=np.float64)
+        self.set_mode(mode)
+
+    # ------------------------------------------------------------------ styles
+    def set_mode(self, mode: TokenMode) -> None:
+        """Colour trained tokens by the mask or by exp(logprob); the text and rows do not change."""
+        if mode not in ("mask", "logprob"):
+            raise ValueError(f"token view mode must be 'mask' or 'logprob', not {mode!r}")
+        self.mode = mode
+        n = len(self.token_start)
+        self.codes: list[int] = token_codes(self._mask, self._logprobs, self._flags[:n] & _SPECIAL != 0,
+                                            self._flags[:n] & _PARTIAL != 0, mode).tolist()
+
+    def segments(self, lo: int, hi: int, cursor: int | None = None) -> list[tuple[str, Style]]:
+        """(text, style) pieces covering doc[lo:hi] (inside one line); token `cursor` reversed."""
+        out: list[tuple[str, Style]] = []
+        doc, starts, stops, codes = self.doc, self.token_start, self.token_stop, self.codes
+        n, j, pos = len(starts), bisect_right(stops, lo), lo
+        while pos < hi:
+            if j < n and starts[j] <= pos:
+                end = min(stops[j], hi)
+                style = token_style(codes[j])
+                out.append((doc[pos:end], style + CURSOR if j == cursor else style))
+                pos, j = end, j + 1
+                continue
+            gap_end = min(starts[j], hi) if j < n else hi
+            while pos < gap_end:  # not a token: a label, a marker, or plain text
+                k = bisect_right(self._mark_start, pos) - 1
+                if k >= 0 and self._mark_stop[k] > pos:
+                    end, style = min(self._mark_stop[k], gap_end), self._mark_style[k]
+                else:
+                    nxt = self._mark_start[k + 1] if k + 1 < len(self._mark_start) else gap_end
+                    end, style = min(nxt, gap_end), _NULL
+                out.append((doc[pos:end], style))
+                pos = end
+        return out
+
+    def line(self, index: int, cursor: int | None = None) -> Text:
+        """Logical line `index` as a Text (for tests and one-off rendering; the widget uses segments)."""
+        text = Text(overflow="fold")
+        for part, style in self.segments(self.line_start[index], self.line_stop[index], cursor):
+            text.append(part, style)
+        return text
+
+    @property
+    def lines(self) -> "_Lines":
+        """The logical lines as a lazy sequence of Text."""
+        return _Lines(self)
+
+    def text(self) -> Text:
+        joined = Text("\n").join(self.line(i) for i in range(len(self.line_start)))
+        joined.overflow = "fold"
+        return joined
+
+    # ------------------------------------------------------------------ folding
+    def _measure(self, arr: np.ndarray, starts: np.ndarray) -> None:
+        """Find the lines whose cells are not one per character (wide, zero-width, joined emoji)."""
+        self._cum_np: np.ndarray | None = None
+        self._cells: np.ndarray | None = None
+        self._kind: dict[int, int] = {}
+        """line -> 1: cells per character differ from 1; 2: emoji joiners, measured by grapheme."""
+        wide = np.flatnonzero(arr > 126)
+        if not len(wide):
+            return
+        uniq, inverse = np.unique(arr[wide], return_inverse=True)
+        widths = np.array([get_character_cell_size(chr(c)) for c in uniq.tolist()], dtype=np.int64)
+        odd = widths[inverse] != 1
+        if odd.any():
+            cells = np.ones(len(arr), dtype=np.int64)
+            cells[wide] = widths[inverse]
+            self._cells = cells
+            for line in np.unique(np.searchsorted(starts, wide[odd], side="right") - 1).tolist():
+                self._kind[line] = 1
+        joiners = np.isin(uniq, (0x200D, 0xFE0F))[inverse]
+        for line in np.unique(np.searchsorted(starts, wide[joiners], side="right") - 1).tolist():
+            self._kind[line] = 2
+
+    def rows(self, width: int) -> list[int]:
+        """Rows each logical line takes when folded to `width` cells (list of len(line_start)).
+
+        One cell per character: ceil(length / width). Lines with wide or zero-width characters
+        fold greedily on cumulative cells, all such lines at once, one numpy step per row.
+        """
+        width = max(1, width)
+        rows = np.maximum(1, -(-self._lens // width))
+        wide = np.array([line for line, kind in self._kind.items() if kind == 1], dtype=np.int64)
+        if len(wide):
+            cum = self._cum_cells()
+            pos, stop = self._starts[wide], self._starts[wide] + self._lens[wide]
+            count = np.ones(len(wide), dtype=np.int64)
+            active = np.flatnonzero(pos < stop)
+            while len(active):
+                s = pos[active]
+                base = np.where(s > 0, cum[np.maximum(s - 1, 0)], 0)
+                k = np.minimum(np.maximum(np.searchsorted(cum, base + width, side="right"), s + 1), stop[active])
+                pos[active] = k
+                more = k < stop[active]
+                count[active[more]] += 1
+                active = active[more]
+            rows[wide] = count
+        for line, kind in self._kind.items():
+            if kind == 2:
+                rows[line] = len(self.cuts(line, width))
+        return rows.tolist()
+
+    def _cum_cells(self) -> np.ndarray:
+        """Cells of doc[:k + 1] at k (int64, shape (len(doc),))."""
+        if self._cum_np is None:
+            self._cum_np = np.cumsum(self._cells)
+        return self._cum_np
+
+    def cuts(self, line: int, width: int) -> list[int]:
+        """Character offsets (from the line's start) where each folded row of `line` begins: [0, ...]."""
+        width = max(1, width)
+        lo, hi = self.line_start[line], self.line_stop[line]
+        kind = self._kind.get(line)
+        if kind is None:
+            return list(range(0, hi - lo, width)) or [0]
+        if kind == 2:
+            return _grapheme_cuts(self.doc[lo:hi], width)
+        everything = self._cum_cells()
+        cum = (everything[lo:hi] - (everything[lo - 1] if lo else 0)).tolist()  # cells from the line's start
+        cuts, s, size = [0], 0, hi - lo
+        while True:  # greedy: a row ends before the first character that would pass `width`
+            base = cum[s - 1] if s else 0
+            s = max(bisect_right(cum, base + width, s), s + 1)
+            if s >= size:
+                return cuts
+            cuts.append(s)
+
+    def cell_len(self, lo: int, hi: int) -> int:
+        """Cells that doc[lo:hi] takes."""
+        if self._cells is None:
+            return hi - lo
+        return cell_len(self.doc[lo:hi])
+
+
+_NULL = Style()
+
+
+class _Lines(SequenceABC):
+    """TokenLayout's lines, each built into a Text when indexed."""
+
+    def __init__(self, layout: TokenLayout) -> None:
+        self._layout = layout
+
+    def __len__(self) -> int:
+        return len(self._layout.line_start)
+
+    def __getitem__(self, index):  # type: ignore[override]
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        return self._layout.line(index)
+
+
+def _grapheme_cuts(plain: str, width: int) -> list[int]:
+    """Fold cuts of a line with emoji joiners, grapheme by grapheme as Rich measures them."""
+    cuts, used = [0], 0
+    if split_graphemes is not None:
+        graphemes = [(start, size) for start, _end, size in split_graphemes(plain)[0]]
+    else:  # pragma: no cover - Rich < 14.1
+        graphemes = [(i, get_character_cell_size(ch)) for i, ch in enumerate(plain)]
+    for start, size in graphemes:
+        if used + size > width and used:
+            cuts.append(start)
+            used = 0
+        used += size
+    return cuts
+
+
+def token_layout(tokens: TokenSequence, pieces: list[str] | None, messages: list[Message],
+                 drift_at: int | None, mode: TokenMode = "mask",
+                 special: set[int] | frozenset[int] = frozenset(),
+                 parts: dict[int, tuple[int, int, str]] | None = None) -> TokenLayout:
+    """Every token, trained ones set apart from masked ones; boundaries, template tokens, drift, errors.
+
+    pieces[i] is the decoded text of token i; without pieces (or for an empty piece) the id is
+    shown as ⟨id⟩. parts maps a token to (k, n, text) when it is the k-th of n byte-level tokens
+    that decode to `text` together: the first shows the text (its piece), the others a `PARTIAL_MARK`.
+    mode "mask": trained tokens bright on a green tint, masked ones dim. mode "logprob": trained
+    tokens on the heat scale of exp(logprob). Template tokens (ids in `special`, or pieces shaped
+    like <|...|>) keep their mask or heat background and take a magenta underlined foreground.
+    """
+    if mode not in ("mask", "logprob"):
+        raise ValueError(f"token view mode must be 'mask' or 'logprob', not {mode!r}")
+    ids, n = tokens.ids, len(tokens.ids)
+    parts = parts or {}
+    flags = np.zeros(n, dtype=np.int64)
+    if special and n:
+        flags[np.isin(np.frombuffer(array("q", ids), dtype=np.int64), np.fromiter(special, dtype=np.int64))] = _SPECIAL
+    if pieces is None:
+        shown = [NO_PIECE.format(tok) for tok in ids]
+    else:
+        # Per distinct piece, not per token: a long trajectory repeats a few thousand pieces.
+        pieces = list(pieces[:n]) + [None] * (n - len(pieces))
+        distinct = list(set(pieces))
+        number = {piece: k for k, piece in enumerate(distinct)}
+        which = list(map(number.__getitem__, pieces))
+        texts = [token_text(piece) if piece else None for piece in distinct]
+        shown = list(map(texts.__getitem__, which))
+        which_np = np.array(which, dtype=np.int64)
+        templates = np.array([bool(piece) and _SPECIAL_PIECE.fullmatch(piece) is not None for piece in distinct])
+        flags[templates[which_np]] |= _SPECIAL
+        empty = np.array([text is None for text in texts])
+        for i in np.flatnonzero(empty[which_np]).tolist():  # no text: the id, or a split character
+            if i in parts and parts[i][0] > 1:
+                shown[i] = PARTIAL_MARK
+                flags[i] |= _PARTIAL
+            else:
+                shown[i] = NO_PIECE.format(ids[i])
+    # What stands before token p that is not a token: error markers and labels on their own
+    # lines, then the drift marker inline.
+    errors, labels = tool_error_tokens(messages, n), boundary_labels(messages, n)
+    events = sorted(set(errors) | set(labels) | ({drift_at} if drift_at is not None and 0 <= drift_at < n else set()))
+    chunks: list[str] = []
+    extra = np.zeros(n, dtype=np.int64)
+    pending: list[tuple[int, int, int, Style]] = []  # (token, offset in its event text, length, style)
+    own: list[tuple[int, int]] = []  # (token, offset in its event text) of each line holding no token
+    prev = 0
+    for p in events:
+        chunks.append("".join(shown[prev:p]))
+        at_line_start = p == 0 or shown[p - 1].endswith("\n")
+        event = "" if at_line_start or (p not in errors and p not in labels) else "\n"
+        for text, style in ((errors.get(p), ERROR_LABEL), (labels.get(p), LABEL)):
+            if text:
+                pending.append((p, len(event), len(text), style))
+                own.append((p, len(event)))
+                event += text + "\n"
+        if p == drift_at:
+            pending.append((p, len(event), len(DRIFT_MARK), DRIFT))
+            event += DRIFT_MARK
+        chunks.append(event)
+        extra[p] = len(event)
+        prev = p
+    chunks.append("".join(shown[prev:]))
+    lens = np.fromiter(map(len, shown), dtype=np.int64, count=n)
+    starts = np.cumsum(lens + extra) - lens
+    marks = [(int(starts[p] - extra[p]) + off, int(starts[p] - extra[p]) + off + length, style)
+             for p, off, length, style in pending]
+    own_lines = [int(starts[p] - extra[p]) + off for p, off in own]
+    doc = "".join(chunks)
+    if drift_at is not None and drift_at >= n:
+        tail = f"{DRIFT_MARK} (past the last token: the canonical rendering is longer)"
+        marks.append((len(doc), len(doc) + len(tail), DRIFT))
+        doc += tail
+    return TokenLayout(doc, starts, starts + lens, marks, own_lines, flags,
+                       tokens.mask, tokens.logprobs, mode)
+
+
+def token_view(tokens: TokenSequence, pieces: list[str] | None, messages: list[Message],
+               drift_at: int | None, mode: TokenMode = "mask",
+               special: set[int] | frozenset[int] = frozenset()) -> Text:
+    """The token view as one `Text` (see `token_layout`)."""
+    return token_layout(tokens, pieces, messages, drift_at, mode, special).text()
+
+
+# ----------------------------------------------------------------------------- rewards
+_DETAIL_WIDTH = 240
+
+
+def reward_rows(rewards: list[RewardResult]) -> list[tuple[str, str, str, str]]:
+    """(name, weight, value, why) per reward; why is the one detail that explains the value."""
+    return [(r.name, f"{r.weight:g}", f"{r.value:.3f}", _one_line(detail_summary(r))) for r in rewards]
+
+
+def reward_total(rewards: list[RewardResult]) -> float:
+    """The weighted sum, as `core.rewards.Rewards.total` computes it."""
+    return sum(r.value * r.weight for r in rewards)
+
+
+def detail_summary(reward: RewardResult) -> str:
+    d: dict[str, Any] = reward.detail or {}
+    if "error" in d:
+        return f"error: {d['error']}"
+    if reward.name == "correctness":
+        judge = d.get("judge", "judge")
+        if d.get("verdict") == "empty_answer":
+            return f"{judge}: empty answer, not asked"
+        if "reply" in d:
+            return f"{judge} replied: {d['reply']}" if str(d["reply"]).strip() else f"{judge}: empty reply"
+        if "f1" in d:
+            return f"{judge}: f1 {d['f1']} ({d.get('answer', '')!r} vs {d.get('gold', '')!r})"
+        if "answer" in d:
+            return f"{judge}: {d.get('answer', '')!r} vs {d.get('gold', '')!r}"
+    elif reward.name == "formatting" and "tool_errors" in d:
+        errors = d["tool_errors"]
+        return f"tool errors: {', '.join(map(str, errors))}" if errors else "no tool errors"
+    elif reward.name == "retry_behavior" and "tool_calls" in d:
+        return f"{d['tool_calls']} tool call(s) attempted"
+    elif reward.name == "chunk_hit" and "hit_turn" in d:
+        results = d.get("tool_results")
+        if d["hit_turn"] is None:
+            return f"gold chunk in none of {results} tool result(s)" if results is not None else "gold chunk not found"
+        return f"gold chunk found at turn {d['hit_turn']}"
+    return json.dumps(d, ensure_ascii=False, default=str) if d else ""
+
+
+def _one_line(text: str) -> str:
+    flat = " ".join(visible(text).split())
+    return flat if len(flat) <= _DETAIL_WIDTH else flat[: _DETAIL_WIDTH - 1] + "…"
