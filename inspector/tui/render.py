@@ -404,6 +404,9 @@ def token_info(index: int, tokens: TokenSequence, piece: str | None, part: tuple
         text.append(visible(repr(piece)), style="bold")
     else:
         text.append("(no tokenizer)", style="italic")
+    if part is not None:
+        k, n, joined = part
+        text.append(f"  (byte token {k} of {n} of {visible(repr(joined))})", style="italic")
     trained = bool(tokens.mask[index])
     text.append("  ")
     text.append("trained" if trained else "masked", style=TRAINED if trained else MASKED_ALT)
@@ -413,9 +416,6 @@ def token_info(index: int, tokens: TokenSequence, piece: str | None, part: tuple
     else:
         text.append(f"  logprob {logprob:.4f}  p={math.exp(logprob):.4f}")
     text.append(f"  · {owner}" if owner else "  · template (no message)", style="dim" if not owner else "")
-    if part is not None:
-        k, n, joined = part
-        text.append(f"  · byte token {k} of {n} of {visible(repr(joined))}", style="italic")
     return text
 
 

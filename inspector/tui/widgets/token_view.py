@@ -211,6 +211,11 @@ class TokenView(ScrollView, can_focus=True):
         self.virtual_size = Size(self._width, self._header_rows + self._row_start[-1])
 
     @property
+    def header_rows(self) -> int:
+        """Screen rows the fixed header takes (counts and legend folded to the width, the info line)."""
+        return self._header_rows
+
+    @property
     def _header_rows(self) -> int:
         """Rows of the fixed header: counts and legend (folded), and one for the cursor's token."""
         return sum(len(cuts) for _, cuts in self._header_lines) + (self.cursor is not None)
@@ -438,7 +443,12 @@ class TokenView(ScrollView, can_focus=True):
         r = max(0, min(r, self._row_start[-1] - 1))
         while 0 <= r < self._row_start[-1]:
             j = self.token_at(r, goal)
-            if j is not None and j != self.cursor:
+            if j is not None and delta > 0 and self.token_row(j) < r:
+                # A token folded over from the row above: moving down lands on the row's first own token.
+                begin, end = self._row_range(r)
+                j = bisect_left(self._layout.token_start, begin)
+                j = j if j < len(self._layout.token_start) and self._layout.token_start[j] < end else None
+            if j is not None and (self.token_row(j) - row) * delta > 0:
                 self._move_cursor(j)
                 self._goal_x = goal
                 return
