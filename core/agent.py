@@ -2,21 +2,25 @@
 
 Every unfinished trajectory of a batch generates in the same backend call each turn. A
 trajectory ends when the model answers without calling a tool, when a tool call fails (unless
-errors are fed back to the model), when its token budget is spent, or after `max_generations`
-turns; the reason is recorded as its finish_reason.
+errors are fed back to the model), when its token budget is spent, after `max_generations`
+turns, when its prompt reaches the model's context length, or when the chat template renders
+the chat so far differently from what the model was given (it is never fed a cut prompt); the
+reason is recorded as its finish_reason, with a one-line finish_detail for the last two.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Callable, Sequence
 
 from loguru import logger
 
 from core.backends import Backend, SamplingConfig
-from core.chat import ChatTokenizer, first_difference
+from core.chat import ChatState, ChatTokenizer, TemplateMismatch
 from core.prompts import SEARCH_TOOL_NAME, PromptTemplate
+from core.templates import ChatFormat, context_window
 from core.records import Message, Question, ToolCall, ToolError
 from core.toolcalls import count_call_attempts, parse_tool_call
 from core.tokens import TokenSequence
@@ -25,6 +29,10 @@ FINISH_ANSWERED = "answered"
 FINISH_MAX_TURNS = "max_turns"
 FINISH_MAX_TOKENS = "max_tokens"
 FINISH_TOOL_ERROR = "tool_error"
+FINISH_CONTEXT_LENGTH = "context_length"
+"""The prompt reached the model's context length: no room left to generate."""
+FINISH_TEMPLATE_MISMATCH = "template_mismatch"
+"""The template's rendering of the chat does not extend what the model was given (see core.chat)."""
 
 TOOL_ROLE = "tool"
 """Role of tool results in stored chats (the seed's Llama 3 code called it "ipython")."""
@@ -43,6 +51,9 @@ class AgentConfig:
     """'stop' ends the trajectory on a tool error (the seed); 'continue' shows the error to the model."""
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     check_drift: bool = True
+    context_length: int | None = None
+    """Tokens the model attends to (prompt and generation); None: from the backend's model config
+    and tokenizer (core.templates.context_window), unbounded when neither says."""
 
 
 SearchFn = Callable[[str, int], str]
@@ -61,6 +72,11 @@ class Trajectory:
     tool_calls: int = 0
     tool_errors: int = 0
     drift_at: int | None = None
+    drift_kind: str | None = None
+    """What the drift at drift_at is (core.chat.DRIFT_KINDS), None without drift."""
+    finish_detail: str | None = None
+    """One line on why it ended, for template_mismatch and context_length."""
+    chat_state: ChatState | None = None
     generation_seconds: float = 0.0
     store_id: int | None = None
     qidx: int = 0
@@ -77,24 +93,38 @@ class Agent:
     """Runs turns of the search agent over batches of trajectories."""
 
     def __init__(self, backend: Backend, search: SearchFn, config: AgentConfig,
-                 prompts: PromptTemplate | None = None):
+                 prompts: PromptTemplate | None = None, chat_format: ChatFormat | None = None):
+        """chat_format: how messages map onto the backend's chat template; checked from the
+        template when None (raises core.templates.TemplateError for one that cannot work)."""
         self.backend = backend
         self.search = search
         self.config = config
         self.prompts = prompts or PromptTemplate()
-        self.chat = ChatTokenizer(backend.tokenizer)
+        self.chat = ChatTokenizer(backend.tokenizer, chat_format)
+        model = getattr(backend, "model", None)
+        self.context_length = config.context_length or context_window(backend.tokenizer,
+                                                                      getattr(model, "config", None))
         if config.on_tool_error not in ("stop", "continue"):
             raise ValueError(f"on_tool_error must be 'stop' or 'continue', not {config.on_tool_error!r}")
 
     def start(self, question: Question, qidx: int = 0) -> Trajectory:
-        opening = self.prompts.messages(question.question)
+        """A new trajectory holding the opening prompt; its date is fixed for all its turns.
+
+        A prompt that already fills the model's context ends at once as context_length.
+        """
+        today = date.today()
+        opening = self.prompts.messages(question.question, today)
         tokens = TokenSequence()
-        start, end = tokens.add_prompt(self.chat.prompt_ids(opening))
+        ids, state = self.chat.start(opening, today)
+        start, end = tokens.add_prompt(ids)
         messages = [Message(m["role"], m["content"], turn=0) for m in opening]
         # The opening prompt is one template rendering; both messages share its span.
         for m in messages:
             m.token_start, m.token_end = start, end
-        return Trajectory(question=question, messages=messages, tokens=tokens, qidx=qidx)
+        traj = Trajectory(question=question, messages=messages, tokens=tokens, qidx=qidx, chat_state=state)
+        if self._context_left(traj) < 1:
+            self._finish(traj, FINISH_CONTEXT_LENGTH, self._context_detail(traj))
+        return traj
 
     def step(self, batch: Sequence[Trajectory]) -> list[list[Message]]:
         """One generation turn for every unfinished trajectory; returns each one's new messages."""
@@ -114,7 +144,17 @@ class Agent:
 
     def _turn_limit(self, traj: Trajectory) -> int:
         left = self.config.max_new_tokens - traj.tokens.completion_len
-        return max(1, min(self.config.max_tokens_per_turn, left))
+        return max(1, min(self.config.max_tokens_per_turn, left, self._context_left(traj)))
+
+    def _context_left(self, traj: Trajectory) -> int:
+        """Tokens the model can still attend to after this trajectory's ids (huge when unknown)."""
+        if self.context_length is None:
+            return 1 << 62
+        return self.context_length - len(traj.tokens.ids)
+
+    def _context_detail(self, traj: Trajectory) -> str:
+        return (f"the chat is {len(traj.tokens.ids):,} tokens; the model's context is "
+                f"{self.context_length:,} tokens")
 
     def _after_generation(self, traj: Trajectory, out) -> list[Message]:
         traj.turns += 1
@@ -126,8 +166,12 @@ class Agent:
         parsed = parse_tool_call(out.text, tools=(SEARCH_TOOL_NAME,))
         traj.tool_calls += count_call_attempts(out.text)
         if parsed is None:
-            cut = out.finish_reason == "length"
-            self._finish(traj, FINISH_MAX_TOKENS if cut else FINISH_ANSWERED)
+            if out.finish_reason != "length":
+                self._finish(traj, FINISH_ANSWERED)
+            elif self._context_left(traj) < 1:
+                self._finish(traj, FINISH_CONTEXT_LENGTH, self._context_detail(traj))
+            else:
+                self._finish(traj, FINISH_MAX_TOKENS)
             return added
         result, error = self._run_tool(parsed)
         if isinstance(parsed, ToolCall):
@@ -144,11 +188,18 @@ class Agent:
             self._finish(traj, FINISH_TOOL_ERROR)
             return added
         last_turn = turn >= self.config.max_generations
-        self._append_tool_tokens(traj, out, tool_msg, generation_prompt=not last_turn)
+        try:
+            self._append_tool_tokens(traj, out, tool_msg, generation_prompt=not last_turn)
+        except TemplateMismatch as exc:
+            # The model never sees this tool result: no prompt we could give it is the template's.
+            self._finish(traj, FINISH_TEMPLATE_MISMATCH, str(exc))
+            return added
         if traj.tokens.completion_len >= self.config.max_new_tokens:
             self._finish(traj, FINISH_MAX_TOKENS)
         elif last_turn:
             self._finish(traj, FINISH_MAX_TURNS)
+        elif self._context_left(traj) < 1:
+            self._finish(traj, FINISH_CONTEXT_LENGTH, self._context_detail(traj))
         return added
 
     def _run_tool(self, parsed: ToolCall | ToolError) -> tuple[str, ToolError | None]:
@@ -162,24 +213,25 @@ class Agent:
 
     def _append_tool_tokens(self, traj: Trajectory, out, tool_msg: Message, generation_prompt: bool) -> None:
         history = traj.chat()[:-1]
-        segments = self.chat.continuation(out.token_ids, out.finish_reason, [tool_msg.chat_dict()],
-                                          history, generation_prompt=generation_prompt)
+        segments = self.chat.continue_chat(traj.chat_state, history, out.token_ids, out.finish_reason,
+                                           [tool_msg.chat_dict()], generation_prompt=generation_prompt)
         for seg in segments:
             start, end = traj.tokens.add_scaffold(seg.ids)
             if seg.message_index == 0:
                 tool_msg.token_start, tool_msg.token_end = start, end
 
-    def _finish(self, traj: Trajectory, reason: str) -> None:
+    def _finish(self, traj: Trajectory, reason: str, detail: str | None = None) -> None:
         traj.finish_reason = reason
+        traj.finish_detail = detail
         if self.config.check_drift:
-            traj.drift_at = self._drift(traj)
+            traj.drift_at, traj.drift_kind = self._drift(traj)
 
-    def _drift(self, traj: Trajectory) -> int | None:
-        """First position where our ids differ from rendering the whole chat and tokenising it.
+    def _drift(self, traj: Trajectory) -> tuple[int | None, str | None]:
+        """First position where our ids differ from rendering the whole chat and tokenising it,
+        and the kind of difference (core.chat.DRIFT_KINDS).
 
-        Only the messages the model saw are rendered: a trailing error message that ended the
-        chat was never tokenised.
+        Only the messages the model saw are rendered: a trailing message that ended the chat
+        (a tool error, a result the template could not continue with) was never tokenised.
         """
         seen = [m.chat_dict() for m in traj.messages if m.token_start is not None]
-        canonical = self.chat.render_ids(seen)
-        return first_difference(traj.tokens.ids, canonical)
+        return self.chat.drift(traj.chat_state, traj.tokens, seen)

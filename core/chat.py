@@ -1,21 +1,53 @@
-"""Token-exact chats for any chat template, grown one turn at a time.
+"""Token-exact chats for any chat template, grown one turn at a time and checked every turn.
 
 The seed re-rendered the whole chat and re-tokenised it every turn, then found assistant tokens
 by pattern-matching Llama 3 header ids. Here the model's own ids are kept as generated, and only
-the text the template puts *between* generations (the rest of the assistant's closing, the tool
-result, the next generation prompt) is rendered and tokenised. That text is found by rendering
-the new messages after a tiny fixed conversation and taking the difference, so each turn costs
-time in the size of the new messages, not of the whole chat, and no template is special-cased.
+the text the template puts *between* generations (the rest of the reply's closing, the tool
+result, the next generation prompt) is tokenised and appended.
+
+That text is taken from the template's rendering of the real chat so far, anchored on the last
+assistant reply: the reply is rendered once more with a sentinel at the end of its content, and
+everything the template writes after the sentinel is the new scaffolding. Before it is used, the
+new rendering is checked against what the model was given: every earlier piece of scaffolding
+(the opening prompt, each tool result with its headers) must appear again, in order, with only
+the model's replies (and the generation prompts just before them) allowed to render differently.
+Templates that rewrite a reply in history (Qwen3 strips or adds think blocks) pass, and the
+rewrite is noted; a template that renders earlier scaffolding differently (one that numbers
+messages from the end, say) raises `TemplateMismatch`, and the agent ends that trajectory with
+its own finish reason instead of feeding the model a prompt that is not the template's.
+
+Two full renderings per turn cost time in the size of the chat (measured in benchmarks/README.md);
+no template is special-cased.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import date as _date
 from typing import Any, Sequence
+
+from core.templates import ChatFormat, check_template
+from core.tokens import TokenSequence
 
 _SENTINEL = "RLINSPECT_ASSISTANT_SENTINEL"
 _BASE = [{"role": "system", "content": "S"}, {"role": "user", "content": "U"}]
 _END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<|eom_id|>", "<|end|>", "<end_of_turn>", "<|endoftext|>")
+
+DRIFT_TEMPLATE_REWRITE = "template_rewrite"
+"""The template renders the chat differently from what the model was given (reasoning stripped
+from a reply, an empty think block added, whitespace trimmed): harmless, the stored ids are what
+the model saw and generated."""
+DRIFT_RETOKENIZATION = "retokenization"
+"""Same text, other ids: the model's ids are not the tokenizer's canonical encoding of its text,
+or text tokenised in pieces merges differently when tokenised whole."""
+DRIFT_STOP_TOKEN = "stop_token"
+"""The model ended a reply on another stop token than the end-of-turn token the template writes
+(`<|endoftext|>` instead of `<|im_end|>`, `<|eom_id|>` instead of `<|eot_id|>`)."""
+DRIFT_KINDS = (DRIFT_TEMPLATE_REWRITE, DRIFT_RETOKENIZATION, DRIFT_STOP_TOKEN)
+
+
+class TemplateMismatch(Exception):
+    """The template's rendering of the chat does not extend what the model was given; str() says where."""
 
 
 def stop_token_ids(tokenizer: Any, generation_config: Any = None) -> set[int]:
@@ -43,23 +75,71 @@ class Segment:
     message_index: int | None
 
 
-class ChatTokenizer:
-    """Renders a chat template in pieces and tokenises only what is new."""
+@dataclass
+class ChatState:
+    """What one trajectory's token sequence is made of, as text, to check the next rendering.
 
-    def __init__(self, tokenizer: Any):
+    The model was given bodies[0] + gen_prompts[0] + reply 1 + bodies[1] + gen_prompts[1] + ...
+    (the replies as its own ids). bodies are the template's scaffolding text (the end-of-turn
+    token after a reply included, even where the model's own stop id stands for it).
+    """
+
+    fmt: ChatFormat
+    bodies: list[str] = field(default_factory=list)
+    gen_prompts: list[str] = field(default_factory=list)
+    replies: list[str] = field(default_factory=list)
+    rewritten: list[bool] = field(default_factory=list)
+    """Per reply: the template rendered it (or the generation prompt before it) differently."""
+    stop_texts: list[str | None] = field(default_factory=list)
+    """Per reply: the text of the stop token the model ended it with (None: cut by length)."""
+    end_texts: list[str] = field(default_factory=list)
+    """Per reply: the end-of-turn token the template writes after it ("" when none)."""
+    rendered: str = ""
+    """The template's last full rendering (the fast path: a new one usually extends it)."""
+
+
+class ChatTokenizer:
+    """Renders a chat template for token-exact, checked chats (see the module docstring)."""
+
+    def __init__(self, tokenizer: Any, fmt: ChatFormat | None = None, name: str = ""):
+        """fmt: how stored messages map onto the template; checked with check_template when None
+        (raises core.templates.TemplateError for a template that cannot run the agent)."""
         self.tokenizer = tokenizer
-        base_with_answer = _BASE + [{"role": "assistant", "content": _SENTINEL}]
-        self._base_closed = self._render(base_with_answer, generation_prompt=False)
-        at = self._base_closed.rfind(_SENTINEL)
+        self.fmt = fmt if fmt is not None else check_template(tokenizer, name)
+        closed = self._render(_BASE + [{"role": "assistant", "content": _SENTINEL}], False, self.fmt)
+        at = closed.rfind(_SENTINEL)
         if at < 0:
             raise ValueError("the chat template drops assistant content; cannot build token-exact chats")
-        self._closing = self._base_closed[at + len(_SENTINEL):]
+        self._closing = closed[at + len(_SENTINEL):]
         """What the template writes after an assistant message's content (e.g. '<|im_end|>\\n')."""
+        plain, prompted = self._render(_BASE, False, self.fmt), self._render(_BASE, True, self.fmt)
+        self._gen_prompt = prompted[len(plain):] if prompted.startswith(plain) else ""
+        """The generation prompt (e.g. '<|im_start|>assistant\\n'); '' when it cannot be isolated."""
+        self.stop_ids = frozenset(stop_token_ids(tokenizer))
+        self._end_token = self._leading_special(self._closing)
+        """The end-of-turn token text the closing starts with ('<|im_end|>'), '' when none."""
 
-    def _render(self, messages: Sequence[dict], generation_prompt: bool) -> str:
+    def _leading_special(self, text: str) -> str:
+        if not text:
+            return ""
+        ids = self.encode(text)
+        if not ids:
+            return ""
+        added = getattr(self.tokenizer, "added_tokens_decoder", {}) or {}
+        token = added.get(ids[0])
+        if token is None or not getattr(token, "special", False) or not text.startswith(token.content):
+            return ""
+        return token.content
+
+    def _render(self, messages: Sequence[dict], generation_prompt: bool, fmt: ChatFormat | None = None) -> str:
+        fmt = fmt or self.fmt
         return self.tokenizer.apply_chat_template(
-            list(messages), tokenize=False, add_generation_prompt=generation_prompt
+            fmt.adapt(messages), tokenize=False, add_generation_prompt=generation_prompt, **fmt.template_kwargs()
         )
+
+    def render(self, messages: Sequence[dict], generation_prompt: bool = False, fmt: ChatFormat | None = None) -> str:
+        """The template's text for stored chat dicts, with this tokenizer's ChatFormat applied."""
+        return self._render(messages, generation_prompt, fmt)
 
     def encode(self, text: str) -> list[int]:
         # The template's text already holds BOS and special tokens: add none.
@@ -67,62 +147,141 @@ class ChatTokenizer:
 
     def prompt_ids(self, messages: Sequence[dict]) -> list[int]:
         """Ids of the opening messages followed by the generation prompt."""
-        return self.encode(self._render(messages, generation_prompt=True))
+        return self.encode(self._render(messages, True))
 
-    def continuation(
+    def start(self, opening: Sequence[dict], today: _date | None = None) -> tuple[list[int], ChatState]:
+        """Ids of the opening prompt and the state that checks every later turn against it.
+
+        today fixes the date a date-printing template writes for this whole trajectory.
+        """
+        fmt = self.fmt.with_date(today or _date.today())
+        text = self._render(opening, True, fmt)
+        plain = self._render(opening, False, fmt)
+        gp = text[len(plain):] if text.startswith(plain) else ""
+        state = ChatState(fmt=fmt, bodies=[text[: len(text) - len(gp)]], gen_prompts=[gp], rendered=text)
+        return self.encode(text), state
+
+    def continue_chat(
         self,
-        last_generated: Sequence[int],
+        state: ChatState,
+        history: Sequence[dict],
+        generated: Sequence[int],
         finish_reason: str,
         new_messages: Sequence[dict],
-        history: Sequence[dict],
         generation_prompt: bool = True,
     ) -> list[Segment]:
-        """Scaffolding after an assistant turn: its closing, each new message, the next prompt.
+        """Scaffolding after the reply history[-1]: its closing, each new message, the next prompt.
 
-        last_generated is what the model emitted this turn; when it ended on the stop token the
-        template's closing starts with, only the remainder of the closing is added (the model
-        already wrote the stop token). history is the whole chat so far, used only when a
-        template is not prefix-stable (rendering after the fixed base conversation does not
-        extend it); then the difference is taken against the real chat instead.
+        history is the chat so far ending with the reply whose ids are `generated` (its content
+        is the reply's text). When the model ended on a stop id, that id stands for the
+        template's end-of-turn token: only what the template writes after it is added (whichever
+        stop token the model chose). Raises TemplateMismatch when the template's rendering of
+        the chat does not extend what the model was given; state is then unchanged.
         """
-        closing = self._closing
-        if finish_reason == "stop" and last_generated:
-            stop_text = self.tokenizer.decode([last_generated[-1]])
-            if stop_text and closing.startswith(stop_text):
-                closing = closing[len(stop_text):]
-        pieces = self._message_texts(new_messages, generation_prompt, history)
-        texts = [closing] + [text for text, _ in pieces]
-        owners: list[int | None] = [None] + [owner for _, owner in pieces]
-        return self._tokenise_pieces(texts, owners)
+        fmt = state.fmt
+        reply = history[-1]["content"]
+        chat = list(history) + list(new_messages)
+        rendering = self._render(chat, generation_prompt, fmt)
+        anchor = self._reply_end(history, new_messages, generation_prompt, fmt, rendering, reply)
+        pos = self._aligned_start(state, rendering, anchor)
+        region = rendering[pos:anchor]
+        scaffold = rendering[anchor:]
+        gp = (self._gen_prompt if generation_prompt and self._gen_prompt and scaffold.endswith(self._gen_prompt)
+              else "")
+        body = scaffold[: len(scaffold) - len(gp)]
+        closing_len = len(self._closing) if body.startswith(self._closing) else 0
+        skip, stop_text = self._stop_skip(generated, finish_reason, scaffold)
+        # Pieces in scaffold coordinates: closing (after the model's stop), messages, prompt.
+        cuts = [skip, max(skip, closing_len)]
+        owners: list[int | None] = [None]
+        cuts += self._message_cuts(history, new_messages, fmt, anchor, rendering, len(body), skip)
+        owners += list(range(len(new_messages)))
+        cuts.append(len(scaffold))
+        owners.append(None)
+        texts = [scaffold[a:b] for a, b in zip(cuts, cuts[1:])]
+        segments = self._tokenise_pieces(texts, owners)
+        state.replies.append(reply)
+        state.rewritten.append(region != state.gen_prompts[-1] + reply)
+        state.stop_texts.append(stop_text)
+        state.end_texts.append(self._end_token)
+        state.bodies.append(body)
+        state.gen_prompts.append(gp)
+        state.rendered = rendering
+        return segments
 
-    def _message_texts(
-        self, new_messages: Sequence[dict], generation_prompt: bool, history: Sequence[dict]
-    ) -> list[tuple[str, int | None]]:
-        """The template's text for each new message, then the generation prompt if asked.
+    def _reply_end(self, history: Sequence[dict], new_messages: Sequence[dict], generation_prompt: bool,
+                   fmt: ChatFormat, rendering: str, reply: str) -> int:
+        """Where the last reply's rendered text ends in `rendering` (the anchor of the scaffolding).
 
-        The renderings after the fixed base must extend the base's own rendering; when they do
-        not (a template that renders a message differently depending on the rest of the chat),
-        the difference is taken against the real chat instead, at O(chat) cost.
+        Found by rendering the reply with a sentinel appended to its content: what follows the
+        sentinel is what the template writes after the reply, so the anchor is where that suffix
+        starts. A template that trims content (Llama 3's `| trim`) still ends with the same suffix.
         """
-        base_head = _BASE + [{"role": "assistant", "content": _SENTINEL}]
-        texts = self._renderings(base_head, new_messages, generation_prompt)
-        previous = self._base_closed
-        if not all(t.startswith(self._base_closed) for t in texts):
-            texts = self._renderings(list(history), new_messages, generation_prompt)
-            previous = self._render(history, generation_prompt=False)
-        out: list[tuple[str, int | None]] = []
-        for i, text in enumerate(texts):
-            out.append((text[len(previous):], i if i < len(new_messages) else None))
-            previous = text
-        return out
+        marked = list(history[:-1]) + [dict(history[-1], content=reply + _SENTINEL)] + list(new_messages)
+        with_mark = self._render(marked, generation_prompt, fmt)
+        at = with_mark.rfind(_SENTINEL)
+        if at < 0:
+            raise TemplateMismatch("the template drops the text of the last reply from the chat")
+        suffix = with_mark[at + len(_SENTINEL):]
+        if rendering.endswith(suffix):
+            return len(rendering) - len(suffix)
+        if reply and rendering.rfind(reply) >= 0:
+            return rendering.rfind(reply) + len(reply)
+        raise TemplateMismatch("cannot find where the last reply ends in the template's rendering of the chat")
 
-    def _renderings(self, head: list[dict], new_messages: Sequence[dict], generation_prompt: bool) -> list[str]:
-        """head + each prefix of the new messages, then head + all of them with the prompt."""
-        texts = [self._render(head + list(new_messages[: i + 1]), generation_prompt=False)
-                 for i in range(len(new_messages))]
-        if generation_prompt:
-            texts.append(self._render(head + list(new_messages), generation_prompt=True))
-        return texts
+    def _aligned_start(self, state: ChatState, rendering: str, anchor: int) -> int:
+        """Start of the last reply's region in `rendering`, after checking it extends what the model saw.
+
+        Fast path: the new rendering starts with the previous one. Otherwise each earlier body
+        of scaffolding must appear in order; the text between two bodies (a reply and the
+        generation prompt before it) may differ. Raises TemplateMismatch naming the difference.
+        """
+        previous = state.rendered
+        cut = len(previous) - len(state.gen_prompts[-1])
+        if rendering.startswith(previous) and len(previous) <= anchor:
+            return cut
+        try:
+            return self._align(state, rendering, anchor)[0]
+        except TemplateMismatch:
+            pass
+        at = next((i for i, (a, b) in enumerate(zip(previous, rendering)) if a != b), min(len(previous), len(rendering)))
+        raise TemplateMismatch(
+            f"the template renders the earlier chat differently at character {at}: the model was given "
+            f"{previous[at:at + 40]!r}, the template now writes {rendering[at:at + 40]!r}")
+
+    def _align(self, state: ChatState, rendering: str, end: int) -> tuple[int, list[str]]:
+        """(end of the last body, the text between consecutive bodies) of `rendering`, or TemplateMismatch."""
+        if not rendering.startswith(state.bodies[0]):
+            raise TemplateMismatch("the template renders the opening prompt differently")
+        pos, regions = len(state.bodies[0]), []
+        for body in state.bodies[1:]:
+            j = rendering.find(body, pos, end) if body else pos
+            if j < 0:
+                raise TemplateMismatch("the template renders an earlier tool result or header differently")
+            regions.append(rendering[pos:j])
+            pos = j + len(body)
+        return pos, regions
+
+    def _stop_skip(self, generated: Sequence[int], finish_reason: str, scaffold: str) -> tuple[int, str | None]:
+        """(characters of the scaffold the model's stop id stands for, that stop token's text)."""
+        if finish_reason != "stop" or not generated or generated[-1] not in self.stop_ids:
+            return 0, None
+        stop_text = self.tokenizer.decode([generated[-1]])
+        for end in (stop_text, self._end_token):
+            if end and scaffold.startswith(end):
+                return len(end), stop_text
+        return 0, stop_text
+
+    def _message_cuts(self, history: Sequence[dict], new_messages: Sequence[dict], fmt: ChatFormat, anchor: int,
+                      rendering: str, body_len: int, skip: int) -> list[int]:
+        """Scaffold offsets where each new message after the first starts, then where the last one ends."""
+        cuts = []
+        for i in range(1, len(new_messages)):
+            partial = self._render(list(history) + list(new_messages[:i]), False, fmt)
+            end = len(partial) - anchor if rendering.startswith(partial) else body_len
+            cuts.append(max(skip, min(end, body_len)))
+        cuts.append(max(skip, body_len))
+        return cuts
 
     def _tokenise_pieces(self, texts: list[str], owners: list[int | None]) -> list[Segment]:
         """Tokenise the joined text once, then cut it at the pieces' character boundaries.
@@ -155,9 +314,60 @@ class ChatTokenizer:
                 segments.append(Segment([tok], owners[piece_of[i]]))
         return segments
 
-    def render_ids(self, messages: Sequence[dict]) -> list[int]:
+    def render_ids(self, messages: Sequence[dict], fmt: ChatFormat | None = None) -> list[int]:
         """Ids of the whole chat rendered and tokenised at once (for the drift check)."""
-        return self.encode(self._render(messages, generation_prompt=False))
+        return self.encode(self._render(messages, False, fmt))
+
+    def drift(self, state: ChatState, tokens: TokenSequence, messages: Sequence[dict]) -> tuple[int | None, str | None]:
+        """(first position where the ids differ from re-rendering `messages` whole, its kind).
+
+        messages are the chat the model saw. The kind is one of DRIFT_KINDS, judged at the turn
+        holding the first difference: template_rewrite when the template renders that reply (or
+        the generation prompt before it, or any earlier scaffolding) differently now; stop_token
+        when the difference is the model's stop id and it is not the template's end-of-turn
+        token; retokenization otherwise (same text, other ids).
+        """
+        text = self._render(messages, False, state.fmt)
+        at = first_difference(tokens.ids, self.encode(text))
+        if at is None:
+            return None, None
+        turn, in_reply, last_of_reply = _turn_at(tokens, at)
+        try:
+            end, regions = self._align(state, text, len(text))
+        except TemplateMismatch:
+            return at, DRIFT_TEMPLATE_REWRITE
+        # Region i (0-based) holds gen_prompts[i] + replies[i]; the text after the last body holds
+        # the last reply when the chat ended on one.
+        if len(state.replies) > len(regions):
+            tail = text[end:]
+            expected = state.gen_prompts[len(regions)] + state.replies[len(regions)]
+            regions.append(expected if tail.startswith(expected) else tail)
+        rewritten = [r != state.gen_prompts[i] + state.replies[i] for i, r in enumerate(regions)]
+        # The difference sits in reply `turn` (1-based) or in the scaffolding after it; scaffolding
+        # right before reply turn+1 is that reply's generation prompt.
+        candidates = [turn] if in_reply else [turn, turn + 1]
+        if any(1 <= t <= len(rewritten) and rewritten[t - 1] for t in candidates):
+            return at, DRIFT_TEMPLATE_REWRITE
+        if in_reply and last_of_reply and 1 <= turn <= len(state.stop_texts):
+            stop, end_text = state.stop_texts[turn - 1], state.end_texts[turn - 1]
+            if stop is not None and stop != end_text:
+                return at, DRIFT_STOP_TOKEN
+        return at, DRIFT_RETOKENIZATION
+
+
+def _turn_at(tokens: TokenSequence, at: int) -> tuple[int, bool, bool]:
+    """(turn, inside a generated reply, on that reply's last id) of position `at`.
+
+    Turn 0 is the opening prompt; turn k is the k-th run of generated ids (mask 1) and the
+    scaffolding after it. A position past the end belongs to the last turn's scaffolding.
+    """
+    turn, mask = 0, tokens.mask
+    for i in range(min(at, len(mask) - 1) + 1):
+        if mask[i] and (i == 0 or not mask[i - 1]):
+            turn += 1
+    inside = at < len(mask) and mask[at] == 1
+    last = inside and (at + 1 == len(mask) or mask[at + 1] == 0)
+    return turn, inside, last
 
 
 def first_difference(ours: Sequence[int], canonical: Sequence[int]) -> int | None:

@@ -6,7 +6,10 @@ and drift logic is tested on the same kind of object a real model ships.
 
 from __future__ import annotations
 
+import importlib.util
+import re
 from functools import lru_cache
+from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
@@ -78,4 +81,78 @@ def countdown_tokenizer() -> PreTrainedTokenizerFast:
     tok = PreTrainedTokenizerFast(tokenizer_object=_train(["<|endoftext|>", "<|im_start|>", "<|im_end|>"]),
                                   eos_token="<|im_end|>", pad_token="<|endoftext|>")
     tok.chat_template = COUNTDOWN_TEMPLATE
+    return tok
+
+
+# --- The published templates TRL ships, on local tokenizers with each family's special tokens ----
+# Templates are read from the installed trl package (never copied here); finding the folder does
+# not import trl (which takes ~10 s).
+TRL_TEMPLATES = Path(importlib.util.find_spec("trl").submodule_search_locations[0]) / "chat_templates"
+
+_SPECIAL = re.compile(r"<\|[^<>\s|]{1,40}\|>|<｜[^<>\s]{1,40}｜>|<\|[a-z]{1,20}>|<[a-z]{1,20}\|>")
+
+FAMILIES: dict[str, tuple[str | None, str, tuple[str, ...]]] = {
+    # template stem: (bos, eos = the end-of-turn token the model stops on, extra special tokens)
+    "qwen2_5": (None, "<|im_end|>", ("<|endoftext|>",)),
+    "qwen3": (None, "<|im_end|>", ("<|endoftext|>",)),
+    "qwen3_instruct_2507": (None, "<|im_end|>", ("<|endoftext|>",)),
+    "qwen3_5_think": (None, "<|im_end|>", ("<|endoftext|>",)),
+    "qwen3_5_nothink": (None, "<|im_end|>", ("<|endoftext|>",)),
+    "qwen3_6": (None, "<|im_end|>", ("<|endoftext|>",)),
+    "qwen3_8": (None, "<|im_end|>", ("<|endoftext|>",)),
+    "qwen3_vl": (None, "<|im_end|>", ("<|endoftext|>",)),
+    "qwen2_5_vl": (None, "<|im_end|>", ("<|endoftext|>",)),
+    "llama3": ("<|begin_of_text|>", "<|eot_id|>", ("<|end_of_text|>", "<|eom_id|>", "<|python_tag|>")),
+    "llama3_1": ("<|begin_of_text|>", "<|eot_id|>", ("<|end_of_text|>", "<|eom_id|>", "<|python_tag|>")),
+    "llama3_2": ("<|begin_of_text|>", "<|eot_id|>", ("<|end_of_text|>", "<|eom_id|>", "<|python_tag|>")),
+    "gemma": ("<bos>", "<end_of_turn>", ("<eos>", "<start_of_turn>")),
+    "gemma3": ("<bos>", "<end_of_turn>", ("<eos>", "<start_of_turn>")),
+    "gemma4": ("<bos>", "<turn|>", ("<eos>",)),
+    "gemma4_v2": ("<bos>", "<turn|>", ("<eos>",)),
+    "gemma4_v3": ("<bos>", "<turn|>", ("<eos>",)),
+    "gemma4_v4": ("<bos>", "<turn|>", ("<eos>",)),
+    "gemma4_v5": ("<bos>", "<turn|>", ("<eos>",)),
+    "diffusion_gemma": ("<bos>", "<turn|>", ("<eos>",)),
+    "phi3": (None, "<|end|>", ("<|endoftext|>",)),
+    "phi3_5": (None, "<|end|>", ("<|endoftext|>",)),
+    "deepseekv3": ("<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>", ()),
+    "deepseek_r1_distill": ("<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>", ()),
+    "glm4moe": (None, "<|user|>", ("<|endoftext|>", "[gMASK]", "<sop>")),
+    "lfm2": ("<|startoftext|>", "<|im_end|>", ()),
+    "lfm2_v2": ("<|startoftext|>", "<|im_end|>", ()),
+    "lfm2_2_5": ("<|startoftext|>", "<|im_end|>", ()),
+    "lfm2_2_5_v2": ("<|startoftext|>", "<|im_end|>", ()),
+    "nemotron_3_nano": (None, "<|im_end|>", ("<|endoftext|>",)),
+    "nemotron_3_super": (None, "<|im_end|>", ("<|endoftext|>",)),
+    "nemotron_3_ultra": (None, "<|im_end|>", ("<|endoftext|>",)),
+    "nemotron_3_5_lightning": (None, "<|im_end|>", ("<|endoftext|>",)),
+    "cohere": ("<BOS_TOKEN>", "<|END_OF_TURN_TOKEN|>", ()),
+    "cohere2": ("<BOS_TOKEN>", "<|END_OF_TURN_TOKEN|>", ()),
+    "gptoss": (None, "<|return|>", ("<|call|>",)),
+    "muse_glimmer": (None, "<|eot|>", ()),
+    "smolvlm": ("<|im_start|>", "<end_of_utterance>", ()),
+    "idefics3": ("<|im_start|>", "<end_of_utterance>", ()),
+    "llava_next": ("<s>", "</s>", ()),
+}
+
+
+def trl_template(stem: str) -> str:
+    """The text of a chat template TRL ships, read from the installed package."""
+    return (TRL_TEMPLATES / f"{stem}.jinja").read_text(encoding="utf-8")
+
+
+@lru_cache(maxsize=None)
+def family_tokenizer(stem: str, template: str | None = None) -> PreTrainedTokenizerFast:
+    """A small BPE tokenizer carrying the special tokens of a template family and its template.
+
+    The specials are the family's bos/eos and every `<|...|>`-shaped literal the template writes,
+    so each one is a single id as in the real tokenizer.
+    """
+    bos, eos, extra = FAMILIES.get(stem, (None, "<|im_end|>", ()))
+    text = template if template is not None else trl_template(stem)
+    specials = [t for t in (bos, eos) if t] + list(extra) + sorted(set(_SPECIAL.findall(text)))
+    specials = list(dict.fromkeys(specials))
+    pad = "<|endoftext|>" if "<|endoftext|>" in specials else eos
+    tok = PreTrainedTokenizerFast(tokenizer_object=_train(specials), bos_token=bos, eos_token=eos, pad_token=pad)
+    tok.chat_template = text
     return tok

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.chat import ChatTokenizer, first_difference, stop_token_ids
+from core.chat import ChatTokenizer, TemplateMismatch, first_difference, stop_token_ids
 from core.tokens import TokenSequence
 from tests.local_tokenizers import chatml_tokenizer, countdown_tokenizer, llama3_tokenizer
 
@@ -19,7 +19,8 @@ def _grow(tok, finish_first="stop"):
     """Build a two-turn chat the way the agent does; return the sequence, the chat and spans."""
     ct = ChatTokenizer(tok)
     seq = TokenSequence()
-    seq.add_prompt(ct.prompt_ids(OPENING))
+    ids, state = ct.start(OPENING)
+    seq.add_prompt(ids)
     gen1 = tok(CALL, add_special_tokens=False)["input_ids"]
     if finish_first == "stop":
         gen1 = gen1 + [tok.eos_token_id]
@@ -27,7 +28,7 @@ def _grow(tok, finish_first="stop"):
     chat = OPENING + [{"role": "assistant", "content": CALL}]
     tool = {"role": "tool", "content": RESULT}
     tool_spans = []
-    for seg in ct.continuation(gen1, finish_first, [tool], chat):
+    for seg in ct.continue_chat(state, chat, gen1, finish_first, [tool]):
         span = seq.add_scaffold(seg.ids)
         if seg.message_index == 0:
             tool_spans.append(span)
@@ -67,8 +68,10 @@ def test_tool_message_span_holds_its_content_and_scaffolding_is_unmasked(make):
 def test_chatml_adds_only_the_newline_the_model_did_not_write():
     tok = chatml_tokenizer()
     ct = ChatTokenizer(tok)
+    _, state = ct.start(OPENING)
     gen = tok("hi", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
-    segs = ct.continuation(gen, "stop", [{"role": "tool", "content": "x"}], OPENING)
+    chat = OPENING + [{"role": "assistant", "content": "hi"}]
+    segs = ct.continue_chat(state, chat, gen, "stop", [{"role": "tool", "content": "x"}])
     assert tok.decode(segs[0].ids) == "\n" and segs[0].message_index is None
 
 
@@ -79,13 +82,12 @@ def test_truncated_turn_gets_the_whole_closing():
     assert first_difference(seq.ids, ct.render_ids(chat)) is None
 
 
-def test_template_that_is_not_prefix_stable_falls_back_and_drift_is_found():
+def test_template_that_rewrites_earlier_scaffolding_is_a_mismatch_not_a_cut_prompt():
     tok = countdown_tokenizer()
-    ct, seq, chat, _ = _grow(tok)
-    # The countdown template renumbers earlier messages when the chat grows, so the prompt the
-    # model saw differs from rendering the final chat: that is drift, and it is located.
-    at = first_difference(seq.ids, ct.render_ids(chat))
-    assert at is not None and at < seq.prompt_len
+    # The countdown template renumbers earlier messages when the chat grows: no prompt for the
+    # next turn is both the template's rendering and an extension of what the model was given.
+    with pytest.raises(TemplateMismatch, match="renders the earlier chat differently at character"):
+        _grow(tok)
 
 
 def test_stop_ids_include_end_of_turn_tokens():
@@ -99,3 +101,28 @@ def test_first_difference():
     assert first_difference([1, 2], [1, 2, 3]) is None
     assert first_difference([1, 5], [1, 2, 3]) == 1
     assert first_difference([1, 2, 3, 4], [1, 2, 3]) == 3
+
+
+def test_qwen3_reply_without_think_block_gets_the_whole_tool_result_in_the_next_prompt():
+    """Qwen3's template renders an assistant reply without reasoning differently once a tool result
+    follows it; the old fallback then cut `<|im_start|>user\\n<t` off the next prompt."""
+    from tests.local_tokenizers import family_tokenizer
+    from tests.scripted_backend import ScriptedBackend
+    from core.agent import Agent, AgentConfig
+    from core.records import Question
+
+    tok = family_tokenizer("qwen3")
+    prompts = []
+
+    def script(prompt, turn):
+        prompts.append(prompt)
+        return CALL if turn == 1 else "Qoruna"
+
+    agent = Agent(ScriptedBackend(tok, script), lambda q, k: RESULT, AgentConfig())
+    traj = agent.start(Question("q", "Where is the Veltran Observatory?", "Qoruna"))
+    while not traj.finished:
+        agent.step([traj])
+    assert "<|im_end|>\n<|im_start|>user\n<tool_response>\n" + RESULT in prompts[1]
+    # The prompt of turn 2 is the template's own rendering of the chat so far.
+    chat = [m.chat_dict() for m in traj.messages[:4]]
+    assert prompts[1] == tok.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)

@@ -1,0 +1,270 @@
+"""What a chat template can carry, decided before the model loads; refusals in one line.
+
+rl-inspect's chats are stored as plain messages: system, user, then per turn an assistant reply
+(the model's text, the tool call written inside it in the seed's JSON format) and a `tool` message
+with the search results. `check_template` renders a few probe chats through the tokenizer's
+template and returns the `ChatFormat` that maps those stored messages onto what the template
+accepts, or raises `TemplateError` saying why the template cannot run the agent:
+
+- it drops assistant content, or tool-message content (Phi-3/3.5-mini, Gemma 4 v1, Cohere 2:
+  the model would never see the search results);
+- it needs a tools list (Hermes-style tool-use templates loop over `tools` unguarded);
+- it rejects the roles the run needs even after the adaptations below.
+
+Adaptations, each recorded in `ChatFormat.notes` and stored with the run's configuration:
+- no system role (Gemma, Gemma 3): the system prompt is folded into the first user message,
+  separated by a blank line, as Gemma 3's own template does with a system message;
+- a template that rejects a `tool` message (roles must alternate: Gemma 3, Cohere; or a tool
+  result without a structured call before it: gpt-oss) gets the results as `ipython` messages if
+  it renders those, else as `user` messages (Google's Gemma function-calling guide returns tool
+  output in a user turn);
+- tool-call ids that must be 9 alphanumerics (Mistral Nemo, Mistral Small 3.x:
+  "Tool call IDs should be alphanumeric strings with length 9!"): each tool message gets one,
+  `call00001`, `call00002`, ... in order;
+- templates that print today's date (Llama 3.1/3.2 `strftime_now`, gpt-oss) get a fixed
+  `date_string`, so a trajectory that runs past midnight is rendered the same at every turn.
+
+TRL's `trl.chat_template_utils` has `supports_tool_calling` and `is_chat_template_prefix_preserving`.
+They are not called here: importing that module costs ~10 s (it imports transformers' modeling
+code, torch.distributed and datasets through `trl.data_utils`), and they answer other questions.
+`supports_tool_calling` requires structured `tool_calls` to render (Llama 3's basic template
+fails it, yet renders our tool messages intact), so it decides native tool calling, not whether
+our seed-format chats work; `is_chat_template_prefix_preserving` tokenises one fixed chat, while
+whether a template extends its earlier rendering depends on the content (Qwen3 renders a reply
+with reasoning differently from one without), so `core.chat` checks that at every turn instead.
+The tests use `supports_tool_calling` to report which families could call tools natively.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from datetime import date as _date
+from pathlib import Path
+from typing import Any, Sequence
+
+from core.records import InputError
+
+SENTINEL_TOOL = "RLINSPECT_TOOL_RESULT_7c1e"
+_SENTINEL_ASSISTANT = "RLINSPECT_ASSISTANT_REPLY_4b2d"
+_SENTINEL_SYSTEM = "RLINSPECT_SYSTEM_PROMPT_9a3f"
+_SENTINEL_USER = "RLINSPECT_USER_QUESTION_5e8c"
+_PROBE_CALL = '{"name": "search_corpus", "parameters": {"query": "probe"}}'
+
+MAX_SANE_CONTEXT = 10**8
+"""tokenizer.model_max_length above this is transformers' "no limit" placeholder (1e30)."""
+
+
+class TemplateError(ValueError):
+    """A chat template that cannot run the agent; str() is one line naming the template and why.
+
+    A ValueError, so the CLI reports it in one line with exit code 2, before the model loads.
+    """
+
+
+@dataclass(frozen=True)
+class ChatFormat:
+    """How stored messages are rendered through one chat template (see the module docstring)."""
+
+    fold_system: bool = False
+    """Fold the system prompt into the first user message (template has no system role)."""
+    tool_role: str = "tool"
+    """Role the template renders tool results under: "tool", "ipython" or "user"."""
+    tool_call_ids: bool = False
+    """Give each tool message a 9-character alphanumeric tool_call_id (Mistral)."""
+    date_string: str = ""
+    """Passed to the template as `date_string` (Llama 3.1's variable), fixed per trajectory."""
+    notes: tuple[str, ...] = field(default=())
+    """One line per adaptation made, for logs and the run's stored configuration."""
+
+    def with_date(self, day: _date) -> "ChatFormat":
+        """The same format with `date_string` set to `day` as Llama 3.1 prints it ("26 Jul 2024")."""
+        return replace(self, date_string=day.strftime("%d %b %Y"))
+
+    def adapt(self, messages: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Stored chat dicts (role, content) -> the messages handed to the template."""
+        out: list[dict[str, Any]] = []
+        calls = 0
+        for m in messages:
+            m = dict(m)
+            if m["role"] == "tool":
+                calls += 1
+                m["role"] = self.tool_role
+                if self.tool_call_ids:
+                    m["tool_call_id"] = f"call{calls:05d}"
+            out.append(m)
+        if self.fold_system and len(out) >= 2 and out[0]["role"] == "system" and out[1]["role"] == "user":
+            first = dict(out[1], content=f"{out[0]['content']}\n\n{out[1]['content']}")
+            out = [first] + out[2:]
+        return out
+
+    def template_kwargs(self) -> dict[str, Any]:
+        """Extra variables for apply_chat_template (a fixed date for date-printing templates)."""
+        return {"date_string": self.date_string} if self.date_string else {}
+
+
+def load_chat_template(path: str | Path) -> str:
+    """Read a `--chat-template FILE` (a Jinja chat template, as vLLM and TRL take it).
+
+    Raises InputError naming the file when it is missing, unreadable, not UTF-8, empty or not a
+    Jinja template that renders a message.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(str(path), "no such chat template file") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(str(path), f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise InputError(str(path), f"cannot read the chat template ({exc.strerror})") from None
+    if not text.strip():
+        raise InputError(str(path), "the chat template file is empty")
+    if "{{" not in text and "{%" not in text:
+        raise InputError(str(path), "not a Jinja chat template (no {{ ... }} or {% ... %})")
+    try:
+        from jinja2 import Environment, TemplateSyntaxError
+        from jinja2.ext import loopcontrols
+
+        Environment(extensions=[loopcontrols]).parse(text)
+    except TemplateSyntaxError as exc:
+        raise InputError(str(path), f"Jinja syntax error: {exc.message}", line=exc.lineno) from None
+    return text
+
+
+def _render(tokenizer: Any, messages: Sequence[dict], generation_prompt: bool, **kwargs: Any) -> str:
+    return tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=generation_prompt,
+                                         **kwargs)
+
+
+def _attempt(tokenizer: Any, messages: Sequence[dict], **kwargs: Any) -> tuple[str | None, str | None]:
+    """(rendering, None) or (None, the template's error in one line)."""
+    try:
+        return _render(tokenizer, messages, True, **kwargs), None
+    except Exception as exc:  # jinja2 raises TemplateError, UndefinedError, TypeError, ...
+        return None, f"{exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
+
+
+def renders_assistant_content(tokenizer: Any) -> str | None:
+    """None if the template writes an assistant message's content; else the reason it does not.
+
+    Rule: token-exact chats keep the model's own ids, so the template must put the reply's text
+    in the chat (a template without it cannot describe what the model saw).
+    """
+    chat = [{"role": "user", "content": "U"}, {"role": "assistant", "content": _SENTINEL_ASSISTANT}]
+    text, error = _attempt(tokenizer, chat)
+    if text is None:
+        return f"cannot render a user message and a reply ({error})"
+    if _SENTINEL_ASSISTANT not in text:
+        return "drops the assistant's reply text"
+    return None
+
+
+def needs_tools_list(tokenizer: Any) -> str | None:
+    """None, or why the template fails without a `tools` list but renders with one.
+
+    Hermes-style tool-use templates loop over `tools` without checking it is defined. The seed
+    format puts the tool definition in the user prompt and passes no tools, so such a template
+    is refused until native tool calling passes `tools=` (issue 12, phase 2).
+    """
+    chat = [{"role": "user", "content": "U"}]
+    text, error = _attempt(tokenizer, chat)
+    if text is not None:
+        return None
+    from core.prompts import SEARCH_TOOL
+
+    with_tools, _ = _attempt(tokenizer, chat, tools=[SEARCH_TOOL])
+    if with_tools is not None:
+        return f"needs a tools list (a tool-use template; without tools it fails: {error})"
+    return None
+
+
+def system_mode(tokenizer: Any) -> tuple[bool, str | None]:
+    """(fold_system, reason to refuse or None): whether the system prompt must go into the user turn.
+
+    Folded when the template raises on a system message ("System role not supported": Gemma) or
+    renders the chat without the system text; refused when even the folded chat fails.
+    """
+    chat = [{"role": "system", "content": _SENTINEL_SYSTEM}, {"role": "user", "content": _SENTINEL_USER}]
+    text, error = _attempt(tokenizer, chat)
+    if text is not None and _SENTINEL_SYSTEM in text:
+        return False, None
+    folded, folded_error = _attempt(tokenizer, ChatFormat(fold_system=True).adapt(chat))
+    if folded is None or _SENTINEL_SYSTEM not in folded or _SENTINEL_USER not in folded:
+        why = error or "drops the system prompt"
+        return True, f"rejects the system prompt ({why}) and the user turn too ({folded_error or 'text dropped'})"
+    return True, None
+
+
+def tool_result_format(tokenizer: Any, fold_system: bool) -> tuple[str, bool, str | None]:
+    """(tool_role, tool_call_ids, reason to refuse or None) for rendering search results.
+
+    Tries a `tool` message, then `ipython` (Llama 3.1's name), each also with a 9-character
+    tool_call_id (Mistral); accepts the first whose rendering holds the result's text. Falls back
+    to a `user` message only when every tool role is rejected with an error (Gemma 3's role
+    alternation, gpt-oss); a template that accepts a tool message and silently drops its content
+    (Phi-3.5) is refused: the model would never see the search results.
+    """
+    base = [{"role": "system", "content": "S"}, {"role": "user", "content": "U"},
+            {"role": "assistant", "content": _PROBE_CALL}, {"role": "tool", "content": SENTINEL_TOOL},
+            {"role": "assistant", "content": _PROBE_CALL}, {"role": "tool", "content": SENTINEL_TOOL + "2"}]
+    dropped, errors = [], []
+    for role in ("tool", "ipython"):
+        for ids in (False, True):
+            fmt = ChatFormat(fold_system=fold_system, tool_role=role, tool_call_ids=ids)
+            text, error = _attempt(tokenizer, fmt.adapt(base))
+            if text is None:
+                errors.append(error)
+            elif SENTINEL_TOOL in text and SENTINEL_TOOL + "2" in text:
+                return role, ids, None
+            else:
+                dropped.append(role)
+    if dropped:
+        return "tool", False, (f"renders a {dropped[0]!r} message without its content: the model would never "
+                               "see the search results")
+    text, error = _attempt(tokenizer, ChatFormat(fold_system=fold_system, tool_role="user").adapt(base))
+    if text is not None and SENTINEL_TOOL in text:
+        return "user", False, None
+    return "tool", False, f"rejects tool results as tool, ipython and user messages ({errors[0] if errors else error})"
+
+
+def check_template(tokenizer: Any, name: str = "") -> ChatFormat:
+    """The ChatFormat this tokenizer's chat template needs, or TemplateError saying why none works.
+
+    Cheap (a dozen renderings of tiny chats, no model), so it runs before the model loads.
+    `name` labels the template in the error ("Qwen/Qwen3-0.6B", "my_template.jinja").
+    """
+    label = f"chat template of {name}" if name else "chat template"
+    if getattr(tokenizer, "chat_template", None) is None:
+        raise TemplateError(f"{name or 'the tokenizer'}: no chat template; use an instruct model or --chat-template")
+    for check in (renders_assistant_content, needs_tools_list):
+        reason = check(tokenizer)
+        if reason:
+            raise TemplateError(f"{label}: {reason}")
+    fold, reason = system_mode(tokenizer)
+    if reason:
+        raise TemplateError(f"{label}: {reason}")
+    role, ids, reason = tool_result_format(tokenizer, fold)
+    if reason:
+        raise TemplateError(f"{label}: {reason}")
+    notes = []
+    if fold:
+        notes.append("no system role: the system prompt is folded into the first user message")
+    if role != "tool":
+        notes.append(f"tool messages rejected: search results are rendered as {role!r} messages")
+    if ids:
+        notes.append("tool messages carry 9-character tool_call_ids (call00001, ...)")
+    return ChatFormat(fold_system=fold, tool_role=role, tool_call_ids=ids, notes=tuple(notes))
+
+
+def context_window(tokenizer: Any, model_config: Any = None) -> int | None:
+    """The model's context in tokens: max_position_embeddings of the model config, else the
+    tokenizer's model_max_length (when it is not transformers' 1e30 "unset"); None if unknown."""
+    for source in (model_config, getattr(model_config, "text_config", None) if model_config else None):
+        value = getattr(source, "max_position_embeddings", None)
+        if isinstance(value, int) and value > 0:
+            return value
+    value = getattr(tokenizer, "model_max_length", None)
+    if isinstance(value, (int, float)) and 0 < value < MAX_SANE_CONTEXT and not math.isinf(value):
+        return int(value)
+    return None
