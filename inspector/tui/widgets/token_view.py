@@ -267,12 +267,9 @@ class TokenView(ScrollView, can_focus=True):
         if self._fold_width() == self._width:
             return
         place = self.token_at_scroll() if self._width else None
-        anchor = self._anchor
         self._reflow()
         if place is not None:
             self._scroll_to_place(place)
-            if anchor is not None and anchor[0] == place:
-                self._anchor = (place, int(self.scroll_offset.y))
 
     def notify_style_update(self) -> None:
         """Focus and theme change the base colours: draw again, same rows."""
@@ -531,14 +528,16 @@ class TokenView(ScrollView, can_focus=True):
 
 
 def _fold_cuts(plain: str, width: int) -> list[int]:
-    """Character offsets where each folded row of a header line starts (always [0, ...])."""
-    if plain.isascii():
-        return list(range(0, len(plain), width)) or [0]
-    cuts, used = [0], 0
+    """Character offsets where each folded row of a header line starts (always [0, ...]): after
+    the last space that fits, or mid-word when a word is wider than the row."""
+    cuts, used, space = [0], 0, None
     for i, ch in enumerate(plain):
         size = get_character_cell_size(ch)
         if used + size > width and used:
-            cuts.append(i)
-            used = 0
+            cut = space + 1 if space is not None and space + 1 > cuts[-1] else i
+            cuts.append(cut)
+            used, space = sum(get_character_cell_size(c) for c in plain[cut:i]), None
         used += size
+        if ch == " ":
+            space = i
     return cuts
