@@ -29,6 +29,14 @@ def log_to_file(prefix: str, folder: str | Path | None = None) -> Path:
     return path
 
 
+def log_nowhere() -> None:
+    """Remove every loguru sink, loguru's default stderr one included: until `log_to_file`,
+    records are dropped. The command line calls this first, so no log reaches the terminal."""
+    global _current
+    logger.remove()
+    _current = None
+
+
 def current_log() -> Path | None:
     """The file `log_to_file` opened last in this process, if any."""
     return _current

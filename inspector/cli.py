@@ -13,10 +13,12 @@ with `--resume RUN`).
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import signal
 import sys
+import unicodedata
 from pathlib import Path
 from typing import Sequence
 
@@ -126,24 +128,67 @@ def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
+PREPARING_NOTICE = "rl-inspect: preparing the embedded model (once, about 30 s)…"
+
+
+def _check_db_for_writing(db: str) -> None:
+    """Refuse a --db that eval could not write, before any model is loaded (that takes a while).
+
+    A missing file (in an existing folder) or an empty one becomes a new database, and an older
+    rl-inspect database is migrated by the writer; anything else unreadable is a StoreError.
+    """
+    import sqlite3
+
+    from core.store import Store, StoreError
+    from core.store.schema import SCHEMA_VERSION, read_version
+
+    path = Path(db)
+    if not path.exists():
+        if not path.parent.is_dir():
+            raise StoreError(f"{path}: no folder {path.parent} to create the database in")
+        return
+    if path.is_file() and path.stat().st_size == 0:
+        return
+    try:
+        Store.open_readonly(path).close()
+    except StoreError:
+        try:
+            conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+            try:
+                version = read_version(conn)
+            finally:
+                conn.close()
+        except sqlite3.Error:
+            version = None
+        if version is not None and 0 < version < SCHEMA_VERSION:
+            return  # an older schema: Store.open migrates it
+        raise
+
+
 def _run_eval(args: argparse.Namespace) -> int:
-    from core.evaluate import evaluate, resume
+    from core.evaluate import evaluate, load_inputs, resume
     from core.logs import log_to_file
-    from core.models import embedded_model_folder, is_embedded
+    from core import models
     from inspector.progress import ProgressLine
 
     log_path = log_to_file("eval")
     _quiet_libraries()
+    config = None
+    if args.resume is None:
+        config = _config_from_args(args)
+        _check_db_for_writing(args.db)
+        if models.is_embedded(config.model) and not models.embedded_model_folder().exists():
+            # Bad input gets its one line before the notice. The inputs are read again by
+            # evaluate(): a second read only on the run that converts the model.
+            load_inputs(config)
+            print(PREPARING_NOTICE, file=sys.stderr, flush=True)
+            models.embedded_model_dir()
     progress = ProgressLine()
-    if args.resume is None and is_embedded(args.model) and not embedded_model_folder().exists():
-        print("rl-inspect: preparing the embedded model (once, about 30 s)…", file=sys.stderr)
-    # SIGTERM (a TUI cancelling, a scheduler stopping us) takes the same path as Ctrl-C.
-    signal.signal(signal.SIGTERM, _interrupt)
     try:
-        if args.resume is not None:
+        if config is None:
             summary = resume(args.db, args.resume, progress)
         else:
-            summary = evaluate(_config_from_args(args), args.db, progress)
+            summary = evaluate(config, args.db, progress)
     finally:
         progress.close()
     if args.json:
@@ -159,43 +204,171 @@ def _interactive() -> bool:
     return sys.stdin.isatty() and sys.stdout.isatty() and not os.environ.get("CI")
 
 
+def _readable(db: str, run_id: int | None) -> None:
+    """Check `db` opens read-only and holds `run_id` (if given); StoreError names what is wrong."""
+    import sqlite3
+
+    from core.store import Store, StoreError
+
+    with Store.open_readonly(db) as store:
+        try:
+            if run_id is not None:
+                store.run(run_id)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{db}: the database cannot be read ({exc})") from None
+
+
 def _run_view(db: str, run_id: int | None = None) -> int:
-    from inspector.tui.app import create_app
+    import asyncio
+
+    from loguru import logger
+
+    from core.logs import current_log, log_to_file
 
     if not Path(db).exists():
         print(f"rl-inspect: {db}: no such database (make one with: rl-inspect eval --db {db})", file=sys.stderr)
         return EXIT_BAD_INPUT
-    app = create_app(db, open_run=run_id)
-    app.run()
-    if app.failure:
+    _readable(db, run_id)  # a missing run is refused here, before the TUI takes the terminal
+    from inspector.tui import app as tui
+
+    app = tui.create_app(db, open_run=run_id)
+    log = current_log() or log_to_file("view")
+
+    def cancel(signum, frame) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            raise KeyboardInterrupt from None
+        # Let the app close the way it always does, so the terminal is restored.
+        loop.call_soon_threadsafe(lambda: app.exit(return_code=EXIT_CANCELLED))
+
+    previous = signal.signal(signal.SIGTERM, cancel)
+    try:
+        app.run()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if getattr(app, "failure", None):
         print(f"rl-inspect: {app.failure}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    if app.return_code == EXIT_CANCELLED:
+        raise KeyboardInterrupt
+    if app.return_code:  # Textual sets 1 on an unhandled exception (and has printed its traceback)
+        error = getattr(app, "_exception", None)
+        logger.opt(exception=error).error("the viewer failed")
+        what = f"{error.__class__.__name__}: {one_line(str(error), 200)}" if error else f"exit code {app.return_code}"
+        print(f"rl-inspect: the viewer failed: {what} (details in {log})", file=sys.stderr)
+        return EXIT_FAILED
     return EXIT_OK
 
 
+_UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+"""Control, format (bidi marks, zero-width joiners), surrogate and line/paragraph separators."""
+_MODEL_CELLS = 24
+_NAME_CELLS_MIN = 40
+
+
+def one_line(text: str | None, max_cells: int | None = None) -> str:
+    """`text` as it should reach a terminal: literally, on one line, at most `max_cells` wide.
+
+    Control characters show as the TUI shows them (ESC as ␛, others as \\xNN); newlines as ↵,
+    tabs as ⇥, and anything else that moves the cursor, reorders text or cannot be encoded
+    (format characters, separators, lone surrogates) as \\uNNNN. Markup stays as typed. Clipped
+    text ends with …; width counts terminal cells (a CJK character is two).
+    """
+    from rich.cells import get_character_cell_size
+
+    from inspector.tui.render import visible
+
+    out: list[str] = []
+    for ch in visible(text):
+        if ch == "\n":
+            out.append("↵")
+        elif ch == "\t":
+            out.append("⇥")
+        elif unicodedata.category(ch) in _UNSAFE_CATEGORIES:
+            out.append(f"\\u{ord(ch):04x}" if ord(ch) <= 0xFFFF else f"\\U{ord(ch):08x}")
+        else:
+            out.append(ch)
+    if max_cells is None:
+        return "".join(out)
+    shown, used = [], 0
+    total = sum(get_character_cell_size(piece) if len(piece) == 1 else len(piece) for piece in out)
+    if total <= max_cells:
+        return "".join(out)
+    for piece in out:
+        width = get_character_cell_size(piece) if len(piece) == 1 else len(piece)
+        if used + width > max_cells - 1:
+            break
+        shown.append(piece)
+        used += width
+    return "".join(shown) + "…"
+
+
+def _cells(text: str, width: int, align: str = "<") -> str:
+    from rich.cells import cell_len
+
+    text = one_line(text, width)
+    pad = " " * max(0, width - cell_len(text))
+    return text + pad if align == "<" else pad + text
+
+
+RUNS_HEADER = f"{'id':>4}  {'kind':<5} {'status':<11} {'done':>13}  {'acc':>6}  {'reward':>6}  " \
+              f"{'model':<{_MODEL_CELLS}}  name"
+"""The first line of `rl-inspect runs`; run_row_line's columns line up under it."""
+
+
+def run_row_line(r, *, name_cells: int | None = 60) -> str:
+    """One run of `rl-inspect runs` as one terminal line, every database string shown literally.
+
+    `r` is a `core.store.queries.RunRow`. Columns have fixed widths in terminal cells, so a
+    hostile or wide kind, status or model cannot shift the ones after it; the name comes last,
+    clipped to `name_cells` (None: never clipped).
+    """
+    acc = "–" if r.accuracy is None else f"{r.accuracy:.1%}"
+    reward = "–" if r.mean_reward is None else f"{r.mean_reward:.3f}"
+    return (f"{r.id:>4}  {_cells(r.kind, 5)} {_cells(r.status, 11)} {r.n_done:>6}/{r.n_planned:<6}  {acc:>6}  "
+            f"{reward:>6}  {_cells(r.model, _MODEL_CELLS)}  {one_line(r.name, name_cells)}")
+
+
 def _run_list(db: str, as_json: bool) -> int:
+    import shutil
+    import sqlite3
     from dataclasses import asdict
 
-    from core.store import Store
-    from core.store.queries import run_rows
+    from core.store import Store, StoreError
+    from core.store import queries
 
     with Store.open_readonly(db) as store:
-        runs = run_rows(store)
+        try:
+            runs = queries.run_rows(store)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{db}: the database cannot be read ({exc})") from None
     if as_json:
         print(json.dumps([asdict(r) for r in runs], indent=2, default=str))
         return EXIT_OK
     if not runs:
-        print(f"{db}: no runs yet (start one with: rl-inspect eval --db {db})")
+        print(f"{one_line(db)}: no runs yet (start one with: rl-inspect eval --db {one_line(db)})")
         return EXIT_OK
-    print(f"{'id':>4}  {'kind':<5} {'status':<11} {'done':>13}  {'acc':>6}  {'reward':>6}  name")
+    prefix = len(RUNS_HEADER) - len("name")
+    name_cells = max(_NAME_CELLS_MIN, shutil.get_terminal_size((120, 24)).columns - prefix - 1)
+    print(RUNS_HEADER)
     for r in runs:
-        acc = "–" if r.accuracy is None else f"{r.accuracy:.1%}"
-        reward = "–" if r.mean_reward is None else f"{r.mean_reward:.3f}"
-        print(f"{r.id:>4}  {r.kind:<5} {r.status:<11} {r.n_done:>6}/{r.n_planned:<6}  {acc:>6}  {reward:>6}  {r.name}")
+        print(run_row_line(r, name_cells=name_cells))
     return EXIT_OK
 
 
+def _quiet_stdout() -> None:
+    """After a reader closed our stdout (`| head`): point it at /dev/null so the interpreter's
+    last flush does not raise again (the recipe in Python's signal docs)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        pass  # not a real file (a test's capture): nothing will flush it
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code (see the module's docstring)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] not in ("eval", "runs", "view", "-h", "--help") and not argv[0].startswith("-"):
         argv = ["view", *argv]  # `rl-inspect runs.db`
@@ -203,11 +376,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from loguru import logger
 
-    from core.logs import current_log
+    from core.logs import current_log, log_nowhere, log_to_file
+
+    log_nowhere()  # the terminal belongs to our one-line messages, the progress line and the TUI
     from core.models import ModelError
     from core.records import InputError
     from core.store import StoreError
 
+    # SIGTERM (a TUI cancelling an eval, a scheduler stopping us) takes the same path as Ctrl-C.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         if args.command == "eval":
             return _run_eval(args)
@@ -215,20 +392,28 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_view(args.db, args.run)
         return _run_list(args.db, args.json)
     except KeyboardInterrupt:
-        print("rl-inspect: cancelled; finished trajectories are kept (continue with --resume RUN)", file=sys.stderr)
+        kept = "; finished trajectories are kept (continue with --resume RUN)" if args.command == "eval" else ""
+        print(f"rl-inspect: cancelled{kept}", file=sys.stderr)
         return EXIT_CANCELLED
+    except BrokenPipeError:
+        _quiet_stdout()
+        return 128 + signal.SIGPIPE  # what a shell reports for a writer stopped by a closed pipe
     except (InputError, StoreError, ValueError) as exc:
         logger.opt(exception=exc).debug("bad input")
-        print(f"rl-inspect: {exc}", file=sys.stderr)
+        print(f"rl-inspect: {one_line(str(exc))}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except ModelError as exc:
-        print(f"rl-inspect: {exc}", file=sys.stderr)
+        logger.opt(exception=exc).debug("model error")
+        print(f"rl-inspect: {one_line(str(exc))}", file=sys.stderr)
         return EXIT_FAILED
     except Exception as exc:  # anything else: one line here, the traceback in the log
+        log = current_log() or log_to_file(args.command)
         logger.opt(exception=exc).error("rl-inspect failed")
-        print(f"rl-inspect: failed: {exc.__class__.__name__}: {exc} (details in {current_log() or 'the log'})",
+        print(f"rl-inspect: failed: {exc.__class__.__name__}: {one_line(str(exc), 300)} (details in {log})",
               file=sys.stderr)
         return EXIT_FAILED
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":
