@@ -93,7 +93,7 @@ class ChatState:
     stop_texts: list[str | None] = field(default_factory=list)
     """Per reply: the text of the stop token the model ended it with (None: cut by length)."""
     end_texts: list[str] = field(default_factory=list)
-    """Per reply: the end-of-turn token the template writes after it ("" when none)."""
+    """Per reply: the template text its stop id stood for (its end-of-turn token, "" when none)."""
     rendered: str = ""
     """The template's last full rendering (the fast path: a new one usually extends it)."""
 
@@ -116,8 +116,11 @@ class ChatTokenizer:
         self._gen_prompt = prompted[len(plain):] if prompted.startswith(plain) else ""
         """The generation prompt (e.g. '<|im_start|>assistant\\n'); '' when it cannot be isolated."""
         self.stop_ids = frozenset(stop_token_ids(tokenizer))
-        self._end_token = self._leading_special(self._closing)
-        """The end-of-turn token text the closing starts with ('<|im_end|>'), '' when none."""
+        self._stop_texts = sorted({t for t in (tokenizer.decode([i]) for i in self.stop_ids) if t}, key=len,
+                                  reverse=True)
+        self._end_token = next((t for t in self._stop_texts if t in self._closing), "") or self._leading_special(
+            self._closing)
+        """The end-of-turn token the template writes after a reply ('<|im_end|>'), '' when none."""
 
     def _leading_special(self, text: str) -> str:
         if not text:
@@ -190,7 +193,7 @@ class ChatTokenizer:
               else "")
         body = scaffold[: len(scaffold) - len(gp)]
         closing_len = len(self._closing) if body.startswith(self._closing) else 0
-        skip, stop_text = self._stop_skip(generated, finish_reason, scaffold)
+        skip, stop_text = self._stop_skip(generated, finish_reason, scaffold, closing_len)
         # Pieces in scaffold coordinates: closing (after the model's stop), messages, prompt.
         cuts = [skip, max(skip, closing_len)]
         owners: list[int | None] = [None]
@@ -203,7 +206,7 @@ class ChatTokenizer:
         state.replies.append(reply)
         state.rewritten.append(region != state.gen_prompts[-1] + reply)
         state.stop_texts.append(stop_text)
-        state.end_texts.append(self._end_token)
+        state.end_texts.append(scaffold[:skip] if stop_text is not None else self._end_token)
         state.bodies.append(body)
         state.gen_prompts.append(gp)
         state.rendered = rendering
@@ -262,14 +265,28 @@ class ChatTokenizer:
             pos = j + len(body)
         return pos, regions
 
-    def _stop_skip(self, generated: Sequence[int], finish_reason: str, scaffold: str) -> tuple[int, str | None]:
-        """(characters of the scaffold the model's stop id stands for, that stop token's text)."""
+    def _stop_skip(self, generated: Sequence[int], finish_reason: str, scaffold: str,
+                   closing_len: int) -> tuple[int, str | None]:
+        """(characters of the scaffold the model's stop id stands for, that stop token's text).
+
+        Any stop id ends the assistant message: what the template writes after a reply up to and
+        including its end-of-turn token is skipped, only the rest is appended. The end-of-turn
+        token is the model's own stop token where the closing holds it (Cohere 2 writes
+        '<|END_RESPONSE|><|END_OF_TURN_TOKEN|>'), else the first stop token in the closing (the
+        model stopped on '<|endoftext|>' where the template writes '<|im_end|>'), else a stop
+        token that opens the next message (GLM stops on '<|observation|>', the tool's header).
+        """
         if finish_reason != "stop" or not generated or generated[-1] not in self.stop_ids:
             return 0, None
         stop_text = self.tokenizer.decode([generated[-1]])
-        for end in (stop_text, self._end_token):
-            if end and scaffold.startswith(end):
-                return len(end), stop_text
+        closing = scaffold[:closing_len]
+        if stop_text and stop_text in closing:
+            return closing.index(stop_text) + len(stop_text), stop_text
+        found = [closing.index(t) + len(t) for t in self._stop_texts if t in closing]
+        if found:
+            return min(found), stop_text
+        if stop_text and scaffold.startswith(stop_text):
+            return len(stop_text), stop_text
         return 0, stop_text
 
     def _message_cuts(self, history: Sequence[dict], new_messages: Sequence[dict], fmt: ChatFormat, anchor: int,
@@ -336,20 +353,30 @@ class ChatTokenizer:
             end, regions = self._align(state, text, len(text))
         except TemplateMismatch:
             return at, DRIFT_TEMPLATE_REWRITE
+        replies, stops, ends = list(state.replies), list(state.stop_texts), list(state.end_texts)
+        if sum(1 for m in messages if m["role"] == "assistant") > len(replies):
+            # The chat ended on a reply, which no continuation has seen: take it from the chat and ids.
+            replies.append(messages[-1]["content"])
+            last = max((i for i, m in enumerate(tokens.mask) if m), default=None)
+            stop = tokens.ids[last] if last is not None else None
+            stop_text = self.tokenizer.decode([stop]) if stop in self.stop_ids else None
+            skip, _ = self._stop_skip([stop], "stop", self._closing, len(self._closing)) if stop_text else (0, None)
+            ends.append(self._closing[:skip] if skip else self._end_token)
+            stops.append(stop_text)
         # Region i (0-based) holds gen_prompts[i] + replies[i]; the text after the last body holds
         # the last reply when the chat ended on one.
-        if len(state.replies) > len(regions):
+        if len(replies) > len(regions):
             tail = text[end:]
-            expected = state.gen_prompts[len(regions)] + state.replies[len(regions)]
+            expected = state.gen_prompts[len(regions)] + replies[len(regions)]
             regions.append(expected if tail.startswith(expected) else tail)
-        rewritten = [r != state.gen_prompts[i] + state.replies[i] for i, r in enumerate(regions)]
+        rewritten = [r != state.gen_prompts[i] + replies[i] for i, r in enumerate(regions)]
         # The difference sits in reply `turn` (1-based) or in the scaffolding after it; scaffolding
         # right before reply turn+1 is that reply's generation prompt.
         candidates = [turn] if in_reply else [turn, turn + 1]
         if any(1 <= t <= len(rewritten) and rewritten[t - 1] for t in candidates):
             return at, DRIFT_TEMPLATE_REWRITE
-        if in_reply and last_of_reply and 1 <= turn <= len(state.stop_texts):
-            stop, end_text = state.stop_texts[turn - 1], state.end_texts[turn - 1]
+        if in_reply and last_of_reply and 1 <= turn <= len(stops):
+            stop, end_text = stops[turn - 1], ends[turn - 1]
             if stop is not None and stop != end_text:
                 return at, DRIFT_STOP_TOKEN
         return at, DRIFT_RETOKENIZATION

@@ -199,33 +199,33 @@ def system_mode(tokenizer: Any) -> tuple[bool, str | None]:
 def tool_result_format(tokenizer: Any, fold_system: bool) -> tuple[str, bool, str | None]:
     """(tool_role, tool_call_ids, reason to refuse or None) for rendering search results.
 
-    Tries a `tool` message, then `ipython` (Llama 3.1's name), each also with a 9-character
-    tool_call_id (Mistral); accepts the first whose rendering holds the result's text. Falls back
-    to a `user` message only when every tool role is rejected with an error (Gemma 3's role
-    alternation, gpt-oss); a template that accepts a tool message and silently drops its content
-    (Phi-3.5) is refused: the model would never see the search results.
+    Tries a `tool` message, also with a 9-character tool_call_id (Mistral), then `ipython`
+    (Llama 3.1's name); accepts the first whose rendering holds the result's text. A template
+    that accepts a tool message and silently drops its content (Phi-3/3.5, Gemma 4 v1, Cohere 2)
+    is refused: the model would never see the search results. Only when every tool role is
+    rejected with an error (Gemma 3's and Cohere's role alternation) are results rendered as
+    `user` messages, as Google's Gemma function-calling guide does.
     """
     base = [{"role": "system", "content": "S"}, {"role": "user", "content": "U"},
             {"role": "assistant", "content": _PROBE_CALL}, {"role": "tool", "content": SENTINEL_TOOL},
             {"role": "assistant", "content": _PROBE_CALL}, {"role": "tool", "content": SENTINEL_TOOL + "2"}]
-    dropped, errors = [], []
+    errors = []
     for role in ("tool", "ipython"):
         for ids in (False, True):
             fmt = ChatFormat(fold_system=fold_system, tool_role=role, tool_call_ids=ids)
             text, error = _attempt(tokenizer, fmt.adapt(base))
             if text is None:
                 errors.append(error)
-            elif SENTINEL_TOOL in text and SENTINEL_TOOL + "2" in text:
+                continue
+            if SENTINEL_TOOL in text and SENTINEL_TOOL + "2" in text:
                 return role, ids, None
-            else:
-                dropped.append(role)
-    if dropped:
-        return "tool", False, (f"renders a {dropped[0]!r} message without its content: the model would never "
-                               "see the search results")
+            rejected = f" and rejects a tool message ({errors[0]})" if errors else ""
+            return "tool", False, (f"renders {role!r} messages without their content{rejected}: the model would "
+                                   "never see the search results")
     text, error = _attempt(tokenizer, ChatFormat(fold_system=fold_system, tool_role="user").adapt(base))
-    if text is not None and SENTINEL_TOOL in text:
+    if text is not None and SENTINEL_TOOL in text and SENTINEL_TOOL + "2" in text:
         return "user", False, None
-    return "tool", False, f"rejects tool results as tool, ipython and user messages ({errors[0] if errors else error})"
+    return "tool", False, f"rejects tool results as tool, ipython and user messages ({errors[0]})"
 
 
 def check_template(tokenizer: Any, name: str = "") -> ChatFormat:
@@ -237,7 +237,7 @@ def check_template(tokenizer: Any, name: str = "") -> ChatFormat:
     label = f"chat template of {name}" if name else "chat template"
     if getattr(tokenizer, "chat_template", None) is None:
         raise TemplateError(f"{name or 'the tokenizer'}: no chat template; use an instruct model or --chat-template")
-    for check in (renders_assistant_content, needs_tools_list):
+    for check in (needs_tools_list, renders_assistant_content):
         reason = check(tokenizer)
         if reason:
             raise TemplateError(f"{label}: {reason}")
@@ -251,7 +251,7 @@ def check_template(tokenizer: Any, name: str = "") -> ChatFormat:
     if fold:
         notes.append("no system role: the system prompt is folded into the first user message")
     if role != "tool":
-        notes.append(f"tool messages rejected: search results are rendered as {role!r} messages")
+        notes.append(f"the template rejects tool messages: search results are rendered as {role!r} messages")
     if ids:
         notes.append("tool messages carry 9-character tool_call_ids (call00001, ...)")
     return ChatFormat(fold_system=fold, tool_role=role, tool_call_ids=ids, notes=tuple(notes))

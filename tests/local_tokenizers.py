@@ -156,3 +156,44 @@ def family_tokenizer(stem: str, template: str | None = None) -> PreTrainedTokeni
     tok = PreTrainedTokenizerFast(tokenizer_object=_train(specials), bos_token=bos, eos_token=eos, pad_token=pad)
     tok.chat_template = text
     return tok
+
+
+# Test templates reproducing two published rules that TRL's collection does not ship.
+# Mistral Nemo / Small 3.x: "Tool call IDs should be alphanumeric strings with length 9!".
+MISTRAL_LIKE_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}"
+    "{% if message.role == 'system' %}[SYSTEM_PROMPT]{{ message.content }}[/SYSTEM_PROMPT]"
+    "{% elif message.role == 'user' %}[INST]{{ message.content }}[/INST]"
+    "{% elif message.role == 'assistant' %}{{ message.content }}{{ eos_token }}"
+    "{% elif message.role == 'tool' %}"
+    "{% if message.tool_call_id is not defined or message.tool_call_id|length != 9 %}"
+    "{{ raise_exception('Tool call IDs should be alphanumeric strings with length 9!') }}{% endif %}"
+    '[TOOL_RESULTS]{"content": {{ message.content|tojson }}, "call_id": "{{ message.tool_call_id }}"}[/TOOL_RESULTS]'
+    "{% else %}{{ raise_exception('Only user, assistant, system and tool roles are supported!') }}{% endif %}"
+    "{% endfor %}"
+)
+
+# Hermes-2-Pro-style tool use: the system turn lists the tools, read without checking they exist.
+HERMES_LIKE_TEMPLATE = (
+    "{%- set first_tool = tools[0] %}<|im_start|>system\nYou may call {{ first_tool.function.name }}."
+    "<|im_end|>\n{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content']"
+    " + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+@lru_cache(maxsize=None)
+def mistral_like_tokenizer() -> PreTrainedTokenizerFast:
+    specials = ["<s>", "</s>", "[INST]", "[/INST]", "[TOOL_RESULTS]", "[/TOOL_RESULTS]", "[SYSTEM_PROMPT]",
+                "[/SYSTEM_PROMPT]"]
+    tok = PreTrainedTokenizerFast(tokenizer_object=_train(specials), bos_token="<s>", eos_token="</s>",
+                                  pad_token="</s>")
+    tok.chat_template = MISTRAL_LIKE_TEMPLATE
+    return tok
+
+
+@lru_cache(maxsize=None)
+def hermes_like_tokenizer() -> PreTrainedTokenizerFast:
+    tok = PreTrainedTokenizerFast(tokenizer_object=_train(["<|endoftext|>", "<|im_start|>", "<|im_end|>"]),
+                                  eos_token="<|im_end|>", pad_token="<|endoftext|>")
+    tok.chat_template = HERMES_LIKE_TEMPLATE
+    return tok

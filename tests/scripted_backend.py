@@ -25,10 +25,16 @@ class ScriptedBackend:
     logprob: float = -0.25
     calls: list[int] = field(default_factory=list)
     """Batch size of every generate call, for assertions on batching."""
+    prompts: list[list[int]] = field(default_factory=list)
+    """Every prompt it was handed, in order."""
+    generated: list[list[int]] = field(default_factory=list)
+    """The ids it returned for each prompt, in the same order."""
+    stop_id: int | None = None
+    """The stop token it ends replies with (default: the tokenizer's eos)."""
 
     def __post_init__(self) -> None:
         self.stop_token_ids = frozenset(stop_token_ids(self.tokenizer))
-        self._stop = self.tokenizer.eos_token_id
+        self._stop = self.stop_id if self.stop_id is not None else self.tokenizer.eos_token_id
 
     def generate(self, prompts: Sequence[Sequence[int]], max_tokens: Sequence[int],
                  sampling: SamplingConfig) -> list[Generation]:
@@ -36,18 +42,15 @@ class ScriptedBackend:
         out = []
         for prompt, limit in zip(prompts, max_tokens):
             text = self.tokenizer.decode(list(prompt))
-            turn = text.count(self._assistant_marker()) if self._assistant_marker() else 1
+            # The turn is one more than the earlier prompts this one extends: any template works.
+            turn = 1 + sum(1 for p in self.prompts if len(p) < len(prompt) and list(prompt[: len(p)]) == p)
+            self.prompts.append(list(prompt))
             reply = self.script(text, turn)
             ids = list(self.tokenizer(reply, add_special_tokens=False)["input_ids"]) + [self._stop]
             finish = "stop"
             if len(ids) > limit:
                 ids, finish = ids[:limit], "length"
             body = ids[:-1] if finish == "stop" else ids
+            self.generated.append(list(ids))
             out.append(Generation(ids, [self.logprob] * len(ids), self.tokenizer.decode(body), finish))
         return out
-
-    def _assistant_marker(self) -> str:
-        rendered = self.tokenizer.apply_chat_template([{"role": "user", "content": "x"}], tokenize=False,
-                                                      add_generation_prompt=True)
-        plain = self.tokenizer.apply_chat_template([{"role": "user", "content": "x"}], tokenize=False)
-        return rendered[len(plain):]

@@ -1,0 +1,205 @@
+"""Every chat template TRL ships, driven through the agent loop with a scripted model.
+
+Templates are read from the installed trl package (not copied here) onto small local tokenizers
+carrying each family's special tokens. For each template the engine accepts, and each reply
+shape (a tool call with reasoning, without, with an empty think block, a final answer at once):
+- the ids handed to the model at every turn are the template's rendering of the chat so far,
+  except the model's own replies (a template may render a reply differently from what the
+  model wrote, e.g. Qwen3 strips or adds think blocks: those spans may differ, nothing else);
+- each mask-1 span is exactly the ids the model generated, and every tool result was seen whole;
+- the drift recorded at the end has an explained kind.
+Each refused template is refused with its reason, before any model would load.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from core.agent import Agent, AgentConfig
+from core.chat import DRIFT_STOP_TOKEN, DRIFT_TEMPLATE_REWRITE
+from core.records import Question
+from core.templates import TemplateError, check_template
+from tests.local_tokenizers import (TRL_TEMPLATES, family_tokenizer, hermes_like_tokenizer,
+                                    mistral_like_tokenizer)
+from tests.scripted_backend import ScriptedBackend
+
+CALL = '{"name": "search_corpus", "parameters": {"query": "%s"}}'
+SHAPES = {
+    "call_with_reasoning": "<think>I should search the corpus first.</think>\n" + CALL % "Veltran Observatory",
+    "call_without_reasoning": CALL % "Veltran Observatory",
+    "call_with_empty_think": "<think>\n\n</think>\n\n" + CALL % "Veltran Observatory",
+    "final_answer": "<think>I know this.</think> Qoruna",
+}
+RESULT = "Result 1:\nThe Veltran Observatory was founded in 1873 on the island of Qoruna.\n------\n"
+
+STEMS = sorted(p.stem for p in TRL_TEMPLATES.glob("*.jinja") if not p.stem.endswith("_training"))
+
+REFUSED = {
+    "phi3": "renders 'tool' messages without their content",
+    "phi3_5": "renders 'tool' messages without their content",
+    "gemma4": "renders 'tool' messages without their content",
+    "gemma4_v3": "renders 'tool' messages without their content",
+    "gemma4_v4": "renders 'tool' messages without their content",
+    "gemma4_v5": "renders 'tool' messages without their content",
+    "diffusion_gemma": "renders 'tool' messages without their content",
+    "gptoss": "renders 'ipython' messages without their content and rejects a tool message",
+    "idefics3": "drops the assistant's reply text",
+    "smolvlm": "drops the assistant's reply text",
+    "llava_next": "cannot render a user message and a reply",
+}
+"""Templates the engine refuses, with the reason it gives (a substring of the one-line error)."""
+
+ADAPTED = {
+    "gemma": (True, "user"),      # no system role; roles must alternate
+    "gemma3": (False, "user"),    # its template folds the system prompt itself; roles must alternate
+    "cohere": (False, "user"),    # roles must alternate
+    "cohere2": (False, "user"),   # drops a tool message's content... after rejecting the tool role
+}
+"""(fold_system, tool_role) for templates run with an adaptation; all others: (False, "tool")."""
+
+STOP_TOKEN_DRIFT = {"cohere2"}
+"""Families whose closing holds text before the model's stop token ('<|END_RESPONSE|>')."""
+
+
+def _run(tok, replies, **config):
+    backend = ScriptedBackend(tok, lambda prompt, turn: replies.get(turn, "Qoruna"))
+    agent = Agent(backend, lambda q, k: RESULT, AgentConfig(**config))
+    traj = agent.start(Question("q1", "Where is the Veltran Observatory?", "Qoruna"))
+    while not traj.finished:
+        agent.step([traj])
+    return agent, traj, backend
+
+
+def _runs(values, mask, bit):
+    """Consecutive runs of `values` where mask == bit, in order."""
+    out, current = [], None
+    for v, m in zip(values, mask):
+        if m == bit:
+            if current is None:
+                current = []
+                out.append(current)
+            current.append(v)
+        else:
+            current = None
+    return out
+
+
+def _assert_prompt_is_the_templates_rendering(agent, traj, backend, turn):
+    """The prompt of generation `turn` (1-based) against the template's rendering of the chat so far."""
+    tok = agent.chat.tokenizer
+    prompt = backend.prompts[turn - 1]
+    seen = [m.chat_dict() for m in traj.messages if m.turn < turn and m.token_start is not None]
+    rendering = agent.chat.render(seen, generation_prompt=True, fmt=traj.chat_state.fmt)
+    if tok.decode(prompt) == rendering:
+        assert prompt == agent.chat.encode(rendering), "same text, other ids"
+        return
+    # The template renders some reply differently from what the model wrote: every piece of
+    # scaffolding the model was given must still be the template's text, in order, up to the end.
+    # The generation prompt that opened a reply counts as part of that reply (Qwen3 and DeepSeek-R1
+    # open with '<think>\n' and drop it when they re-render the reply).
+    opening = seen[:2]
+    with_prompt = agent.chat.render(opening, generation_prompt=True, fmt=traj.chat_state.fmt)
+    gen_prompt = with_prompt[len(agent.chat.render(opening, fmt=traj.chat_state.fmt)):]
+    pieces = [tok.decode(run) for run in _runs(prompt, traj.tokens.mask[: len(prompt)], 0)]
+    for i, piece in enumerate(pieces[:-1]):
+        if gen_prompt and piece.endswith(gen_prompt):
+            pieces[i] = piece[: -len(gen_prompt)]
+    assert rendering.startswith(pieces[0])
+    pos = len(pieces[0])
+    for piece in pieces[1:]:
+        found = rendering.find(piece, pos)
+        assert found >= 0, f"scaffold piece {piece[:60]!r} is not the template's text"
+        pos = found + len(piece)
+    assert pos == len(rendering), f"the rendering goes on after the last scaffold: {rendering[pos:][:60]!r}"
+
+
+ACCEPTED = [s for s in STEMS if s not in REFUSED]
+
+
+@pytest.mark.parametrize("shape", list(SHAPES))
+@pytest.mark.parametrize("stem", ACCEPTED)
+def test_every_turn_is_the_templates_rendering_and_the_mask_is_exact(stem, shape):
+    tok = family_tokenizer(stem)
+    replies = ({1: SHAPES[shape]} if shape == "final_answer"
+               else {1: SHAPES[shape], 2: CALL % "Qoruna island", 3: SHAPES["final_answer"]})
+    agent, traj, backend = _run(tok, replies)
+    assert traj.finish_reason == "answered", traj.finish_detail
+    assert traj.turns == len(replies)
+    fold, role = ADAPTED.get(stem, (False, "tool"))
+    assert (agent.chat.fmt.fold_system, agent.chat.fmt.tool_role) == (fold, role)
+    for turn in range(1, traj.turns + 1):
+        _assert_prompt_is_the_templates_rendering(agent, traj, backend, turn)
+    # Each mask-1 span is exactly what the model generated, turn by turn.
+    assert _runs(traj.tokens.ids, traj.tokens.mask, 1) == backend.generated
+    for m in traj.messages:
+        if m.role == "tool":
+            assert RESULT.strip() in tok.decode(traj.tokens.ids[m.token_start:m.token_end]) or \
+                RESULT.strip().replace("\n", "\\n") in tok.decode(traj.tokens.ids[m.token_start:m.token_end])
+    expected = {None, DRIFT_TEMPLATE_REWRITE} | ({DRIFT_STOP_TOKEN} if stem in STOP_TOKEN_DRIFT else set())
+    assert traj.drift_kind in expected, (traj.drift_at, traj.drift_kind)
+
+
+@pytest.mark.parametrize("stem", sorted(REFUSED))
+def test_refused_templates_name_their_reason(stem):
+    with pytest.raises(TemplateError, match="^chat template of " + stem + ": .*" + REFUSED[stem].replace("(", r"\(")):
+        check_template(family_tokenizer(stem), stem)
+    with pytest.raises(TemplateError):  # the agent refuses it too, before generating anything
+        Agent(ScriptedBackend(family_tokenizer(stem), lambda p, t: "x"), lambda q, k: "", AgentConfig())
+
+
+def test_hermes_style_template_needing_a_tools_list_is_refused():
+    with pytest.raises(TemplateError, match="needs a tools list"):
+        check_template(hermes_like_tokenizer())
+
+
+def test_mistral_tool_call_ids_are_supplied_with_nine_alphanumerics():
+    agent, traj, backend = _run(mistral_like_tokenizer(), {1: CALL % "a", 2: CALL % "b", 3: "Qoruna"})
+    assert agent.chat.fmt.tool_call_ids
+    assert traj.finish_reason == "answered" and traj.drift_at is None
+    text = agent.chat.tokenizer.decode(traj.tokens.ids)
+    assert '"call_id": "call00001"' in text and '"call_id": "call00002"' in text
+
+
+def test_qwen3_cut_prompt_case_is_whole():
+    """The issue's case: no think block in the first reply. Before the fix the next prompt lost
+    `<|im_start|>user\\n<t` and went on with 'ool_response>'."""
+    agent, traj, backend = _run(family_tokenizer("qwen3"), {1: CALL % "x", 2: "Qoruna"})
+    second = agent.chat.tokenizer.decode(backend.prompts[1])
+    assert "<|im_end|>\n<|im_start|>user\n<tool_response>\n" + RESULT + "\n</tool_response>" in second
+
+
+@pytest.mark.parametrize("stem, stop", [("qwen2_5", "<|endoftext|>"), ("llama3_1", "<|eom_id|>")])
+def test_another_stop_token_ends_the_reply_and_only_the_rest_of_the_closing_follows(stem, stop):
+    tok = family_tokenizer(stem)
+    stop_id = tok.convert_tokens_to_ids(stop)
+    backend = ScriptedBackend(tok, lambda p, t: {1: CALL % "x"}.get(t, "Qoruna"), stop_id=stop_id)
+    agent = Agent(backend, lambda q, k: RESULT, AgentConfig())
+    traj = agent.start(Question("q1", "Where?", "Qoruna"))
+    while not traj.finished:
+        agent.step([traj])
+    reply = traj.messages[2]
+    assert traj.tokens.ids[reply.token_end - 1] == stop_id
+    after = tok.decode(traj.tokens.ids[reply.token_end: reply.token_end + 3])
+    end_of_turn = "<|im_end|>" if stem == "qwen2_5" else "<|eot_id|>"
+    assert not after.startswith(end_of_turn), after  # the template's closing is not appended whole
+    assert traj.drift_kind == DRIFT_STOP_TOKEN and traj.drift_at == reply.token_end - 1
+
+
+def test_date_printing_template_keeps_the_start_date_for_the_whole_trajectory(monkeypatch):
+    import core.agent
+
+    days = iter([date(2024, 7, 26), date(2024, 7, 27), date(2024, 7, 28)])
+
+    class Clock(date):
+        @classmethod
+        def today(cls):
+            return next(days)
+
+    monkeypatch.setattr(core.agent, "date", Clock)
+    tok = family_tokenizer("llama3_1")
+    agent, traj, backend = _run(tok, {1: CALL % "a", 2: "Qoruna"})
+    assert traj.finish_reason == "answered" and traj.drift_at is None
+    for prompt in backend.prompts:
+        assert "Today Date: 26 Jul 2024" in tok.decode(prompt)
