@@ -263,7 +263,7 @@ def test_a_long_trajectory_is_laid_out_lazily():
     assert len(layout.token_line) == 10_200 and not isinstance(layout.lines, list)
     line = layout.token_line[5_000]
     segments = layout.segments(layout.line_start[line], layout.line_stop[line])
-    first = layout.token_line.index(line)
+    first = list(layout.token_line).index(line)
     assert [text for text, _ in segments] == [pieces[i].replace("\n", "↵") for i in range(first, first + len(segments))]
 
 

@@ -433,9 +433,10 @@ class TokenLayout:
                  marks: list[tuple[int, int, Style]], own_lines: list[int], flags: np.ndarray,
                  mask: Sequence[int], logprobs: Sequence[float], mode: TokenMode) -> None:
         self.doc = doc
-        self.token_start: list[int] = token_start.tolist()
-        """Offset in `doc` of each token's first character."""
-        self.token_stop: list[int] = token_stop.tolist()
+        self.token_start: np.ndarray = token_start
+        """Offset in `doc` of each token's first character (int64, shape (n,), increasing)."""
+        self.token_stop: np.ndarray = token_stop
+        """Offset in `doc` just past each token (int64, shape (n,), increasing)."""
         self._mark_start = [m[0] for m in marks]
         self._mark_stop = [m[1] for m in marks]
         self._mark_style = [m[2] for m in marks]
@@ -449,10 +450,10 @@ class TokenLayout:
         self.line_start: list[int] = starts.tolist()
         self.line_stop: list[int] = stops.tolist()
         line = np.searchsorted(starts, token_start, side="right") - 1
-        self.token_line: list[int] = line.tolist()
-        """The line each token begins on."""
-        self.token_col: list[int] = (token_start - starts[line]).tolist() if len(token_start) else []
-        """Character offset of each token's first character in its line."""
+        self.token_line: np.ndarray = line
+        """The line each token begins on (int64, shape (n,))."""
+        self.token_col: np.ndarray = token_start - starts[line] if len(token_start) else line
+        """Character offset of each token's first character in its line (int64, shape (n,))."""
         self.label_lines: set[int] = set((np.searchsorted(starts, np.asarray(own_lines, dtype=np.int64),
                                                           side="right") - 1).tolist())
         """Lines that hold no token: message labels and tool-error markers."""
@@ -475,8 +476,11 @@ class TokenLayout:
     def segments(self, lo: int, hi: int, cursor: int | None = None) -> list[tuple[str, Style]]:
         """(text, style) pieces covering doc[lo:hi] (inside one line); token `cursor` reversed."""
         out: list[tuple[str, Style]] = []
-        doc, starts, stops, codes = self.doc, self.token_start, self.token_stop, self.codes
-        n, j, pos = len(starts), bisect_right(stops, lo), lo
+        j0, j1 = self.tokens_in(lo, hi)
+        doc, j, pos = self.doc, 0, lo
+        starts, stops = self.token_start[j0:j1 + 1].tolist(), self.token_stop[j0:j1 + 1].tolist()
+        codes, n = self.codes[j0:j1 + 1], max(0, j1 + 1 - j0)
+        cursor = cursor - j0 if cursor is not None else None
         while pos < hi:
             if j < n and starts[j] <= pos:
                 end = min(stops[j], hi)
@@ -495,6 +499,16 @@ class TokenLayout:
                 out.append((doc[pos:end], style))
                 pos = end
         return out
+
+    def tokens_in(self, lo: int, hi: int) -> tuple[int, int]:
+        """(first, last) tokens that overlap doc[lo:hi]; last < first when none does."""
+        first = int(np.searchsorted(self.token_stop, lo, side="right"))
+        last = int(np.searchsorted(self.token_start, hi, side="left")) - 1
+        return first, last
+
+    def token_at_offset(self, pos: int) -> int:
+        """The last token that begins at or before doc offset `pos` (-1 if none)."""
+        return int(np.searchsorted(self.token_start, pos, side="right")) - 1
 
     def line(self, index: int, cursor: int | None = None) -> Text:
         """Logical line `index` as a Text (for tests and one-off rendering; the widget uses segments)."""

@@ -13,7 +13,7 @@ says what it is: position, id, its text as repr, mask, logprob and p, and the me
 
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right
+from bisect import bisect_right
 
 import numpy as np
 from rich.cells import get_character_cell_size
@@ -310,13 +310,13 @@ class TokenView(ScrollView, can_focus=True):
         """The content row (0 = first row under the header) where token `index` begins."""
         if self._layout is None or not self._width or not 0 <= index < len(self._layout.token_start):
             return None
-        line = self._layout.token_line[index]
+        line = int(self._layout.token_line[index])
         cuts = self._line_cuts(line)
-        return self._row_start[line] + bisect_right(cuts, self._layout.token_col[index]) - 1
+        return self._row_start[line] + bisect_right(cuts, int(self._layout.token_col[index])) - 1
 
     def scroll_to_token(self, index: int) -> None:
         """Put the cursor on token `index` and scroll it to the top row (its labels just above)."""
-        if self._layout is None or not self._layout.token_start:
+        if self._layout is None or not len(self._layout.token_start):
             return
         index = max(0, min(index, len(self._layout.token_start) - 1))
         self._set_cursor(index)
@@ -328,7 +328,7 @@ class TokenView(ScrollView, can_focus=True):
     def _scroll_to_place(self, index: int) -> None:
         """Scroll so token `index` is on the top row, below the label lines right above it."""
         row = self.token_row(index)
-        line = self._layout.token_line[index]
+        line = int(self._layout.token_line[index])
         if self._layout.token_col[index] == 0:
             while line - 1 in self._layout.label_lines:
                 line -= 1
@@ -340,16 +340,16 @@ class TokenView(ScrollView, can_focus=True):
     def token_at_scroll(self) -> int | None:
         """The first token on the top row (the token running through it when none begins there)."""
         layout = self._layout
-        if layout is None or not layout.token_start or not self._width:
+        if layout is None or not len(layout.token_start) or not self._width:
             return self._pending_token
         row = min(int(self.scroll_offset.y), self._row_start[-1] - 1)
         if self._anchor is not None and self._anchor[1] == row and self._anchor[0] < len(layout.token_start):
             return self._anchor[0]
         line = bisect_right(self._row_start, row) - 1
         if line in layout.label_lines:
-            return min(bisect_right(layout.token_line, line), len(layout.token_start) - 1)
+            return min(int(np.searchsorted(layout.token_line, line, side="right")), len(layout.token_start) - 1)
         begin, end = self._row_range(row)
-        j = bisect_left(layout.token_start, begin)
+        j = int(np.searchsorted(layout.token_start, begin, side="left"))
         if j < len(layout.token_start) and layout.token_start[j] < end:
             return j
         return max(0, j - 1)
@@ -370,8 +370,8 @@ class TokenView(ScrollView, can_focus=True):
             return
         for token in (old, index):
             if token is not None and self._layout is not None and token < len(self._layout.token_start):
-                first = self._layout.token_line[token]
-                last = bisect_right(self._layout.line_start, self._layout.token_stop[token] - 1) - 1
+                first = int(self._layout.token_line[token])
+                last = bisect_right(self._layout.line_start, int(self._layout.token_stop[token]) - 1) - 1
                 for line in range(first, last + 1):
                     self._strips.discard(line)
         self._info = None
@@ -398,7 +398,7 @@ class TokenView(ScrollView, can_focus=True):
     def _token_x(self, index: int) -> int:
         """The cell column where token `index` begins, in its row."""
         begin, _ = self._row_range(self.token_row(index))
-        return self._layout.cell_len(begin, self._layout.token_start[index])
+        return self._layout.cell_len(begin, int(self._layout.token_start[index]))
 
     def token_at(self, row: int, x: int) -> int | None:
         """The token drawn at content row `row`, cell column `x` (the row's last token when x is
@@ -407,8 +407,7 @@ class TokenView(ScrollView, can_focus=True):
         if layout is None or not self._width or not 0 <= row < self._row_start[-1]:
             return None
         begin, end = self._row_range(row)
-        first = bisect_right(layout.token_stop, begin)
-        last = bisect_left(layout.token_start, end) - 1
+        first, last = layout.tokens_in(begin, end)
         if first > last:
             return None
         pos, used = begin, 0
@@ -418,7 +417,7 @@ class TokenView(ScrollView, can_focus=True):
             while pos < end and used + get_character_cell_size(layout.doc[pos]) <= x:
                 used += get_character_cell_size(layout.doc[pos])
                 pos += 1
-        j = bisect_right(layout.token_start, pos) - 1
+        j = layout.token_at_offset(pos)
         if j < first or (j < last and pos >= layout.token_stop[j]):
             j += 1  # on a marker (drift) before a token: that token
         return max(first, min(j, last))
@@ -443,7 +442,7 @@ class TokenView(ScrollView, can_focus=True):
             if j is not None and delta > 0 and self.token_row(j) < r:
                 # A token folded over from the row above: moving down lands on the row's first own token.
                 begin, end = self._row_range(r)
-                j = bisect_left(self._layout.token_start, begin)
+                j = int(np.searchsorted(self._layout.token_start, begin, side="left"))
                 j = j if j < len(self._layout.token_start) and self._layout.token_start[j] < end else None
             if j is not None and (self.token_row(j) - row) * delta > 0:
                 self._move_cursor(j)
