@@ -252,9 +252,8 @@ def _run_view(db: str, run_id: int | None = None) -> int:
         return EXIT_BAD_INPUT
     if app.return_code == EXIT_CANCELLED:
         raise KeyboardInterrupt
-    if app.return_code:  # Textual sets 1 on an unhandled exception (and has printed its traceback)
-        error = getattr(app, "_exception", None)
-        logger.opt(exception=error).error("the viewer failed")
+    if app.return_code:  # an unhandled exception: the app logged it (see RLInspectApp._handle_exception)
+        error = getattr(app, "crash", None) or getattr(app, "_exception", None)
         what = f"{error.__class__.__name__}: {one_line(str(error), 200)}" if error else f"exit code {app.return_code}"
         print(f"rl-inspect: the viewer failed: {what} (details in {log})", file=sys.stderr)
         return EXIT_FAILED

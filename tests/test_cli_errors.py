@@ -235,7 +235,7 @@ def test_view_exit_code_follows_how_the_app_ended(tmp_path, capsys, monkeypatch,
     assert main(["view", str(db)]) == code
     if words:
         err = capsys.readouterr().err
-        last = err.strip().splitlines()[-1]  # a crash also leaves Textual's own traceback above
+        last = err.strip().splitlines()[-1]
         assert last.startswith("rl-inspect: ") and words in last, err
     assert signal.getsignal(signal.SIGTERM) is sigterm_ignored
 
@@ -270,3 +270,23 @@ def test_runs_into_a_pipe_closed_early_ends_quietly(tmp_path):
     assert first[0].split()[:2] == [b"id", b"kind"] and first[1].split()[0] == b"3000"
     assert err == "", err
     assert code == 128 + signal.SIGPIPE
+
+
+def test_a_crash_in_the_real_viewer_prints_one_line_and_logs_the_traceback(tmp_path, capsys, monkeypatch):
+    from inspector.tui.app import RLInspectApp
+    from inspector.tui.screens.runs import RunsScreen
+
+    db = _db(tmp_path)
+    monkeypatch.setenv("RL_INSPECT_LOG_DIR", str(tmp_path / "logs"))
+    run = RLInspectApp.run
+    monkeypatch.setattr(RLInspectApp, "run", lambda self, **kw: run(self, headless=True, **kw))
+
+    def boom(self):
+        raise RuntimeError("boom in the runs screen")
+
+    monkeypatch.setattr(RunsScreen, "reload_data", boom)
+    assert main(["view", str(db)]) == EXIT_FAILED
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "boom in the runs screen" in err and "Traceback" not in err, err
+    logged = "".join(p.read_text() for p in (tmp_path / "logs").glob("*.log"))
+    assert "Traceback" in logged and "boom in the runs screen" in logged

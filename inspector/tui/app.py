@@ -16,6 +16,7 @@ import sqlite3
 from pathlib import Path
 from typing import Iterable
 
+from loguru import logger
 from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
@@ -54,7 +55,9 @@ class RLInspectApp(App):
         """The last change counter seen; screens compare it with the one they loaded at."""
         self.tokenizers = TokenizerCache()
         self.failure: str | None = None
-        """Why the app stopped early, for the command line to print."""
+        """Why the app stopped early (a database it cannot read), for the command line to print."""
+        self.crash: BaseException | None = None
+        """The unexpected error that ended the app, if one did (logged with its traceback)."""
         self.db_name = one_line(str(store.path))
         self.sub_title = one_line(store.path.name)
 
@@ -107,7 +110,11 @@ class RLInspectApp(App):
             self.failure = f"{self.store.path}: the database cannot be read ({error})"
             self.exit(return_code=2)
             return
-        super()._handle_exception(error)
+        # Anything else is our bug: the traceback goes to the log file, the command line prints
+        # one line naming it, and the exit code is 1 (Textual would print a full-screen traceback).
+        logger.opt(exception=error).error("the viewer failed")
+        self.crash = error
+        self.exit(return_code=1)
 
 
 def _runner(node, action: str):
