@@ -182,8 +182,9 @@ def _csv_chunks(path: Path) -> Iterator[tuple[int, Chunk]]:
 
 
 def csv_rows(path: Path) -> csv.DictReader:
-    """A DictReader over a UTF-8 CSV file; only CR and LF end lines, as the csv module expects."""
-    return csv.DictReader(io.StringIO(read_text(path), newline=""))
+    """A DictReader over a UTF-8 CSV file; only CR and LF end lines, as the csv module expects.
+    strict: a quote left open at the end of the file (a truncated file) is an error, not one cell."""
+    return csv.DictReader(io.StringIO(read_text(path), newline=""), strict=True)
 
 
 def csv_records(path: Path, reader: csv.DictReader) -> Iterator[tuple[int, dict[str, str]]]:

@@ -207,3 +207,12 @@ def test_fingerprint_is_stable_and_sensitive():
     assert joined != corpus_fingerprint([Chunk("x", "a"), Chunk("y", "bc")])
     # pinned: stored runs compare fingerprints across versions, so the hashing must not drift
     assert fp == "f6c7405453e85add3a5ab83c182515d12f6966aa58f040ac4b3afd592ebf878a"
+
+
+def test_csv_ending_inside_an_open_quote_is_refused(tmp_path):
+    """The csv module's default accepts `"b` running to the end of the file as one cell: a
+    truncated file would silently become one huge chunk."""
+    path = tmp_path / "c.csv"
+    path.write_text('id,text\n1,"a?"\n2,"b\n3,c\n', encoding="utf-8")
+    err = _error(load_corpus, path)
+    assert "malformed CSV" in str(err) and str(path) in str(err)
