@@ -40,6 +40,8 @@ class EvalConfig:
     extra_rewards: list[str] = field(default_factory=list)
     on_tool_error: str = "stop"
     prompt_template: str | None = None
+    chat_template: str | None = None
+    """A Jinja chat template file replacing the model's own (`--chat-template FILE`, as vLLM and TRL)."""
     check_drift: bool = True
     name: str | None = None
 

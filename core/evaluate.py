@@ -22,13 +22,14 @@ from core.config import EvalConfig
 from core.corpus import corpus_fingerprint, load_corpus
 from core.demo_data import generate_demo
 from core.judges import build_judge
-from core.models import resolve_model
+from core.models import load_tokenizer, resolve_model
 from core.prompts import PromptTemplate
 from core.questions import load_questions, split_questions
 from core.records import Chunk, InputError, Question
 from core.retrieval import build_retriever, format_results
 from core.rewards import RewardInput, RewardSuite, final_answer
 from core.store import Store, TrajectoryOutcome
+from core.templates import check_template, load_chat_template
 
 
 @dataclass
@@ -63,6 +64,8 @@ class EvalInputs:
     corpus_label: str
     fingerprint: str
     prompts: PromptTemplate = field(default_factory=PromptTemplate)
+    chat_template: str | None = None
+    """The text of --chat-template FILE, when given."""
 
 
 ProgressFn = Callable[[Progress], None]
@@ -90,7 +93,8 @@ def load_inputs(config: EvalConfig) -> EvalInputs:
     if not questions:
         raise InputError(config.questions or label, f"no questions in the {config.split!r} split")
     prompts = PromptTemplate.load(config.prompt_template) if config.prompt_template else PromptTemplate()
-    return EvalInputs(chunks, questions, label, corpus_fingerprint(chunks), prompts)
+    chat_template = load_chat_template(config.chat_template) if config.chat_template else None
+    return EvalInputs(chunks, questions, label, corpus_fingerprint(chunks), prompts, chat_template)
 
 
 def evaluate(config: EvalConfig, db: str | Path, progress: ProgressFn | None = None,
@@ -104,7 +108,8 @@ def evaluate(config: EvalConfig, db: str | Path, progress: ProgressFn | None = N
     session = _Session.build(config, inputs, backend)
     with Store.open(db) as store:
         stored = config.to_dict() | {"corpus_fingerprint": inputs.fingerprint, "corpus_label": inputs.corpus_label,
-                                     "n_chunks": len(inputs.chunks)}
+                                     "n_chunks": len(inputs.chunks),
+                                     "chat_format": list(session.agent.chat.fmt.notes)}
         name = config.name or _default_name(config)
         run_id = store.create_run("eval", name, config.model, stored, n_planned=len(inputs.questions))
         store.add_questions(run_id, inputs.questions)
@@ -146,9 +151,23 @@ class _Session:
     @classmethod
     def build(cls, config: EvalConfig, inputs: EvalInputs, backend: Backend | None = None) -> "_Session":
         retriever = build_retriever(config.retriever, inputs.chunks)
+        # The chat template is checked before the model loads: a template that cannot run the
+        # agent is refused in one line (TemplateError) without waiting for the weights.
+        template_name = config.chat_template or config.model
         if backend is None:
-            backend = create_backend(config.backend, resolve_model(config.model), device=config.device,
-                                     dtype=config.dtype)
+            ref = resolve_model(config.model)
+            tokenizer = load_tokenizer(ref)
+            if inputs.chat_template is not None:
+                tokenizer.chat_template = inputs.chat_template
+            chat_format = check_template(tokenizer, template_name)
+            backend = create_backend(config.backend, ref, device=config.device, dtype=config.dtype,
+                                     tokenizer=tokenizer)
+        else:
+            if inputs.chat_template is not None:
+                backend.tokenizer.chat_template = inputs.chat_template
+            chat_format = check_template(backend.tokenizer, template_name)
+        for note in chat_format.notes:
+            logger.info("chat template of {}: {}", template_name, note)
         agent_config = AgentConfig(
             max_generations=config.max_generations,
             max_new_tokens=config.max_new_tokens,
@@ -162,7 +181,7 @@ class _Session:
         def search(query: str, k: int) -> str:
             return format_results(retriever.search(query, k))
 
-        agent = Agent(backend, search, agent_config, inputs.prompts)
+        agent = Agent(backend, search, agent_config, inputs.prompts, chat_format)
         complete = None
         if config.judge == "llm":
             judge_backend = backend
@@ -227,7 +246,8 @@ class _Session:
                     turns=traj.turns, tool_calls=traj.tool_calls, tool_errors=traj.tool_errors,
                     tokens=traj.tokens, rewards=results, reward=self.rewards.total(results),
                     correct=None if correctness is None else correctness.value >= 1.0,
-                    drift_at=traj.drift_at, generation_seconds=traj.generation_seconds))
+                    drift_at=traj.drift_at, drift_kind=traj.drift_kind, finish_detail=traj.finish_detail,
+                    generation_seconds=traj.generation_seconds))
 
     def _progress(self, store: Store, run_id: int, active: int, began: float) -> Progress:
         run = store.run(run_id)
@@ -244,7 +264,7 @@ def _answer(traj: Trajectory) -> str:
 
 
 def run_summary(store: Store, run_id: int) -> dict[str, Any]:
-    """Accuracy, mean of each reward, tool-error rate, finish reasons and speed of a run."""
+    """Accuracy, mean of each reward, tool-error rate, finish reasons, drift by kind and speed of a run."""
     run = store.run(run_id)
     done = run["n_done"]
     means = {name: mean for name, mean in store.conn.execute(
@@ -256,6 +276,12 @@ def run_summary(store: Store, run_id: int) -> dict[str, Any]:
     drift = store.conn.execute(
         "SELECT COUNT(*) FROM trajectories WHERE run_id=? AND status='done' AND drift_at IS NOT NULL",
         (run_id,)).fetchone()[0]
+    # Each kind of drift apart (core.chat.DRIFT_KINDS): a template rewrite is harmless, the others
+    # are differences between the trained ids and a re-render. "unexplained": drift stored
+    # without a kind (runs written before schema version 2).
+    kinds = {kind or "unexplained": n for kind, n in store.conn.execute(
+        "SELECT drift_kind, COUNT(*) FROM trajectories WHERE run_id=? AND status='done' AND drift_at IS NOT NULL"
+        " GROUP BY drift_kind ORDER BY drift_kind", (run_id,))}
     seconds = run["generation_seconds"]
     return {
         "run_id": run_id,
@@ -269,6 +295,7 @@ def run_summary(store: Store, run_id: int) -> dict[str, Any]:
         "tool_error_rate": run["n_with_tool_error"] / done if done else None,
         "finish_reasons": reasons,
         "drifted_trajectories": drift,
+        "drift_kinds": kinds,
         "generated_tokens": run["generated_tokens"],
         "tokens_per_second": run["generated_tokens"] / seconds if seconds > 0 else None,
         "seconds": (run["finished_at"] or time.time()) - run["created_at"],

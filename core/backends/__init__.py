@@ -9,10 +9,13 @@ from core.backends.base import Backend, Generation, SamplingConfig, chat_complet
 __all__ = ["Backend", "Generation", "SamplingConfig", "chat_complete", "create_backend"]
 
 
-def create_backend(kind: str, model_ref, *, device: str = "auto", dtype: str = "auto") -> Backend:
-    """Build the backend named by `--backend` for a resolved model."""
+def create_backend(kind: str, model_ref, *, device: str = "auto", dtype: str = "auto", tokenizer=None) -> Backend:
+    """Build the backend named by `--backend` for a resolved model.
+
+    tokenizer: one already loaded (and checked, its chat template perhaps overridden); None loads it.
+    """
     if kind == "hf":
         from core.backends.hf import HFBackend
 
-        return HFBackend.load(model_ref, device=device, dtype=dtype)
+        return HFBackend.load(model_ref, device=device, dtype=dtype, tokenizer=tokenizer)
     raise ValueError(f"unknown backend {kind!r} (available: hf)")

@@ -59,10 +59,10 @@ class HFBackend:
     stop_token_ids: frozenset[int] = field(default_factory=frozenset)
 
     @classmethod
-    def load(cls, ref: ModelRef, device: str = "auto", dtype: str = "auto") -> "HFBackend":
+    def load(cls, ref: ModelRef, device: str = "auto", dtype: str = "auto", tokenizer: Any = None) -> "HFBackend":
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        tokenizer = load_tokenizer(ref)
+        tokenizer = tokenizer if tokenizer is not None else load_tokenizer(ref)
         model = load_causal_lm(ref, device=device, dtype=dtype)
         stops = stop_token_ids(tokenizer, model.generation_config)
         logger.info("loaded {} on {} (stop ids {})", ref.name, device, sorted(stops))

@@ -41,8 +41,8 @@ class FinishedTrajectory:
 _TRAJECTORY_SQL = (
     "INSERT INTO trajectories(id, run_id, qidx, sample, step, group_id, question, gold_answer, final_answer,"
     " status, finish_reason, correct, reward, advantage, turns, tool_calls, tool_errors, prompt_tokens,"
-    " completion_tokens, generated_tokens, drift_at, started_at, finished_at)"
-    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+    " completion_tokens, generated_tokens, drift_at, drift_kind, finish_detail, started_at, finished_at)"
+    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 )
 _MESSAGE_SQL = (
     "INSERT INTO messages(trajectory_id, position, turn, role, content, tool_call, error_kind, error_message,"
@@ -78,7 +78,7 @@ def write_finished(store: Store, run_id: int, items: Iterable[FinishedTrajectory
                 item.question.answer, out.final_answer, out.status, out.finish_reason,
                 None if out.correct is None else int(out.correct), out.reward, out.advantage, out.turns,
                 out.tool_calls, out.tool_errors, seq.prompt_len if seq else None,
-                seq.completion_len if seq else None, generated_here, out.drift_at,
+                seq.completion_len if seq else None, generated_here, out.drift_at, out.drift_kind, out.finish_detail,
                 item.started_at if item.started_at is not None else now,
                 item.finished_at if item.finished_at is not None else now,
             ))

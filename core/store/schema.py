@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import sqlite3
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+MIN_READABLE_VERSION = 1
+"""The oldest version a reader opens without migrating: every change since then added nullable
+columns only, which Store's row readers fill with None on older files."""
 
 _V1 = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -159,7 +163,18 @@ a trajectory may hold up to a million messages, and ids up to 2^43 fit a 64-bit 
 FTS_INSERT_SQL = "INSERT INTO messages_fts(rowid, content) VALUES (?, ?)"
 """How every writer of `messages` indexes a message: (trajectory_id * FTS_POSITIONS + position, content)."""
 
-MIGRATIONS: dict[int, str] = {1: _V1}
+_V2 = """
+-- Drift explained (issue 12): what the difference at drift_at is, one of core.chat.DRIFT_KINDS:
+-- template_rewrite | retokenization | stop_token (NULL: no drift, or not checked).
+ALTER TABLE trajectories ADD COLUMN drift_kind TEXT;
+-- One line on why a trajectory ended, for finish reasons that need one (template_mismatch, context_length).
+ALTER TABLE trajectories ADD COLUMN finish_detail TEXT;
+"""
+
+ADDED_COLUMNS: dict[str, tuple[str, ...]] = {"trajectories": ("drift_kind", "finish_detail")}
+"""Columns added after version 1; rows read from an older file get them as None."""
+
+MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2}
 """Version N's entry turns a version N-1 database (0: empty) into version N."""
 
 

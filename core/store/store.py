@@ -23,7 +23,8 @@ import sqlite_utils
 
 from core.records import Message, Question, RewardResult, ToolCall, ToolError
 from core.store.bulk import FinishedTrajectory, write_finished
-from core.store.schema import FTS_INSERT_SQL, FTS_POSITIONS, SCHEMA_VERSION, migrate, read_version
+from core.store.schema import (ADDED_COLUMNS, FTS_INSERT_SQL, FTS_POSITIONS, MIN_READABLE_VERSION, SCHEMA_VERSION,
+                               migrate, read_version)
 from core.tokens import TokenSequence
 
 BUSY_TIMEOUT_MS = 10_000
@@ -49,6 +50,10 @@ class TrajectoryOutcome:
     correct: bool | None = None
     advantage: float | None = None
     drift_at: int | None = None
+    drift_kind: str | None = None
+    """What the drift is (core.chat.DRIFT_KINDS); None without drift."""
+    finish_detail: str | None = None
+    """One line on why it ended (template_mismatch, context_length)."""
     generation_seconds: float = 0.0
 
 
@@ -65,10 +70,12 @@ def _connect(path: Path, readonly: bool) -> sqlite3.Connection:
 class Store:
     """One open database. Use `Store.open` (read-write, creates) or `Store.open_readonly`."""
 
-    def __init__(self, path: Path, conn: sqlite3.Connection, readonly: bool):
+    def __init__(self, path: Path, conn: sqlite3.Connection, readonly: bool, version: int = SCHEMA_VERSION):
         self.path = path
         self.conn = conn
         self.readonly = readonly
+        self.version = version
+        """The file's schema version: SCHEMA_VERSION, or older for a file opened read-only."""
         self.db = sqlite_utils.Database(conn)
         self._depth = 0
 
@@ -104,7 +111,7 @@ class Store:
         try:
             conn = _connect(path, readonly=True)
             version = _checked_version(conn, path)
-            if version < SCHEMA_VERSION:
+            if version < MIN_READABLE_VERSION:
                 raise StoreError(
                     f"{path}: schema version {version} is older than this program's "
                     f"({SCHEMA_VERSION}); open it once with `rl-inspect eval --resume` or a writer to migrate"
@@ -112,7 +119,7 @@ class Store:
                 )
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{path}: cannot read as an SQLite database ({exc})") from None
-        return cls(path, conn, readonly=True)
+        return cls(path, conn, readonly=True, version=version)
 
     def close(self) -> None:
         self.conn.close()
@@ -247,12 +254,13 @@ class Store:
             self.conn.execute(
                 "UPDATE trajectories SET status=?, finish_reason=?, final_answer=?, correct=?, reward=?,"
                 " advantage=?, turns=?, tool_calls=?, tool_errors=?, prompt_tokens=?, completion_tokens=?,"
-                " generated_tokens=?, drift_at=?, finished_at=? WHERE id=?",
+                " generated_tokens=?, drift_at=?, drift_kind=?, finish_detail=?, finished_at=? WHERE id=?",
                 (outcome.status, outcome.finish_reason, outcome.final_answer,
                  None if outcome.correct is None else int(outcome.correct), outcome.reward, outcome.advantage,
                  outcome.turns, outcome.tool_calls, outcome.tool_errors,
                  tokens.prompt_len if tokens else None, tokens.completion_len if tokens else None,
-                 tokens.generated_count if tokens else None, outcome.drift_at, time.time(), trajectory_id))
+                 tokens.generated_count if tokens else None, outcome.drift_at, outcome.drift_kind,
+                 outcome.finish_detail, time.time(), trajectory_id))
             if tokens is not None:
                 ids, mask, logprobs = tokens.to_blobs()
                 self.conn.execute(
@@ -310,7 +318,15 @@ class Store:
         rows = self._query("SELECT * FROM trajectories WHERE id=?", (trajectory_id,))
         if not rows:
             raise StoreError(f"{self.path}: no trajectory {trajectory_id}")
-        return rows[0]
+        return self._complete(rows)[0]
+
+    def _complete(self, rows: list[dict[str, Any]], table: str = "trajectories") -> list[dict[str, Any]]:
+        """Rows of an older file read-only get the columns added since as None."""
+        if self.version < SCHEMA_VERSION:
+            for row in rows:
+                for column in ADDED_COLUMNS.get(table, ()):
+                    row.setdefault(column, None)
+        return rows
 
     def trajectory_rows(self, run_id: int, *, status: str | None = None, limit: int = 100,
                         offset: int = 0) -> list[dict[str, Any]]:
@@ -319,7 +335,7 @@ class Store:
             sql += " AND status=?"
             args.append(status)
         sql += " ORDER BY id LIMIT ? OFFSET ?"
-        return self._query(sql, (*args, limit, offset))
+        return self._complete(self._query(sql, (*args, limit, offset)))
 
     def messages(self, trajectory_id: int, *, up_to_turn: int | None = None) -> list[Message]:
         sql, args = "SELECT * FROM messages WHERE trajectory_id=?", [trajectory_id]

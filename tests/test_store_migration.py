@@ -1,0 +1,55 @@
+"""Schema version 2 (drift_kind, finish_detail): old databases migrate, and stay readable read-only."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+
+from core.records import Question
+from core.store import SCHEMA_VERSION, Store, TrajectoryOutcome
+from core.store.schema import MIGRATIONS, _statements
+
+
+def _v1_database(path):
+    con = sqlite3.connect(path)
+    for statement in _statements(MIGRATIONS[1]):
+        con.execute(statement)
+    con.execute("INSERT INTO meta(key, value) VALUES ('schema_version', '1')")
+    now = time.time()
+    con.execute("INSERT INTO runs(id, kind, name, model, status, config, created_at, updated_at)"
+                " VALUES (1, 'eval', 'old', 'm', 'done', '{}', ?, ?)", (now, now))
+    con.execute("INSERT INTO trajectories(id, run_id, qidx, question, gold_answer, status, finish_reason, drift_at,"
+                " started_at) VALUES (1, 1, 0, 'q?', 'a', 'done', 'answered', 7, ?)", (now,))
+    con.commit()
+    con.close()
+
+
+def test_version_one_database_is_readable_read_only_without_being_changed(tmp_path):
+    db = tmp_path / "old.db"
+    _v1_database(db)
+    before = db.read_bytes()
+    with Store.open_readonly(db) as store:
+        assert store.version == 1
+        row = store.trajectory(1)
+        assert row["drift_at"] == 7 and row["drift_kind"] is None and row["finish_detail"] is None
+        assert store.trajectory_rows(1)[0]["drift_kind"] is None
+    assert db.read_bytes() == before
+
+
+def test_writer_migrates_version_one_and_keeps_its_rows(tmp_path):
+    db = tmp_path / "old.db"
+    _v1_database(db)
+    assert SCHEMA_VERSION == 2
+    with Store.open(db) as store:
+        assert store.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "2"
+        old = store.trajectory(1)
+        assert (old["drift_at"], old["drift_kind"]) == (7, None)
+        tid = store.start_trajectory(1, 1, Question("q2", "q2?", "b"))
+        store.finish_trajectory(1, tid, TrajectoryOutcome(
+            status="done", finish_reason="template_mismatch", final_answer="", turns=1, tool_calls=1,
+            tool_errors=0, tokens=None, drift_at=3, drift_kind="stop_token",
+            finish_detail="the template renders the earlier chat differently at character 9"))
+    with Store.open_readonly(db) as store:
+        row = store.trajectory(tid)
+        assert (row["drift_kind"], row["finish_reason"]) == ("stop_token", "template_mismatch")
+        assert row["finish_detail"].startswith("the template renders")
