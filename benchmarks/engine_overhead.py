@@ -5,8 +5,9 @@ same instant search, so what is timed is the engine: templates, tokenisation, to
 and mask building. The baseline does what the seed's run_agent does every turn: render the
 whole chat and tokenise it to build the prompt, render and tokenise it again to count tokens,
 and at the end render, split and re-tokenise the chat and scan it for assistant headers to
-build the mask. Ours keeps the generated ids, tokenises only the new text each turn, and
-re-tokenises the finished chat once for the drift check.
+build the mask. Ours keeps the generated ids, tokenises only the new text each turn, checks each
+turn's scaffolding against the template's rendering of the real chat so far ("check ms/turn",
+issue 12), and re-tokenises the finished chat once for the drift check.
 
     .venv/bin/python benchmarks/engine_overhead.py [--trajectories 16] [--repeats 3]
 """
@@ -14,8 +15,11 @@ re-tokenises the finished chat once for the drift check.
 from __future__ import annotations
 
 import argparse
+import copy
+import importlib.util
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from core.agent import Agent, AgentConfig
 from core.backends import Generation
@@ -55,20 +59,58 @@ class InstantBackend:
         return [Generation(list(ids), [-0.5] * len(ids), text, "stop") for _ in prompts]
 
 
-def ours(tokenizer, turns: int, n: int) -> float:
+class _CheckTimer:
+    """Times the per-turn check inside ChatTokenizer.continue_chat: rendering the real chat so far
+    (once, or twice when the template rewrites the reply) and aligning it with what the model was
+    given. Installed on one ChatTokenizer instance, it only adds two clock reads per call."""
+
+    def __init__(self, chat):
+        self.seconds = 0.0
+        for name in ("_render", "_aligned_start", "_verbatim_reply_end", "_reply_end"):
+            setattr(chat, name, self._timed(getattr(chat, name)))
+        self.in_turn = False
+        self.depth = 0
+
+    def _timed(self, fn):
+        def wrapper(*args, **kwargs):
+            began = time.perf_counter()
+            self.depth += 1
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.depth -= 1
+                if self.in_turn and self.depth == 0:  # outermost call only: _reply_end renders too
+                    self.seconds += time.perf_counter() - began
+        return wrapper
+
+
+def ours(tokenizer, turns: int, n: int) -> tuple[float, float]:
+    """(engine seconds per trajectory, of which the per-turn template check)."""
     texts = _replies(turns)
     stop = tokenizer.eos_token_id
     replies = [list(tokenizer(t, add_special_tokens=False)["input_ids"]) + [stop] for t in texts]
     backend = InstantBackend(tokenizer, replies, texts)
     config = AgentConfig(max_generations=turns, max_new_tokens=10**9, max_tokens_per_turn=10**6)
     agent = Agent(backend, lambda q, k: RESULT, config)
+    timer = _CheckTimer(agent.chat)
+    continue_chat = agent.chat.continue_chat
+
+    def checked(*args, **kwargs):
+        timer.in_turn = True
+        try:
+            return continue_chat(*args, **kwargs)
+        finally:
+            timer.in_turn = False
+
+    agent.chat.continue_chat = checked
     began = time.perf_counter()
     batch = [agent.start(Question(f"q{i}", f"Where is observatory {i}?", "Qoruna")) for i in range(n)]
     while not all(t.finished for t in batch):
         agent.step(batch)
     elapsed = time.perf_counter() - began
-    assert all(t.turns == turns and t.drift_at is None for t in batch)
-    return elapsed / n
+    assert all(t.turns == turns and t.finish_reason == "answered" for t in batch)
+    assert all(t.drift_kind in (None, "template_rewrite") for t in batch)
+    return elapsed / n, timer.seconds / n
 
 
 def seed_like(tokenizer, turns: int, n: int) -> float:
@@ -126,12 +168,22 @@ def main() -> None:
     print(f"engine overhead per trajectory, SmolLM2 tokenizer (ChatML), {args.trajectories} trajectories "
           f"per batch, best of {args.repeats}")
     print(f"{'turns':>5} {'ours ms':>9} {'seed-like ms':>13} {'seed/ours':>10} {'ours ms/turn':>13} "
-          f"{'seed ms/turn':>13}")
+          f"{'seed ms/turn':>13} {'check ms/turn':>14}")
     for turns in (4, 16, 32):
-        a = min(ours(tokenizer, turns, args.trajectories) for _ in range(args.repeats))
+        a, check = min(ours(tokenizer, turns, args.trajectories) for _ in range(args.repeats))
         b = min(seed_like(tokenizer, turns, args.trajectories) for _ in range(args.repeats))
         print(f"{turns:>5} {a * 1e3:>9.2f} {b * 1e3:>13.2f} {b / a:>9.1f}x {a * 1e3 / turns:>13.3f} "
-              f"{b * 1e3 / turns:>13.3f}")
+              f"{b * 1e3 / turns:>13.3f} {check * 1e3 / turns:>14.3f}")
+    # A template that rewrites every reply (Qwen3 re-renders '<think>...</think>' with newlines): the
+    # check renders the chat twice a turn and aligns it piece by piece. Read from the installed trl.
+    qwen3 = Path(importlib.util.find_spec("trl").submodule_search_locations[0]) / "chat_templates" / "qwen3.jinja"
+    tokenizer = copy.deepcopy(tokenizer)
+    tokenizer.chat_template = qwen3.read_text(encoding="utf-8")
+    print(f"\nsame tokenizer with TRL's Qwen3 template (rewrites each reply's think block)")
+    print(f"{'turns':>5} {'ours ms':>9} {'ours ms/turn':>13} {'check ms/turn':>14}")
+    for turns in (4, 16, 32):
+        a, check = min(ours(tokenizer, turns, args.trajectories) for _ in range(args.repeats))
+        print(f"{turns:>5} {a * 1e3:>9.2f} {a * 1e3 / turns:>13.3f} {check * 1e3 / turns:>14.3f}")
 
 
 if __name__ == "__main__":

@@ -185,7 +185,9 @@ class ChatTokenizer:
         reply = history[-1]["content"]
         chat = list(history) + list(new_messages)
         rendering = self._render(chat, generation_prompt, fmt)
-        anchor = self._reply_end(history, new_messages, generation_prompt, fmt, rendering, reply)
+        anchor = self._verbatim_reply_end(state, rendering, reply)
+        if anchor is None:
+            anchor = self._reply_end(history, new_messages, generation_prompt, fmt, rendering, reply)
         pos = self._aligned_start(state, rendering, anchor)
         region = rendering[pos:anchor]
         scaffold = rendering[anchor:]
@@ -211,6 +213,19 @@ class ChatTokenizer:
         state.gen_prompts.append(gp)
         state.rendered = rendering
         return segments
+
+    def _verbatim_reply_end(self, state: ChatState, rendering: str, reply: str) -> int | None:
+        """The anchor without a second rendering, in the common case: the rendering extends the
+        previous one, then holds the generation prompt and the reply verbatim, then the template's
+        closing. None when any of that does not hold (then _reply_end finds it)."""
+        previous = state.rendered
+        if not self._closing or not rendering.startswith(previous):
+            return None
+        pos = len(previous) - len(state.gen_prompts[-1])
+        end = pos + len(state.gen_prompts[-1]) + len(reply)
+        if rendering.startswith(state.gen_prompts[-1] + reply, pos) and rendering.startswith(self._closing, end):
+            return end
+        return None
 
     def _reply_end(self, history: Sequence[dict], new_messages: Sequence[dict], generation_prompt: bool,
                    fmt: ChatFormat, rendering: str, reply: str) -> int:
