@@ -21,6 +21,7 @@ from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
 from textual import events
+from textual.actions import SkipAction
 from textual.binding import Binding
 from textual.cache import LRUCache
 from textual.geometry import Size
@@ -515,15 +516,24 @@ class TokenView(ScrollView, can_focus=True):
 
     def action_next_tool_error(self) -> None:
         if not self.next_tool_error():
-            self.notify("no tool errors in this trajectory's tokens", timeout=2)
+            self._nowhere("e", "no tool errors in this trajectory's tokens")
 
     def action_go_to_drift(self) -> None:
         if not self.go_to_drift():
-            self.notify("no drift: the re-rendered chat matches the tokens", timeout=2)
+            self._nowhere("d", "no drift: the re-rendered chat matches the tokens")
 
     def action_next_search_hit(self) -> None:
         if not self.next_search_hit():
-            self.notify("no search matches in the tokens", timeout=2)
+            self._nowhere("m", "no search matches in the tokens")
+
+    def _nowhere(self, key: str, message: str) -> None:
+        """A jump found nothing: let a screen that binds the same key say why (it knows whether a
+        search is on, say); alone, say it here."""
+        for node in self.ancestors:
+            for cls in type(node).__mro__:
+                if any(isinstance(b, Binding) and key in b.key.split(",") for b in cls.__dict__.get("BINDINGS", ())):
+                    raise SkipAction()
+        self.notify(message, timeout=2)
 
 
 def _fold_cuts(plain: str, width: int) -> list[int]:
