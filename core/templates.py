@@ -32,7 +32,8 @@ fails it, yet renders our tool messages intact), so it decides native tool calli
 our seed-format chats work; `is_chat_template_prefix_preserving` tokenises one fixed chat, while
 whether a template extends its earlier rendering depends on the content (Qwen3 renders a reply
 with reasoning differently from one without), so `core.chat` checks that at every turn instead.
-The tests use `supports_tool_calling` to report which families could call tools natively.
+`renders_native_tool_results` makes TRL's tool-result probe without the import, to tell a user
+when a refused template would work with native tool calling; a slow test checks it against TRL.
 """
 
 from __future__ import annotations
@@ -228,6 +229,18 @@ def tool_result_format(tokenizer: Any, fold_system: bool) -> tuple[str, bool, st
     return "tool", False, f"rejects tool results as tool, ipython and user messages ({errors[0]})"
 
 
+def renders_native_tool_results(tokenizer: Any) -> bool:
+    """Whether the template shows a tool result that follows a structured tool call (native tool
+    calling: an assistant message with `tool_calls`, a `tool` message with its id), the shape
+    TRL's `supports_tool_calling` probes. Used to say why a template is refused in seed format."""
+    call = {"id": "call00001", "type": "function",
+            "function": {"name": "search_corpus", "arguments": {"query": "probe"}}}
+    chat = [{"role": "user", "content": "U"}, {"role": "assistant", "content": "", "tool_calls": [call]},
+            {"role": "tool", "name": "search_corpus", "tool_call_id": "call00001", "content": SENTINEL_TOOL}]
+    text, _ = _attempt(tokenizer, chat)
+    return text is not None and SENTINEL_TOOL in text
+
+
 def check_template(tokenizer: Any, name: str = "") -> ChatFormat:
     """The ChatFormat this tokenizer's chat template needs, or TemplateError saying why none works.
 
@@ -246,6 +259,9 @@ def check_template(tokenizer: Any, name: str = "") -> ChatFormat:
         raise TemplateError(f"{label}: {reason}")
     role, ids, reason = tool_result_format(tokenizer, fold)
     if reason:
+        if renders_native_tool_results(tokenizer):
+            reason += ("; it shows tool results only after a structured tool call (native tool calling, "
+                       "not supported yet)")
         raise TemplateError(f"{label}: {reason}")
     notes = []
     if fold:

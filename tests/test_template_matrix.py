@@ -203,3 +203,17 @@ def test_date_printing_template_keeps_the_start_date_for_the_whole_trajectory(mo
     assert traj.finish_reason == "answered" and traj.drift_at is None
     for prompt in backend.prompts:
         assert "Today Date: 26 Jul 2024" in tok.decode(prompt)
+
+
+@pytest.mark.slow  # imports trl.chat_template_utils (~10 s)
+@pytest.mark.parametrize("stem", STEMS)
+def test_refusals_name_native_tool_calling_where_trl_finds_tool_support(stem):
+    from trl.chat_template_utils import supports_tool_calling
+
+    tok = family_tokenizer(stem)
+    if stem not in REFUSED:
+        check_template(tok, stem)
+        return
+    with pytest.raises(TemplateError) as refused:
+        check_template(tok, stem)
+    assert ("native tool calling" in str(refused.value)) == supports_tool_calling(tok)
