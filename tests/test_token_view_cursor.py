@@ -120,7 +120,13 @@ async def test_arrows_home_end_and_pages_move_the_cursor_and_keep_it_in_view():
         assert view.cursor == len(t.ids) - 1 and view.token_row(view.cursor) in visible_rows(view)
         await pilot.press("home")
         assert view.cursor == 0 and int(view.scroll_y) == 0
-        await pilot.press("left")
+        for _ in range(5):
+            await pilot.press("down")
+        assert view.current_token() == view.cursor != view.token_at_scroll()  # on screen: the cursor
+        view.scroll_to(y=view.token_row(view.cursor) + 5, animate=False)  # scrolled away: the top row
+        await pilot.pause()
+        assert view.current_token() == view.token_at_scroll() != view.cursor
+        await pilot.press("home", "left")
         assert view.cursor == 0
 
 

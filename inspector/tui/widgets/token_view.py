@@ -355,6 +355,15 @@ class TokenView(ScrollView, can_focus=True):
             return j
         return max(0, j - 1)
 
+    def current_token(self) -> int | None:
+        """The token the user is at: the cursor's while it is on screen, else `token_at_scroll()`
+        (the user scrolled away with the wheel or the scrollbar). For keeping the place elsewhere."""
+        if self.cursor is not None and self._width:
+            row, top = self.token_row(self.cursor), int(self.scroll_offset.y)
+            if top <= row < top + self._content_height():
+                return self.cursor
+        return self.token_at_scroll()
+
     def _row_range(self, row: int) -> tuple[int, int]:
         """The document offsets [begin, end) that content row `row` shows."""
         line = bisect_right(self._row_start, row) - 1
