@@ -328,3 +328,17 @@ def test_reward_rows_for_string_judges_and_misses():
                                     "exact: empty reply", "no tool errors", "gold chunk in none of 2 tool result(s)"]
     long = reward_rows([RewardResult("correctness", 1.0, 1.0, {"judge": "llm", "reply": "y" * 1000})])[0][3]
     assert len(long) <= 240 and long.endswith("…")
+
+
+def test_tool_error_kind_is_not_red_on_red():
+    from rich.console import Console
+
+    from core.records import ToolError
+    from inspector.tui.render import tool_error_line
+
+    text = tool_error_line(ToolError("unknown_tool", "unknown tool 'web'"), 2)
+    console = Console(width=120)
+    label = text.get_style_at_offset(console, 1)
+    kind = text.get_style_at_offset(console, text.plain.index("unknown_tool"))
+    assert label.bgcolor is not None and label.bgcolor.name == "red"
+    assert kind.bgcolor is None and kind.color.name == "red"

@@ -169,8 +169,10 @@ def tool_call_line(call: ToolCall) -> Text:
 
 
 def tool_error_line(error: ToolError, turn: int) -> Text:
-    """A tool error set in white on red so it cannot be missed: label, kind, message, turn."""
-    text = Text(" TOOL ERROR ", style=ERROR_LABEL, overflow="fold")
+    """A white-on-red label that cannot be missed, then the kind in red and the message on the
+    normal background (a base style on the whole Text would put the red kind on red)."""
+    text = Text(overflow="fold")
+    text.append(" TOOL ERROR ", style=ERROR_LABEL)
     text.append(f" {visible(error.kind)} ", style=ERROR_KIND)
     text.append(visible(error.message))
     text.append(f"  (turn {turn})", style="dim")

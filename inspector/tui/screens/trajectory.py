@@ -229,12 +229,10 @@ class TrajectoryScreen(LiveScreen):
         if tokens is None:
             view.show_message("No tokens stored for this trajectory (it did not finish).")
             return
-        view.show(tokens, pieces.pieces if pieces else None, self.messages, self.row["drift_at"],
-                  pieces.special if pieces else set())
+        view.show(tokens, pieces, self.messages, self.row["drift_at"])
         hit_tokens = [self.messages[i].token_start for i in self.hits
                       if i < len(self.messages) and self.messages[i].token_start is not None]
-        if hasattr(view, "set_search_hits"):
-            view.set_search_hits(hit_tokens)
+        view.set_search_hits(hit_tokens)
         if self._pending_token is not None:
             view.scroll_to_token(self._pending_token)
             self._pending_token = None
@@ -246,8 +244,12 @@ class TrajectoryScreen(LiveScreen):
     def action_toggle_tokens(self) -> None:
         switcher = self.query_one(ContentSwitcher)
         if switcher.current == "transcript":
-            index = self.query_one(Transcript).message_index_at_scroll()
-            start = self.messages[index].token_start if 0 <= index < len(self.messages) else None
+            transcript = self.query_one(Transcript)
+            index = transcript.message_index_at_scroll()
+            # At the top of the transcript, the token view opens at its own start: the first
+            # trained token, not token 0 of the system prompt.
+            start = (self.messages[index].token_start
+                     if transcript.scroll_y > 0 and 0 <= index < len(self.messages) else None)
             self._pending_token = start
             switcher.current = "tokens"
             if self._tokens_loaded_for == self.trajectory_id and start is not None:
@@ -256,7 +258,7 @@ class TrajectoryScreen(LiveScreen):
             self._load_tokens()
             self.query_one(TokenView).focus()
         else:
-            token = self.query_one(TokenView).token_at_scroll()
+            token = self.query_one(TokenView).current_token()
             switcher.current = "transcript"
             transcript = self.query_one(Transcript)
             if token is not None:
