@@ -12,7 +12,8 @@ import pytest
 from inspector.tui.app import create_app
 from tests import tui_fixtures
 
-SIZE = (130, 36)
+SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((160, 45), id="160x45")]
+"""The smallest terminal people use, and a wide one."""
 
 
 @pytest.fixture
@@ -44,29 +45,36 @@ def _keys(*keys):
     return run
 
 
-def test_runs_screen(snap_compare, app_factory):
-    assert snap_compare(app_factory(), terminal_size=SIZE, run_before=_keys())
+@pytest.mark.parametrize("size", SIZES)
+def test_runs_screen(snap_compare, app_factory, size):
+    assert snap_compare(app_factory(), terminal_size=size, run_before=_keys())
 
 
-def test_trajectories_screen_with_filter(snap_compare, app_factory):
-    assert snap_compare(app_factory(open_run=1), terminal_size=SIZE, run_before=_keys("c", "c"))
+@pytest.mark.parametrize("size", SIZES)
+def test_trajectories_screen_with_filter(snap_compare, app_factory, size):
+    assert snap_compare(app_factory(open_run=1), terminal_size=size, run_before=_keys("c", "c"))
 
 
-def test_trajectory_transcript(snap_compare, app_factory):
-    assert snap_compare(app_factory(open_run=1), terminal_size=SIZE, run_before=_keys("enter"))
+@pytest.mark.parametrize("size", SIZES)
+def test_trajectory_transcript(snap_compare, app_factory, size):
+    assert snap_compare(app_factory(open_run=1), terminal_size=size, run_before=_keys("enter"))
 
 
-def test_trajectory_tool_error(snap_compare, app_factory):
-    assert snap_compare(app_factory(open_run=1), terminal_size=SIZE, run_before=_keys("down", "down", "enter"))
+@pytest.mark.parametrize("size", SIZES)
+def test_trajectory_tool_error(snap_compare, app_factory, size):
+    assert snap_compare(app_factory(open_run=1), terminal_size=size, run_before=_keys("down", "down", "enter"))
 
 
-def test_token_view(snap_compare, app_factory):
-    assert snap_compare(app_factory(open_run=1), terminal_size=SIZE, run_before=_keys("enter", "t"))
+@pytest.mark.parametrize("size", SIZES)
+def test_token_view(snap_compare, app_factory, size):
+    assert snap_compare(app_factory(open_run=1), terminal_size=size, run_before=_keys("enter", "t"))
 
 
-def test_group_screen(snap_compare, app_factory):
-    assert snap_compare(app_factory(open_run=2), terminal_size=SIZE, run_before=_keys("g"))
+@pytest.mark.parametrize("size", SIZES)
+def test_group_screen(snap_compare, app_factory, size):
+    assert snap_compare(app_factory(open_run=2), terminal_size=size, run_before=_keys("g"))
 
 
-def test_help_screen(snap_compare, app_factory):
-    assert snap_compare(app_factory(open_run=1), terminal_size=SIZE, run_before=_keys("question_mark"))
+@pytest.mark.parametrize("size", SIZES)
+def test_help_screen(snap_compare, app_factory, size):
+    assert snap_compare(app_factory(open_run=1), terminal_size=size, run_before=_keys("question_mark"))
