@@ -18,9 +18,10 @@ import json
 import os
 import signal
 import sys
-import unicodedata
 from pathlib import Path
 from typing import Sequence
+
+from inspector.literal import one_line
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CANCELLED = 0, 1, 2, 130
 
@@ -260,47 +261,8 @@ def _run_view(db: str, run_id: int | None = None) -> int:
     return EXIT_OK
 
 
-_UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
-"""Control, format (bidi marks, zero-width joiners), surrogate and line/paragraph separators."""
 _MODEL_CELLS = 24
 _NAME_CELLS_MIN = 40
-
-
-def one_line(text: str | None, max_cells: int | None = None) -> str:
-    """`text` as it should reach a terminal: literally, on one line, at most `max_cells` wide.
-
-    Control characters show as the TUI shows them (ESC as ␛, others as \\xNN); newlines as ↵,
-    tabs as ⇥, and anything else that moves the cursor, reorders text or cannot be encoded
-    (format characters, separators, lone surrogates) as \\uNNNN. Markup stays as typed. Clipped
-    text ends with …; width counts terminal cells (a CJK character is two).
-    """
-    from rich.cells import get_character_cell_size
-
-    from inspector.tui.render import visible
-
-    out: list[str] = []
-    for ch in visible(text):
-        if ch == "\n":
-            out.append("↵")
-        elif ch == "\t":
-            out.append("⇥")
-        elif unicodedata.category(ch) in _UNSAFE_CATEGORIES:
-            out.append(f"\\u{ord(ch):04x}" if ord(ch) <= 0xFFFF else f"\\U{ord(ch):08x}")
-        else:
-            out.append(ch)
-    if max_cells is None:
-        return "".join(out)
-    shown, used = [], 0
-    total = sum(get_character_cell_size(piece) if len(piece) == 1 else len(piece) for piece in out)
-    if total <= max_cells:
-        return "".join(out)
-    for piece in out:
-        width = get_character_cell_size(piece) if len(piece) == 1 else len(piece)
-        if used + width > max_cells - 1:
-            break
-        shown.append(piece)
-        used += width
-    return "".join(shown) + "…"
 
 
 def _cells(text: str, width: int, align: str = "<") -> str:

@@ -4,7 +4,7 @@ Every string that comes from a database (a run name, a question, a model's answe
 name) is data. Textual reads a plain `str` handed to a DataTable cell or a Static as markup, so
 `[/INST]` raises and `[bold red]` restyles; these helpers return `rich.text.Text` instead, with
 control characters made visible (an ANSI escape would otherwise move the terminal's cursor and
-shift the columns) and whitespace runs folded to one space so a cell stays one line.
+shift the columns) and newlines shown as ↵ so a cell stays one line (inspector.literal).
 No Textual import: the CLI's tables use the same functions.
 """
 
@@ -14,10 +14,9 @@ from datetime import datetime
 
 from rich.text import Text
 
-from inspector.tui.render import visible
+from inspector.literal import one_line as literal_one_line
 
 DASH = "–"
-ELLIPSIS = "…"
 
 
 def pct(x: float | None) -> str:
@@ -52,31 +51,19 @@ def yes_no(x: bool | int | None) -> str:
 
 
 def one_line(text: str | None) -> str:
-    """The text on one line: whitespace runs (newlines, tabs) become one space, control
-    characters are shown (ESC as ␛, others as \\xNN), so nothing reaches the terminal raw."""
-    if text is None:
-        return DASH
-    return visible(" ".join(str(text).split()))
+    """The text on one line, literally (see inspector.literal.one_line); – for None."""
+    return DASH if text is None else literal_one_line(str(text))
 
 
 def clip(text: str | None, width: int) -> str:
     """`one_line(text)` cut to at most `width` terminal cells (wide CJK counts 2), with … when cut."""
-    flat = one_line(text)
-    if width <= 0:
-        return ""
-    shown = Text(flat)
-    if shown.cell_len <= width:
-        return flat
-    shown.truncate(width - 1, overflow="crop")
-    return shown.plain + ELLIPSIS
+    return DASH if text is None else literal_one_line(str(text), width)
 
 
 def cell(value: object, width: int | None = None, *, style: str = "", right: bool = False) -> Text:
     """A table cell that shows `value` literally: never parsed as markup, one line, at most
     `width` cells (None: unclipped). Numbers and counts are right-aligned with `right=True`."""
-    text = one_line(value if isinstance(value, str) or value is None else str(value))
-    if width is not None:
-        text = clip(text, width)
+    text = one_line(value) if width is None else clip(value, width)
     return Text(text, style=style, justify="right" if right else "left", no_wrap=True, overflow="ellipsis")
 
 

@@ -25,12 +25,13 @@ from rich.text import Text
 
 from core.records import Message, RewardResult, ToolCall, ToolError
 from core.tokens import TokenSequence
+from inspector.literal import one_line, show_escape, visible
+
 
 TokenMode = Literal["mask", "logprob"]
 
 # C0 controls except \t and \n, DEL, C1 controls (\x9b is an 8-bit CSI), the line and paragraph
 # separators (some renderers break lines on them), and bidi overrides (they reorder what follows).
-_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 _THINK_BLOCK = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
 _THINK_OPEN = re.compile(r"<think>", re.IGNORECASE)
 _THINK_CLOSE = re.compile(r"</think>", re.IGNORECASE)
@@ -53,20 +54,6 @@ CALL = Style(color="cyan", bold=True)
 QUERY = Style(color="yellow", bold=True)
 ERROR_LABEL = Style(color="bright_white", bgcolor="red", bold=True)
 ERROR_KIND = Style(color="red", bold=True)
-
-
-def visible(text: str | None) -> str:
-    """The text with control characters shown (ESC as ␛, others as \\xNN); \\n and \\t kept."""
-    if not text:
-        return ""
-    return _CONTROL.sub(_show_control, text)
-
-
-def _show_control(match: re.Match[str]) -> str:
-    ch = match.group(0)
-    if ch == "\x1b":
-        return "␛"
-    return f"\\x{ord(ch):02x}" if ord(ch) <= 0xFF else f"\\u{ord(ch):04x}"
 
 
 def literal(text: str | None, style: Style | str = "") -> Text:
@@ -221,7 +208,7 @@ def token_text(piece: str) -> str:
     as ↵ and a line break, invisible format characters (zero-width joiner, variation selectors,
     BOM...) as \\uXXXX, and a piece that starts with a combining mark on a dotted circle ◌, so
     every token takes at least one cell of its own and no two tokens merge into one glyph."""
-    text = _INVISIBLE.sub(_show_control, visible(piece)).replace("\t", "⇥").replace("\n", "↵\n")
+    text = _INVISIBLE.sub(show_escape, visible(piece)).replace("\t", "⇥").replace("\n", "↵\n")
     if text and get_character_cell_size(text[0]) == 0:
         text = "◌" + text
     return text
@@ -777,5 +764,4 @@ def detail_summary(reward: RewardResult) -> str:
 
 
 def _one_line(text: str) -> str:
-    flat = " ".join(visible(text).split())
-    return flat if len(flat) <= _DETAIL_WIDTH else flat[: _DETAIL_WIDTH - 1] + "…"
+    return one_line(" ".join(text.split()), _DETAIL_WIDTH)

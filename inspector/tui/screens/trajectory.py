@@ -27,7 +27,7 @@ from core.records import Message, Question, RewardResult
 from core.store.queries import TrajectoryQuery, matching_positions, neighbour
 from inspector.tui import format as fmt
 from inspector.tui.reads import read
-from inspector.tui.render import visible
+from inspector.literal import visible
 from inspector.tui.screens.live import LiveScreen
 from inspector.tui.widgets.key_bar import KeyBar
 from inspector.tui.widgets.rewards_panel import RewardsPanel
