@@ -54,3 +54,37 @@ class ScriptedBackend:
             self.generated.append(list(ids))
             out.append(Generation(ids, [self.logprob] * len(ids), self.tokenizer.decode(body), finish))
         return out
+
+
+@dataclass
+class FirstCallScripted:
+    """A test double around a real backend: the first turn of every chat is a scripted reply (a
+    tool call), later turns are the real model's. For end-to-end checks that need a tool result in
+    front of a small model that would not call the tool on its own."""
+
+    inner: object
+    first_reply: str
+    name: str = "first-call-scripted"
+    _first_prompts: list[list[int]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.tokenizer = self.inner.tokenizer
+        self.stop_token_ids = self.inner.stop_token_ids
+        self.model = getattr(self.inner, "model", None)
+
+    def generate(self, prompts: Sequence[Sequence[int]], max_tokens: Sequence[int],
+                 sampling: SamplingConfig) -> list[Generation]:
+        out: list[Generation | None] = [None] * len(prompts)
+        later = [i for i, p in enumerate(prompts)
+                 if any(len(f) < len(p) and list(p[: len(f)]) == f for f in self._first_prompts)]
+        for i, prompt in enumerate(prompts):
+            if i not in later:
+                self._first_prompts.append(list(prompt))
+                ids = list(self.tokenizer(self.first_reply, add_special_tokens=False)["input_ids"])
+                ids.append(self.tokenizer.eos_token_id)
+                out[i] = Generation(ids, [0.0] * len(ids), self.first_reply, "stop")
+        if later:
+            real = self.inner.generate([prompts[i] for i in later], [max_tokens[i] for i in later], sampling)
+            for i, gen in zip(later, real):
+                out[i] = gen
+        return out

@@ -1,36 +1,50 @@
 """End to end on the embedded weights (SmolLM2-135M, CPU) driven through TRL's Qwen3 template with
-`--chat-template`: every tool result the model was given is intact in its stored tokens."""
+`--chat-template`: every tool result the model was given is intact in its stored tokens.
+
+The 135M model does not call the tool on its own under Qwen3's template, so the first turn of each
+chat is a scripted call (tests.scripted_backend.FirstCallScripted); the turn after the tool result
+is the real model generating from the ids the engine built.
+"""
 
 from __future__ import annotations
 
 import pytest
 
+from core.backends import create_backend
 from core.config import EvalConfig
 from core.evaluate import evaluate
+from core.models import load_tokenizer, resolve_model
 from core.store import Store
 from tests.local_tokenizers import trl_template
+from tests.scripted_backend import FirstCallScripted
 
 pytestmark = pytest.mark.slow
+
+CALL = '{"name": "search_corpus", "parameters": {"query": "census of Fanonos"}}'
 
 
 def test_embedded_model_with_the_qwen3_template_sees_every_tool_result_whole(tmp_path):
     template = tmp_path / "qwen3.jinja"
     template.write_text(trl_template("qwen3"), encoding="utf-8")
-    config = EvalConfig(chat_template=str(template), split="all", limit=4, batch_size=4, demo_chunks=60,
-                        max_generations=3, max_tokens_per_turn=64, judge="exact")
-    summary = evaluate(config, tmp_path / "runs.db")
-    assert summary["trajectories"] == 4
+    ref = resolve_model("default")
+    tokenizer = load_tokenizer(ref)
+    backend = FirstCallScripted(create_backend("hf", ref, device="cpu", tokenizer=tokenizer), CALL)
+    config = EvalConfig(chat_template=str(template), split="all", limit=2, batch_size=2, demo_chunks=60,
+                        max_generations=2, max_tokens_per_turn=24, judge="exact")
+    summary = evaluate(config, tmp_path / "runs.db", backend=backend)
+    assert summary["trajectories"] == 2
     assert "template_mismatch" not in summary["finish_reasons"]
     with Store.open_readonly(tmp_path / "runs.db") as store:
-        from core.models import load_tokenizer, resolve_model
-
-        tok = load_tokenizer(resolve_model("default"))
+        seen = 0
         for row in store.trajectory_rows(summary["run_id"]):
             tokens = store.tokens(row["id"])
-            text = tok.decode(tokens.ids)
-            assert text.startswith("<|im_start|>system\n")
-            for m in store.messages(row["id"]):
+            assert tokenizer.decode(tokens.ids).startswith("<|im_start|>system\n")
+            messages = store.messages(row["id"])
+            for m in messages:
                 if m.role == "tool" and m.token_start is not None:
-                    span = tok.decode(tokens.ids[m.token_start:m.token_end])
+                    span = tokenizer.decode(tokens.ids[m.token_start:m.token_end])
                     assert "<|im_start|>user\n<tool_response>\n" + m.content + "\n</tool_response>" in span
-            assert row["drift_kind"] in (None, "template_rewrite", "retokenization", "stop_token")
+                    seen += 1
+            assert [m.role for m in messages][:4] == ["system", "user", "assistant", "tool"]
+            assert row["turns"] == 2 and row["drift_kind"] in (None, "template_rewrite")
+        assert seen == 2
