@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from core.chat import ChatTokenizer, TemplateMismatch, first_difference, stop_token_ids
+from core.chat import (DRIFT_RETOKENIZATION, DRIFT_TEMPLATE_REWRITE, ChatTokenizer, TemplateMismatch,
+                       first_difference, stop_token_ids)
 from core.tokens import TokenSequence
 from tests.local_tokenizers import chatml_tokenizer, countdown_tokenizer, llama3_tokenizer
 
@@ -126,3 +127,41 @@ def test_qwen3_reply_without_think_block_gets_the_whole_tool_result_in_the_next_
     # The prompt of turn 2 is the template's own rendering of the chat so far.
     chat = [m.chat_dict() for m in traj.messages[:4]]
     assert prompts[1] == tok.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
+
+
+def _finish_with(tok, reply_ids, finish="stop"):
+    """One-turn chat whose reply is `reply_ids` (the model's own ids), then its drift."""
+    ct = ChatTokenizer(tok)
+    seq = TokenSequence()
+    ids, state = ct.start(OPENING)
+    seq.add_prompt(ids)
+    seq.add_generated(reply_ids, [-0.1] * len(reply_ids))
+    text = tok.decode(reply_ids[:-1] if finish == "stop" else reply_ids)
+    return ct.drift(state, seq, OPENING + [{"role": "assistant", "content": text}])
+
+
+def test_drift_kind_retokenization_when_the_models_ids_are_not_the_canonical_encoding():
+    tok = chatml_tokenizer()
+    canonical = tok("Qoruna", add_special_tokens=False)["input_ids"]
+    spelled = [i for ch in "Qoruna" for i in tok(ch, add_special_tokens=False)["input_ids"]]
+    assert spelled != canonical  # same text, other ids: what a sampling model may produce
+    at, kind = _finish_with(tok, spelled + [tok.eos_token_id])
+    assert kind == DRIFT_RETOKENIZATION and at is not None
+
+
+def test_drift_kind_template_rewrite_when_qwen3_adds_an_empty_think_block_to_the_final_answer():
+    from tests.local_tokenizers import family_tokenizer
+
+    tok = family_tokenizer("qwen3")
+    reply = tok("Qoruna", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    ct = ChatTokenizer(tok)
+    prompt_len = len(ct.start(OPENING)[0])
+    at, kind = _finish_with(tok, reply)
+    # Re-rendered, the final answer gets '<think>\n\n</think>\n\n' before it: harmless.
+    assert (at, kind) == (prompt_len, DRIFT_TEMPLATE_REWRITE)
+
+
+def test_no_drift_kind_without_drift():
+    tok = chatml_tokenizer()
+    reply = tok("Qoruna", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    assert _finish_with(tok, reply) == (None, None)
