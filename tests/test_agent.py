@@ -142,3 +142,13 @@ def test_mask_is_exact_and_no_drift_on_both_templates(make):
     assert generated == expected
     seen = [m.chat_dict() for m in traj.messages]
     assert first_difference(traj.tokens.ids, agent.chat.render_ids(seen)) is None
+
+
+def test_template_that_rewrites_earlier_scaffolding_ends_the_trajectory_as_template_mismatch():
+    from tests.local_tokenizers import countdown_tokenizer
+
+    _, traj, queries, backend = _run(lambda prompt, turn: CALL % "Veltran", tok=countdown_tokenizer())
+    assert traj.finish_reason == "template_mismatch" and traj.turns == 1
+    assert traj.finish_detail.startswith("the template renders the earlier chat differently at character")
+    assert backend.calls == [1]  # never generated from a prompt that is not the template's
+    assert traj.messages[-1].role == "tool" and traj.messages[-1].token_start is None
