@@ -7,7 +7,8 @@ What changes is how objects are found and how failures are reported:
 - reasoning is removed first, so JSON the model only thought about is not a call;
 - objects are decoded with `json.JSONDecoder.raw_decode`, so a brace inside a string (a query
   such as "set {x}") does not derail the scan the way the seed's brace counter did;
-- Qwen/Hermes `<tool_call>...</tool_call>` tags and ```json fences are understood, and broken
+- Qwen/Hermes `<tool_call>...</tool_call>` tags (holding JSON, or the `<function=NAME>` XML form of
+  Qwen3-Coder/Qwen3.5 and Nemotron 3 templates) and ```json fences are understood, and broken
   JSON inside them is reported as a call that failed (the intent to call is unambiguous),
   whereas broken JSON in plain prose is ignored, since prose with braces is an answer;
 - every failure becomes a `ToolError` with a specific kind and a one-line message, instead of
@@ -186,12 +187,43 @@ def _bare_objects(text: str, start: int, end: int) -> list[Candidate]:
     return found
 
 
+_FUNCTION_FORM = re.compile(r"<function=(?P<name>[^>\n]*)>(?P<body>.*?)(?:</function>|\Z)", re.DOTALL)
+_PARAMETER_FORM = re.compile(r"<parameter=(?P<name>[^>\n]*)>\n?(?P<value>.*?)\n?(?:</parameter>|\Z)", re.DOTALL)
+
+
+def _function_form(body: str, offset: int) -> list[Candidate] | None:
+    """Calls written in the XML form of Qwen3-Coder, Qwen3.5+ and Nemotron 3 templates, inside
+    <tool_call> tags: <function=NAME><parameter=KEY>VALUE</parameter>...</function>. Values are
+    kept as text (a query "1873" stays a string), except JSON objects and arrays, which are
+    decoded, as those templates render them with tojson. None when the region is not in that form.
+    """
+    if not body.lstrip().startswith("<function="):
+        return None
+    found = []
+    for fn in _FUNCTION_FORM.finditer(body):
+        args: dict[str, Any] = {}
+        for param in _PARAMETER_FORM.finditer(fn.group("body")):
+            value = param.group("value")
+            try:
+                decoded = json.loads(value)
+            except json.JSONDecodeError:
+                decoded = None
+            args[param.group("name")] = decoded if isinstance(decoded, (dict, list)) else value
+        found.append(Candidate(raw=fn.group(0), value={"name": fn.group("name").strip(), "arguments": args},
+                               source="tag", start=offset + fn.start()))
+    return found
+
+
 def _block(body: str, offset: int, source: str, keep_non_objects: bool) -> list[Candidate]:
-    """The JSON values written back to back in a call region.
+    """The JSON values written back to back in a call region (or calls in the XML function form).
 
     Trailing text after at least one value is ignored (models often add a stray brace); a region
     with no decodable value is one candidate carrying the JSON error.
     """
+    if source == "tag":
+        xml = _function_form(body, offset)
+        if xml is not None:
+            return xml
     decoder = json.JSONDecoder()
     found: list[Candidate] = []
     decoded = 0

@@ -203,3 +203,15 @@ def test_messages_are_one_line():
     for text in texts:
         err = parse_tool_call(text)
         assert isinstance(err, ToolError) and "\n" not in err.message
+
+
+def test_function_form_of_qwen3_coder_and_nemotron_templates():
+    from core.records import ToolCall
+
+    text = ("<think>Search.</think>\n<tool_call>\n<function=search_corpus>\n<parameter=query>\n1873 census\n"
+            "</parameter>\n</function>\n</tool_call>")
+    call = parse_tool_call(text)
+    assert isinstance(call, ToolCall) and call.arguments == {"query": "1873 census"}
+    assert parse_tool_call("<tool_call>\n<function=search_corpus>\n<parameter=query>\n1873\n</parameter>\n"
+                           "</function>\n</tool_call>").arguments == {"query": "1873"}
+    assert parse_tool_call("<tool_call>\n<function=web>\n</function>\n</tool_call>").kind == "unknown_tool"
