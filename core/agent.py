@@ -19,7 +19,7 @@ from loguru import logger
 
 from core.backends import Backend, SamplingConfig
 from core.chat import ChatState, ChatTokenizer, TemplateMismatch
-from core.prompts import SEARCH_TOOL_NAME, PromptTemplate
+from core.prompts import DEFAULT_USER_NATIVE, SEARCH_TOOL_NAME, PromptTemplate
 from core.templates import ChatFormat, context_window
 from core.records import Message, Question, ToolCall, ToolError
 from core.toolcalls import count_call_attempts, parse_tool_call
@@ -85,8 +85,17 @@ class Trajectory:
     def finished(self) -> bool:
         return self.finish_reason is not None
 
-    def chat(self) -> list[dict[str, str]]:
-        return [m.chat_dict() for m in self.messages]
+    def chat(self) -> list[dict]:
+        """The chat as dicts for the template; an assistant's parsed call rides along under
+        "tool_call" (native tool calling renders it as structured tool_calls)."""
+        return [_chat_dict(m) for m in self.messages]
+
+
+def _chat_dict(m: Message) -> dict:
+    d: dict = m.chat_dict()
+    if m.role == "assistant" and isinstance(m.tool_call, ToolCall):
+        d["tool_call"] = m.tool_call
+    return d
 
 
 class Agent:
@@ -99,8 +108,9 @@ class Agent:
         self.backend = backend
         self.search = search
         self.config = config
-        self.prompts = prompts or PromptTemplate()
         self.chat = ChatTokenizer(backend.tokenizer, chat_format)
+        native = self.chat.fmt.native_tools
+        self.prompts = prompts or (PromptTemplate(user=DEFAULT_USER_NATIVE) if native else PromptTemplate())
         model = getattr(backend, "model", None)
         self.context_length = config.context_length or context_window(backend.tokenizer,
                                                                       getattr(model, "config", None))
@@ -113,7 +123,7 @@ class Agent:
         A prompt that already fills the model's context ends at once as context_length.
         """
         today = date.today()
-        opening = self.prompts.messages(question.question, today)
+        opening = self.prompts.messages(question.question, today, tool_definition=not self.chat.fmt.native_tools)
         tokens = TokenSequence()
         ids, state = self.chat.start(opening, today)
         start, end = tokens.add_prompt(ids)
@@ -233,5 +243,5 @@ class Agent:
         Only the messages the model saw are rendered: a trailing message that ended the chat
         (a tool error, a result the template could not continue with) was never tokenised.
         """
-        seen = [m.chat_dict() for m in traj.messages if m.token_start is not None]
+        seen = [_chat_dict(m) for m in traj.messages if m.token_start is not None]
         return self.chat.drift(traj.chat_state, traj.tokens, seen)

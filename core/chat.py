@@ -186,7 +186,9 @@ class ChatTokenizer:
         chat = list(history) + list(new_messages)
         rendering = self._render(chat, generation_prompt, fmt)
         anchor = self._verbatim_reply_end(state, rendering, reply)
-        if anchor is None:
+        if anchor is None and fmt.native_tools and history[-1].get("tool_call") is not None and new_messages:
+            anchor = self._end_before(history, new_messages, generation_prompt, fmt, rendering)
+        elif anchor is None:
             anchor = self._reply_end(history, new_messages, generation_prompt, fmt, rendering, reply)
         pos = self._aligned_start(state, rendering, anchor)
         region = rendering[pos:anchor]
@@ -226,6 +228,19 @@ class ChatTokenizer:
         if rendering.startswith(state.gen_prompts[-1] + reply, pos) and rendering.startswith(self._closing, end):
             return end
         return None
+
+    def _end_before(self, history: Sequence[dict], new_messages: Sequence[dict], generation_prompt: bool,
+                    fmt: ChatFormat, rendering: str) -> int:
+        """The anchor when the template writes the reply's tool call itself (native tool calling):
+        the start of the closing before the first new message, found by rendering that message
+        with a sentinel as its content. Raises TemplateMismatch when it cannot be placed."""
+        marked = list(history) + [dict(new_messages[0], content=_SENTINEL)] + list(new_messages[1:])
+        with_mark = self._render(marked, generation_prompt, fmt)
+        at = with_mark.find(_SENTINEL)
+        anchor = with_mark.rfind(self._closing, 0, at) if self._closing and at >= 0 else -1
+        if anchor < 0 or rendering[:anchor] != with_mark[:anchor]:
+            raise TemplateMismatch("cannot find where the reply's tool call ends in the template's rendering")
+        return anchor
 
     def _reply_end(self, history: Sequence[dict], new_messages: Sequence[dict], generation_prompt: bool,
                    fmt: ChatFormat, rendering: str, reply: str) -> int:

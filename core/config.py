@@ -41,6 +41,9 @@ class EvalConfig:
     on_tool_error: str = "stop"
     prompt_template: str | None = None
     chat_template: str | None = None
+    tool_format: str = "seed"
+    """seed (the tool in the user prompt, calls as JSON text), native (the template's tools and
+    tool_calls; refused for a template without them) or auto (native where supported)."""
     """A Jinja chat template file replacing the model's own (`--chat-template FILE`, as vLLM and TRL)."""
     check_drift: bool = True
     name: str | None = None
@@ -71,5 +74,7 @@ class EvalConfig:
             raise ValueError(f"--split must be train, test or all, not {self.split!r}")
         if self.on_tool_error not in ("stop", "continue"):
             raise ValueError(f"--on-tool-error must be stop or continue, not {self.on_tool_error!r}")
+        if self.tool_format not in ("seed", "native", "auto"):
+            raise ValueError(f"--tool-format must be seed, native or auto, not {self.tool_format!r}")
         if self.retriever not in ("bm25", "dense"):
             raise ValueError(f"--retriever must be bm25 or dense, not {self.retriever!r}")

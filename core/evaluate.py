@@ -9,7 +9,7 @@ written, and new questions take their places, so one long chat does not hold up 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
@@ -63,7 +63,8 @@ class EvalInputs:
     questions: list[Question]
     corpus_label: str
     fingerprint: str
-    prompts: PromptTemplate = field(default_factory=PromptTemplate)
+    prompts: PromptTemplate | None = None
+    """--prompt-template FILE; None: the default for the tool format (core.prompts)."""
     chat_template: str | None = None
     """The text of --chat-template FILE, when given."""
 
@@ -92,7 +93,7 @@ def load_inputs(config: EvalConfig) -> EvalInputs:
         questions = questions[: config.limit]
     if not questions:
         raise InputError(config.questions or label, f"no questions in the {config.split!r} split")
-    prompts = PromptTemplate.load(config.prompt_template) if config.prompt_template else PromptTemplate()
+    prompts = PromptTemplate.load(config.prompt_template) if config.prompt_template else None
     chat_template = load_chat_template(config.chat_template) if config.chat_template else None
     return EvalInputs(chunks, questions, label, corpus_fingerprint(chunks), prompts, chat_template)
 
@@ -159,13 +160,13 @@ class _Session:
             tokenizer = load_tokenizer(ref)
             if inputs.chat_template is not None:
                 tokenizer.chat_template = inputs.chat_template
-            chat_format = check_template(tokenizer, template_name)
+            chat_format = check_template(tokenizer, template_name, config.tool_format)
             backend = create_backend(config.backend, ref, device=config.device, dtype=config.dtype,
                                      tokenizer=tokenizer)
         else:
             if inputs.chat_template is not None:
                 backend.tokenizer.chat_template = inputs.chat_template
-            chat_format = check_template(backend.tokenizer, template_name)
+            chat_format = check_template(backend.tokenizer, template_name, config.tool_format)
         for note in chat_format.notes:
             logger.info("chat template of {}: {}", template_name, note)
         agent_config = AgentConfig(

@@ -49,6 +49,15 @@ Question: {question}
 """
 
 
+DEFAULT_USER_NATIVE = """You are a research assistant. Answer the question below by searching the knowledge corpus with the search_corpus tool.
+
+You may think step by step in any message; put that reasoning between <think> and </think> tags.
+
+Question: {question}
+"""
+"""The default user text with native tool calling: the chat template shows the tool's schema."""
+
+
 @dataclass(frozen=True)
 class PromptTemplate:
     """The system and user texts of a new chat."""
@@ -75,13 +84,18 @@ class PromptTemplate:
             raise InputError(str(path), "must contain the {question} placeholder", field="user")
         return cls(system=data["system"], user=data["user"])
 
-    def messages(self, question: str, today: _date | None = None) -> list[dict[str, str]]:
-        """The first two messages of a chat about `question`."""
+    def messages(self, question: str, today: _date | None = None,
+                 tool_definition: bool = True) -> list[dict[str, str]]:
+        """The first two messages of a chat about `question`.
+
+        tool_definition False leaves {tool_definition} empty (native tool calling, where the chat
+        template shows the tool's schema itself).
+        """
         today = today or _date.today()
         fill = {
             "{date}": today.strftime("%d %b %Y"),
             "{question}": question,
-            "{tool_definition}": json.dumps(SEARCH_TOOL, indent=2),
+            "{tool_definition}": json.dumps(SEARCH_TOOL, indent=2) if tool_definition else "",
         }
         return [
             {"role": "system", "content": _fill(self.system, fill)},

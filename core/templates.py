@@ -39,11 +39,13 @@ when a refused template would work with native tool calling; a slow test checks 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field, replace
 from datetime import date as _date
 from pathlib import Path
 from typing import Any, Sequence
 
+from core.prompts import SEARCH_TOOL, SEARCH_TOOL_NAME
 from core.records import InputError
 
 SENTINEL_TOOL = "RLINSPECT_TOOL_RESULT_7c1e"
@@ -75,6 +77,10 @@ class ChatFormat:
     """Give each tool message a 9-character alphanumeric tool_call_id (Mistral)."""
     date_string: str = ""
     """Passed to the template as `date_string` (Llama 3.1's variable), fixed per trajectory."""
+    native_tools: bool = False
+    """Native tool calling: the tool schema goes through the template (`tools=`), a reply's call is
+    rendered as structured `tool_calls` (the template writes it in its own syntax), results as
+    `tool` messages with the call's id. False: the seed's format (tool in the user prompt)."""
     notes: tuple[str, ...] = field(default=())
     """One line per adaptation made, for logs and the run's stored configuration."""
 
@@ -83,16 +89,24 @@ class ChatFormat:
         return replace(self, date_string=day.strftime("%d %b %Y"))
 
     def adapt(self, messages: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Stored chat dicts (role, content) -> the messages handed to the template."""
+        """Stored chat dicts (role, content; an assistant's parsed call under "tool_call", a
+        core.records.ToolCall) -> the messages handed to the template."""
         out: list[dict[str, Any]] = []
         calls = 0
         for m in messages:
             m = dict(m)
+            call = m.pop("tool_call", None)
+            if self.native_tools and m["role"] == "assistant" and call is not None:
+                m["content"] = strip_call_text(m["content"], call.raw)
+                m["tool_calls"] = [{"id": f"call{calls + 1:05d}", "type": "function",
+                                    "function": {"name": call.name, "arguments": dict(call.arguments)}}]
             if m["role"] == "tool":
                 calls += 1
                 m["role"] = self.tool_role
-                if self.tool_call_ids:
+                if self.tool_call_ids or self.native_tools:
                     m["tool_call_id"] = f"call{calls:05d}"
+                if self.native_tools:
+                    m["name"] = SEARCH_TOOL_NAME
             out.append(m)
         if self.fold_system and len(out) >= 2 and out[0]["role"] == "system" and out[1]["role"] == "user":
             first = dict(out[1], content=f"{out[0]['content']}\n\n{out[1]['content']}")
@@ -100,8 +114,31 @@ class ChatFormat:
         return out
 
     def template_kwargs(self) -> dict[str, Any]:
-        """Extra variables for apply_chat_template (a fixed date for date-printing templates)."""
-        return {"date_string": self.date_string} if self.date_string else {}
+        """Extra variables for apply_chat_template: a fixed date for date-printing templates, the
+        tool schema in native mode."""
+        kwargs: dict[str, Any] = {"date_string": self.date_string} if self.date_string else {}
+        if self.native_tools:
+            kwargs["tools"] = [SEARCH_TOOL]
+        return kwargs
+
+
+_CALL_WRAPPERS = (re.compile(r"<tool_call>\s*</tool_call>", re.DOTALL), re.compile(r"```[ \t]*json\s*```"),
+                  re.compile(r"<\|python_tag\|>"), re.compile(r"\[TOOL_CALLS\]\s*\[\s*\]"))
+
+
+def strip_call_text(content: str, raw: str) -> str:
+    """A reply's text without its tool call (native mode renders the call from tool_calls).
+
+    Removes the call's raw text and the wrapper left empty around it (<tool_call></tool_call>,
+    a ```json fence, Llama's <|python_tag|>, Mistral's [TOOL_CALLS][]), then outer whitespace.
+    """
+    if raw:
+        at = content.rfind(raw)
+        if at >= 0:
+            content = content[:at] + content[at + len(raw):]
+    for wrapper in _CALL_WRAPPERS:
+        content = wrapper.sub("", content)
+    return content.strip()
 
 
 def load_chat_template(path: str | Path) -> str:
@@ -172,8 +209,6 @@ def needs_tools_list(tokenizer: Any) -> str | None:
     text, error = _attempt(tokenizer, chat)
     if text is not None:
         return None
-    from core.prompts import SEARCH_TOOL
-
     with_tools, _ = _attempt(tokenizer, chat, tools=[SEARCH_TOOL])
     if with_tools is not None:
         return f"needs a tools list (a tool-use template; without tools it fails: {error})"
@@ -241,13 +276,79 @@ def renders_native_tool_results(tokenizer: Any) -> bool:
     return text is not None and SENTINEL_TOOL in text
 
 
-def check_template(tokenizer: Any, name: str = "") -> ChatFormat:
+def native_tool_support(tokenizer: Any) -> str | None:
+    """None when the template can carry native tool calling; else why not.
+
+    Native needs, rendered: the tool schema passed as `tools=` (its name in the text), an
+    assistant's structured call (name and argument), and the tool result after it. This is the
+    exchange TRL's `supports_tool_calling` probes, plus the tools list.
+    """
+    text, error = _attempt(tokenizer, [{"role": "user", "content": "U"}], tools=[SEARCH_TOOL])
+    if text is None:
+        return f"fails with a tools list ({error})"
+    if SEARCH_TOOL_NAME not in text:
+        return "does not render the tools list"
+    call = {"id": "call00001", "type": "function",
+            "function": {"name": SEARCH_TOOL_NAME, "arguments": {"query": _SENTINEL_USER}}}
+    chat = [{"role": "user", "content": "U"}, {"role": "assistant", "content": "", "tool_calls": [call]},
+            {"role": "tool", "name": SEARCH_TOOL_NAME, "tool_call_id": "call00001", "content": SENTINEL_TOOL}]
+    text, error = _attempt(tokenizer, chat, tools=[SEARCH_TOOL])
+    if text is None:
+        return f"cannot render a structured tool call and its result ({error})"
+    if _SENTINEL_USER not in text:
+        return "drops a structured tool call's arguments"
+    if SENTINEL_TOOL not in text:
+        return "drops the tool result after a structured tool call"
+    return _call_syntax_parsed(tokenizer, chat[:2])
+
+
+def _call_syntax_parsed(tokenizer: Any, chat: list[dict]) -> str | None:
+    """None when core.toolcalls parses the call as the template writes it (what a model trained
+    on the template generates); else the reason, quoting the template's syntax."""
+    from core.toolcalls import parse_tool_call
+    from core.records import ToolCall
+
+    try:
+        plain = _render(tokenizer, chat[:1], False, tools=[SEARCH_TOOL])
+        full = _render(tokenizer, chat, False, tools=[SEARCH_TOOL])
+    except Exception as exc:
+        return f"cannot render a structured tool call ({exc.__class__.__name__})"
+    written = full[len(plain):] if full.startswith(plain) else full
+    parsed = parse_tool_call(written, tools=(SEARCH_TOOL_NAME,))
+    if isinstance(parsed, ToolCall) and parsed.arguments.get("query") == _SENTINEL_USER:
+        return None
+    at = written.find(SEARCH_TOOL_NAME)
+    snippet = written[max(0, at - 20): at + 60] if at >= 0 else written[:80]
+    return f"writes tool calls as {snippet.strip()!r}, a syntax rl-inspect does not parse yet"
+
+
+TOOL_FORMATS = ("seed", "native", "auto")
+"""--tool-format: the seed's (tool in the user prompt, calls as JSON text), native (the template's
+tools and tool_calls), auto (native where the template supports it, else the seed's)."""
+
+
+def check_template(tokenizer: Any, name: str = "", tool_format: str = "seed") -> ChatFormat:
     """The ChatFormat this tokenizer's chat template needs, or TemplateError saying why none works.
 
     Cheap (a dozen renderings of tiny chats, no model), so it runs before the model loads.
-    `name` labels the template in the error ("Qwen/Qwen3-0.6B", "my_template.jinja").
+    `name` labels the template in the error ("Qwen/Qwen3-0.6B", "my_template.jinja");
+    tool_format is one of TOOL_FORMATS.
     """
+    if tool_format not in TOOL_FORMATS:
+        raise ValueError(f"--tool-format must be one of {', '.join(TOOL_FORMATS)}, not {tool_format!r}")
     label = f"chat template of {name}" if name else "chat template"
+    if tool_format != "seed" and getattr(tokenizer, "chat_template", None) is not None:
+        reason = native_tool_support(tokenizer)
+        if reason is None:
+            fold, why = system_mode(tokenizer)
+            if why:
+                raise TemplateError(f"{label}: {why}")
+            notes = ("native tool calling: the tool schema and calls go through the template",)
+            if fold:
+                notes += ("no system role: the system prompt is folded into the first user message",)
+            return ChatFormat(fold_system=fold, native_tools=True, notes=notes)
+        if tool_format == "native":
+            raise TemplateError(f"{label}: no native tool calling: it {reason}")
     if getattr(tokenizer, "chat_template", None) is None:
         raise TemplateError(f"{name or 'the tokenizer'}: no chat template; use an instruct model or --chat-template")
     for check in (needs_tools_list, renders_assistant_content):

@@ -120,3 +120,23 @@ def test_context_window_reads_the_model_config_then_the_tokenizer():
     assert context_window(tok) is None
     assert context_window(SimpleNamespace(model_max_length=2048)) == 2048
     assert context_window(tok, SimpleNamespace(max_position_embeddings=8192)) == 8192
+
+
+def test_native_tool_format_through_evaluate_stores_structured_calls(tmp_path):
+    tok = family_tokenizer("qwen2_5")
+    call = '<tool_call>\n{"name": "search_corpus", "arguments": {"query": "census"}}\n</tool_call>'
+    backend = ScriptedBackend(tok, lambda p, t: call if t == 1 else "Qoruna")
+    summary = evaluate(_config(tool_format="native"), tmp_path / "runs.db", backend=backend)
+    assert summary["finish_reasons"] == {"answered": 4}
+    with Store.open_readonly(tmp_path / "runs.db") as store:
+        run = store.run(summary["run_id"])
+        assert run["config"]["tool_format"] == "native"
+        assert any("native tool calling" in note for note in run["config"]["chat_format"])
+        row = store.trajectory_rows(run["id"])[0]
+        reply = store.messages(row["id"])[2]
+        assert reply.tool_call.name == "search_corpus" and reply.tool_call.arguments == {"query": "census"}
+
+
+def test_tool_format_is_validated():
+    with pytest.raises(ValueError, match="--tool-format must be seed, native or auto"):
+        _config(tool_format="json").validate()

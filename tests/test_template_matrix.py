@@ -20,7 +20,7 @@ import pytest
 from core.agent import Agent, AgentConfig
 from core.chat import DRIFT_STOP_TOKEN, DRIFT_TEMPLATE_REWRITE
 from core.records import Question
-from core.templates import TemplateError, check_template
+from core.templates import TemplateError, check_template, native_tool_support
 from tests.local_tokenizers import (TRL_TEMPLATES, family_tokenizer, hermes_like_tokenizer,
                                     mistral_like_tokenizer)
 from tests.scripted_backend import ScriptedBackend
@@ -63,9 +63,9 @@ STOP_TOKEN_DRIFT = {"cohere2"}
 """Families whose closing holds text before the model's stop token ('<|END_RESPONSE|>')."""
 
 
-def _run(tok, replies, **config):
+def _run(tok, replies, chat_format=None, **config):
     backend = ScriptedBackend(tok, lambda prompt, turn: replies.get(turn, "Qoruna"))
-    agent = Agent(backend, lambda q, k: RESULT, AgentConfig(**config))
+    agent = Agent(backend, lambda q, k: RESULT, AgentConfig(**config), chat_format=chat_format)
     traj = agent.start(Question("q1", "Where is the Veltran Observatory?", "Qoruna"))
     while not traj.finished:
         agent.step([traj])
@@ -90,7 +90,7 @@ def _assert_prompt_is_the_templates_rendering(agent, traj, backend, turn):
     """The prompt of generation `turn` (1-based) against the template's rendering of the chat so far."""
     tok = agent.chat.tokenizer
     prompt = backend.prompts[turn - 1]
-    seen = [m.chat_dict() for m in traj.messages if m.turn < turn and m.token_start is not None]
+    seen = [d for m, d in zip(traj.messages, traj.chat()) if m.turn < turn and m.token_start is not None]
     rendering = agent.chat.render(seen, generation_prompt=True, fmt=traj.chat_state.fmt)
     if tok.decode(prompt) == rendering:
         assert prompt == agent.chat.encode(rendering), "same text, other ids"
@@ -217,3 +217,59 @@ def test_refusals_name_native_tool_calling_where_trl_finds_tool_support(stem):
     with pytest.raises(TemplateError) as refused:
         check_template(tok, stem)
     assert ("native tool calling" in str(refused.value)) == supports_tool_calling(tok)
+
+
+# --- Native tool calling (--tool-format native): the tool schema and calls go through the template ---
+NATIVE = ["llama3_1", "llama3_2", "nemotron_3_5_lightning", "nemotron_3_nano", "nemotron_3_super",
+          "nemotron_3_ultra", "qwen2_5", "qwen3", "qwen3_5_nothink", "qwen3_5_think", "qwen3_6", "qwen3_8",
+          "qwen3_instruct_2507", "qwen3_vl"]
+"""Families whose template renders tools, structured calls and results, in a call syntax we parse."""
+
+
+def _native_call(tok, query):
+    """The call as the template writes it for a structured tool call: what a model trained on
+    that template generates (from its <tool_call> tag or JSON object on)."""
+    from core.prompts import SEARCH_TOOL
+
+    call = {"id": "call00001", "type": "function", "function": {"name": "search_corpus", "arguments": {"query": query}}}
+    chat = [{"role": "user", "content": "U"}, {"role": "assistant", "content": "", "tool_calls": [call]}]
+    full = tok.apply_chat_template(chat, tokenize=False, tools=[SEARCH_TOOL])
+    starts = [full.rfind(mark) for mark in ("<tool_call>", '{"name"')]
+    start = max(starts)
+    end = max(full.rfind("</tool_call>") + len("</tool_call>"), full.rfind("}}") + 2)
+    return full[start:end]
+
+
+def test_native_families_are_the_ones_listed():
+    assert [s for s in STEMS if native_tool_support(family_tokenizer(s)) is None] == NATIVE
+
+
+@pytest.mark.parametrize("stem", NATIVE)
+def test_native_tool_calling_every_turn_is_the_templates_rendering(stem):
+    tok = family_tokenizer(stem)
+    fmt = check_template(tok, stem, "native")
+    replies = {1: _native_call(tok, "Veltran Observatory"), 2: _native_call(tok, "Qoruna island"),
+               3: SHAPES["final_answer"]}
+    agent, traj, backend = _run(tok, replies, chat_format=fmt)
+    assert traj.finish_reason == "answered" and traj.turns == 3, traj.finish_detail
+    assert [m.tool_call.arguments["query"] for m in traj.messages if m.tool_call] == ["Veltran Observatory",
+                                                                                        "Qoruna island"]
+    first = tok.decode(backend.prompts[0])
+    assert "Look up passages of the knowledge corpus" in first  # the schema, shown by the template
+    assert '"required": [' not in first.split("Question:")[-1]  # not the seed's definition in the prompt
+    for turn in range(1, 4):
+        _assert_prompt_is_the_templates_rendering(agent, traj, backend, turn)
+    assert _runs(traj.tokens.ids, traj.tokens.mask, 1) == backend.generated
+    for m in traj.messages:
+        if m.role == "tool":
+            assert "founded in 1873" in tok.decode(traj.tokens.ids[m.token_start:m.token_end])
+    assert traj.drift_kind in (None, DRIFT_TEMPLATE_REWRITE), (traj.drift_at, traj.drift_kind)
+
+
+@pytest.mark.parametrize("stem", ["gemma4_v2", "lfm2_2_5", "glm4moe", "deepseekv3", "phi3_5"])
+def test_native_is_refused_with_the_reason_and_auto_falls_back_to_the_seed_format(stem):
+    tok = family_tokenizer(stem)
+    with pytest.raises(TemplateError, match="no native tool calling: it "):
+        check_template(tok, stem, "native")
+    if stem not in REFUSED:
+        assert not check_template(tok, stem, "auto").native_tools
