@@ -184,7 +184,12 @@ class ChatTokenizer:
         fmt = state.fmt
         reply = history[-1]["content"]
         chat = list(history) + list(new_messages)
-        rendering = self._render(chat, generation_prompt, fmt)
+        try:
+            rendering = self._render(chat, generation_prompt, fmt)
+        except Exception as exc:  # jinja2's TemplateError (raise_exception), UndefinedError, TypeError...
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            raise TemplateMismatch(f"the template cannot render the chat so far ({exc.__class__.__name__}: "
+                                   f"{first})") from exc
         anchor = self._verbatim_reply_end(state, rendering, reply)
         if anchor is None and fmt.native_tools and history[-1].get("tool_call") is not None and new_messages:
             anchor = self._end_before(history, new_messages, generation_prompt, fmt, rendering)
@@ -374,7 +379,10 @@ class ChatTokenizer:
         when the difference is the model's stop id and it is not the template's end-of-turn
         token; retokenization otherwise (same text, other ids).
         """
-        text = self._render(messages, False, state.fmt)
+        try:
+            text = self._render(messages, False, state.fmt)
+        except Exception:  # the template cannot render the final chat: no canonical ids to compare
+            return None, None
         at = first_difference(tokens.ids, self.encode(text))
         if at is None:
             return None, None

@@ -152,3 +152,15 @@ def test_template_that_rewrites_earlier_scaffolding_ends_the_trajectory_as_templ
     assert traj.finish_detail.startswith("the template renders the earlier chat differently at character")
     assert backend.calls == [1]  # never generated from a prompt that is not the template's
     assert traj.messages[-1].role == "tool" and traj.messages[-1].token_start is None
+
+
+def test_template_that_raises_mid_chat_ends_the_trajectory_instead_of_crashing_the_run():
+    import copy
+
+    tok = copy.deepcopy(chatml_tokenizer())
+    # Accepts the probes, then refuses a chat of more than six messages (the third tool result).
+    tok.chat_template = ("{% if messages|length > 6 %}{{ raise_exception('too long') }}{% endif %}"
+                         + tok.chat_template)
+    _, traj, _, _ = _run(lambda prompt, turn: CALL % f"q{turn}", tok=tok)
+    assert traj.finish_reason == "template_mismatch" and traj.turns == 3
+    assert "the template cannot render the chat so far" in traj.finish_detail and "too long" in traj.finish_detail
