@@ -24,6 +24,16 @@ Adaptations, each recorded in `ChatFormat.notes` and stored with the run's confi
 - templates that print today's date (Llama 3.1/3.2 `strftime_now`, gpt-oss) get a fixed
   `date_string`, so a trajectory that runs past midnight is rendered the same at every turn.
 
+With `tool_format="native"` (or "auto" where supported) the tool's schema goes through the
+template (`tools=`), a reply's parsed call is rendered as structured `tool_calls` (the template
+writes it in its own syntax; the model's own ids stay as generated) and each result is a `tool`
+message carrying the call's id. `native_tool_support` refuses a template that does not render
+the tools list, a structured call or its result, or whose call syntax core.toolcalls does not
+parse (Gemma 4's `call:name{...}`, LFM2's pythonic calls, GLM's `<arg_key>`, gpt-oss harmony).
+transformers' `tokenizer.parse_response` is not used: it needs a per-family response schema,
+which TRL attaches with `add_response_schema` (the same 10-second import), and core.toolcalls
+already parses the JSON, `<tool_call>` and `<function=...>` forms with specific error kinds.
+
 TRL's `trl.chat_template_utils` has `supports_tool_calling` and `is_chat_template_prefix_preserving`.
 They are not called here: importing that module costs ~10 s (it imports transformers' modeling
 code, torch.distributed and datasets through `trl.data_utils`), and they answer other questions.
