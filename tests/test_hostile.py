@@ -83,8 +83,24 @@ def shown(text: str) -> str:
 
 
 def shown_line(text: str | None) -> str:
-    """`shown` on one line: whitespace runs (\\n, \\t, \\r too) fold to one space; None is a dash."""
-    return "–" if text is None else shown(" ".join(str(text).split()))
+    """`shown` on one line: a newline as ↵, a tab as ⇥, and also every other character of the
+    categories that move the cursor or reorder text (Cc, Cf, Cs, Zl, Zp) escaped; None is a dash."""
+    if text is None:
+        return "–"
+    out = []
+    for ch in str(text):
+        o = ord(ch)
+        if ch == "\n":
+            out.append("↵")
+        elif ch == "\t":
+            out.append("⇥")
+        elif ch == "\x1b" or o < 0x20 or 0x7F <= o <= 0x9F:
+            out.append(shown(ch))
+        elif unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Zl", "Zp") or RAW_ON_SCREEN.match(ch):
+            out.append(f"\\u{o:04x}" if o <= 0xFFFF else f"\\U{o:08x}")
+        else:
+            out.append(ch)
+    return "".join(out)
 
 
 def is_shown_cell(cell: str, raw: str | None) -> bool:

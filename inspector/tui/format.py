@@ -14,6 +14,7 @@ from datetime import datetime
 
 from rich.text import Text
 
+from inspector.literal import ELLIPSIS  # noqa: F401  (re-exported: a clipped cell ends with it)
 from inspector.literal import one_line as literal_one_line
 
 DASH = "–"

@@ -728,7 +728,8 @@ _DETAIL_WIDTH = 240
 
 def reward_rows(rewards: list[RewardResult]) -> list[tuple[str, str, str, str]]:
     """(name, weight, value, why) per reward; why is the one detail that explains the value."""
-    return [(r.name, f"{r.weight:g}", f"{r.value:.3f}", _one_line(detail_summary(r))) for r in rewards]
+    return [(one_line(r.name, _DETAIL_WIDTH), f"{r.weight:g}", f"{r.value:.3f}", _one_line(detail_summary(r)))
+            for r in rewards]
 
 
 def reward_total(rewards: list[RewardResult]) -> float:
@@ -737,10 +738,19 @@ def reward_total(rewards: list[RewardResult]) -> float:
 
 
 def detail_summary(reward: RewardResult) -> str:
-    d: dict[str, Any] = reward.detail or {}
+    """The detail that explains a reward's value in a few words; the whole detail as JSON when
+    it has an unexpected shape (a user reward may store anything under any name)."""
+    d = reward.detail if isinstance(reward.detail, dict) else {"detail": reward.detail}
+    try:
+        return _explained(reward.name, d)
+    except (TypeError, ValueError, AttributeError):
+        return json.dumps(d, ensure_ascii=False, default=str)
+
+
+def _explained(name: str, d: dict[str, Any]) -> str:
     if "error" in d:
         return f"error: {d['error']}"
-    if reward.name == "correctness":
+    if name == "correctness":
         judge = d.get("judge", "judge")
         if d.get("verdict") == "empty_answer":
             return f"{judge}: empty answer, not asked"
@@ -750,12 +760,12 @@ def detail_summary(reward: RewardResult) -> str:
             return f"{judge}: f1 {d['f1']} ({d.get('answer', '')!r} vs {d.get('gold', '')!r})"
         if "answer" in d:
             return f"{judge}: {d.get('answer', '')!r} vs {d.get('gold', '')!r}"
-    elif reward.name == "formatting" and "tool_errors" in d:
+    elif name == "formatting" and isinstance(d.get("tool_errors"), list):
         errors = d["tool_errors"]
         return f"tool errors: {', '.join(map(str, errors))}" if errors else "no tool errors"
-    elif reward.name == "retry_behavior" and "tool_calls" in d:
+    elif name == "retry_behavior" and "tool_calls" in d:
         return f"{d['tool_calls']} tool call(s) attempted"
-    elif reward.name == "chunk_hit" and "hit_turn" in d:
+    elif name == "chunk_hit" and "hit_turn" in d:
         results = d.get("tool_results")
         if d["hit_turn"] is None:
             return f"gold chunk in none of {results} tool result(s)" if results is not None else "gold chunk not found"

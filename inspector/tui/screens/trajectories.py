@@ -27,6 +27,7 @@ from core.store.queries import (
     page_trajectories,
     position,
 )
+from inspector.literal import one_line
 from inspector.tui import format as fmt
 from inspector.tui.reads import read
 from inspector.tui.screens.live import LiveScreen
@@ -314,6 +315,12 @@ class TrajectoriesScreen(LiveScreen):
             self._set_filter(step=terms.step, question=terms.question, search=terms.search)
 
     def on_input_changed(self, event: Input.Changed) -> None:
+        shown = one_line(event.value)
+        if shown != event.value:
+            # Pasted text with an ESC or a bidi override would reach the terminal raw through
+            # the Input: keep it as its visible escapes (the search ignores them anyway).
+            event.input.value = shown
+            return
         if self._typing is not None:
             self._typing.stop()
         value = event.value
