@@ -342,3 +342,26 @@ async def test_a_damaged_trajectory_shows_an_error_and_the_app_goes_on(db, monke
         await pilot.press("n")
         await settle(pilot)
         assert screen.row is not None and len(screen.messages) > 0
+
+
+async def test_trajectory_line_names_the_drift_kind_and_the_finish_detail(tmp_path):
+    from core.store import TrajectoryOutcome
+
+    db = tmp_path / "drift.db"
+    with Store.open(db) as store:
+        run = store.create_run("eval", "drift", "m", {}, n_planned=1)
+        q = Question("q", "Where?", "Qoruna")
+        store.add_questions(run, [q])
+        tid = store.start_trajectory(run, 0, q)
+        store.finish_trajectory(run, tid, TrajectoryOutcome(
+            status="done", finish_reason="template_mismatch", final_answer="", turns=1, tool_calls=1,
+            tool_errors=0, tokens=None, drift_at=12, drift_kind="template_rewrite",
+            finish_detail="the template rewrote turn 1's closing"))
+        store.finish_run(run, "done")
+    app = _app(db, open_run=1)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("enter")
+        await settle(pilot)
+        line = str(app.screen.query_one("#trajectory-line").render())
+        assert "drift at token 12 (template_rewrite)" in line and "rewrote turn 1's closing" in line

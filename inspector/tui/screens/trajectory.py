@@ -177,7 +177,12 @@ class TrajectoryScreen(LiveScreen):
         if r["step"] is not None:
             parts += [f"step {r['step']}", f"group {r['group_id']}", f"advantage {fmt.num(r['advantage'])}"]
         if r["drift_at"] is not None:
-            parts.append((f"⚠ drift at token {r['drift_at']:,}", "bold yellow"))
+            kind = r.get("drift_kind")
+            harmless = kind == "template_rewrite"  # the stored ids are what the model saw (core.chat)
+            parts.append((f"{'drift' if harmless else '⚠ drift'} at token {r['drift_at']:,}"
+                          f"{f' ({kind})' if kind else ''}", "yellow" if harmless else "bold yellow"))
+        if r.get("finish_detail"):
+            parts.append((r["finish_detail"], "italic"))
         if self.hits:
             parts.append((f"{len(self.hits)} search match(es): m", "bold"))
         return fmt.line(*parts)
