@@ -108,7 +108,8 @@ class Agent:
         self.backend = backend
         self.search = search
         self.config = config
-        self.chat = ChatTokenizer(backend.tokenizer, chat_format)
+        self.chat = ChatTokenizer(backend.tokenizer, chat_format,
+                                  stop_ids=sorted(getattr(backend, "stop_token_ids", ()) or ()))
         native = self.chat.fmt.native_tools
         self.prompts = prompts or (PromptTemplate(user=DEFAULT_USER_NATIVE) if native else PromptTemplate())
         model = getattr(backend, "model", None)

@@ -101,9 +101,12 @@ class ChatState:
 class ChatTokenizer:
     """Renders a chat template for token-exact, checked chats (see the module docstring)."""
 
-    def __init__(self, tokenizer: Any, fmt: ChatFormat | None = None, name: str = ""):
+    def __init__(self, tokenizer: Any, fmt: ChatFormat | None = None, name: str = "",
+                 stop_ids: Sequence[int] = ()):
         """fmt: how stored messages map onto the template; checked with check_template when None
-        (raises core.templates.TemplateError for a template that cannot run the agent)."""
+        (raises core.templates.TemplateError for a template that cannot run the agent).
+        stop_ids: the backend's stop ids (its model's generation config may list more than the
+        tokenizer's eos and end-of-turn tokens); any of them ends a reply."""
         self.tokenizer = tokenizer
         self.fmt = fmt if fmt is not None else check_template(tokenizer, name)
         closed = self._render(_BASE + [{"role": "assistant", "content": _SENTINEL}], False, self.fmt)
@@ -115,7 +118,7 @@ class ChatTokenizer:
         plain, prompted = self._render(_BASE, False, self.fmt), self._render(_BASE, True, self.fmt)
         self._gen_prompt = prompted[len(plain):] if prompted.startswith(plain) else ""
         """The generation prompt (e.g. '<|im_start|>assistant\\n'); '' when it cannot be isolated."""
-        self.stop_ids = frozenset(stop_token_ids(tokenizer))
+        self.stop_ids = frozenset(stop_token_ids(tokenizer)) | frozenset(int(i) for i in stop_ids)
         self._stop_texts = sorted({t for t in (tokenizer.decode([i]) for i in self.stop_ids) if t}, key=len,
                                   reverse=True)
         self._end_token = next((t for t in self._stop_texts if t in self._closing), "") or self._leading_special(
@@ -192,7 +195,7 @@ class ChatTokenizer:
                                    f"{first})") from exc
         anchor = self._verbatim_reply_end(state, rendering, reply)
         if anchor is None and fmt.native_tools and history[-1].get("tool_call") is not None and new_messages:
-            anchor = self._end_before(history, new_messages, generation_prompt, fmt, rendering)
+            anchor = self._end_before(state, history, new_messages, generation_prompt, fmt, rendering)
         elif anchor is None:
             anchor = self._reply_end(history, new_messages, generation_prompt, fmt, rendering, reply)
         pos = self._aligned_start(state, rendering, anchor)
@@ -202,7 +205,11 @@ class ChatTokenizer:
               else "")
         body = scaffold[: len(scaffold) - len(gp)]
         closing_len = len(self._closing) if body.startswith(self._closing) else 0
-        skip, stop_text = self._stop_skip(generated, finish_reason, scaffold, closing_len)
+        # The template's text before the first new message's content: where a stop id may stand for
+        # an end-of-turn token (ChatML's closing, or Gemma 4's inline `<|tool_response>`).
+        content = str(new_messages[0].get("content", ""))[:40] if new_messages else ""
+        before = scaffold.find(content) if content else -1
+        skip, stop_text = self._stop_skip(generated, finish_reason, scaffold, max(closing_len, before))
         # Pieces in scaffold coordinates: closing (after the model's stop), messages, prompt.
         cuts = [skip, max(skip, closing_len)]
         owners: list[int | None] = [None]
@@ -234,18 +241,40 @@ class ChatTokenizer:
             return end
         return None
 
-    def _end_before(self, history: Sequence[dict], new_messages: Sequence[dict], generation_prompt: bool,
-                    fmt: ChatFormat, rendering: str) -> int:
-        """The anchor when the template writes the reply's tool call itself (native tool calling):
-        the start of the closing before the first new message, found by rendering that message
-        with a sentinel as its content. Raises TemplateMismatch when it cannot be placed."""
+    def _end_before(self, state: ChatState, history: Sequence[dict], new_messages: Sequence[dict],
+                    generation_prompt: bool, fmt: ChatFormat, rendering: str) -> int:
+        """The anchor when the template writes the reply's tool call itself (native tool calling).
+
+        Usually the start of the closing before the first new message, found by rendering that
+        message with a sentinel as its content. A template that writes the result inside the
+        assistant's own turn (Gemma 4: `<tool_call|><|tool_response>...`) has no closing there:
+        then the anchor is where the chat ending on the reply stops being a prefix of the
+        rendering. Raises TemplateMismatch when neither places it after the reply's start.
+        """
+        start = self._region_start(state, rendering)
+        verbatim = state.gen_prompts[-1] + history[-1]["content"]
+        if rendering.startswith(verbatim, start):  # the model wrote the call as the template does
+            return start + len(verbatim)
         marked = list(history) + [dict(new_messages[0], content=_SENTINEL)] + list(new_messages[1:])
         with_mark = self._render(marked, generation_prompt, fmt)
         at = with_mark.find(_SENTINEL)
-        anchor = with_mark.rfind(self._closing, 0, at) if self._closing and at >= 0 else -1
-        if anchor < 0 or rendering[:anchor] != with_mark[:anchor]:
-            raise TemplateMismatch("cannot find where the reply's tool call ends in the template's rendering")
-        return anchor
+        if self._closing and at >= 0:
+            anchor = with_mark.rfind(self._closing, start, at)
+            if anchor >= 0 and rendering[:anchor] == with_mark[:anchor]:
+                return anchor
+        alone = self._render(history, False, fmt)
+        common = next((i for i, (a, b) in enumerate(zip(alone, rendering)) if a != b), min(len(alone), len(rendering)))
+        if self._closing and alone[:common].endswith(self._closing):
+            common -= len(self._closing)
+        if common > start:
+            return common
+        raise TemplateMismatch("cannot find where the reply's tool call ends in the template's rendering")
+
+    def _region_start(self, state: ChatState, rendering: str) -> int:
+        """Where the last reply's region starts (after the last body), checked like _aligned_start."""
+        if rendering.startswith(state.rendered):
+            return len(state.rendered) - len(state.gen_prompts[-1])
+        return self._aligned_start(state, rendering, len(rendering))
 
     def _reply_end(self, history: Sequence[dict], new_messages: Sequence[dict], generation_prompt: bool,
                    fmt: ChatFormat, rendering: str, reply: str) -> int:
@@ -320,7 +349,7 @@ class ChatTokenizer:
         found = [closing.index(t) + len(t) for t in self._stop_texts if t in closing]
         if found:
             return min(found), stop_text
-        if stop_text and scaffold.startswith(stop_text):
+        if stop_text and scaffold.startswith(stop_text):  # GLM stops on the next message's header
             return len(stop_text), stop_text
         return 0, stop_text
 

@@ -133,14 +133,17 @@ class ChatFormat:
 
 
 _CALL_WRAPPERS = (re.compile(r"<tool_call>\s*</tool_call>", re.DOTALL), re.compile(r"```[ \t]*json\s*```"),
-                  re.compile(r"<\|python_tag\|>"), re.compile(r"\[TOOL_CALLS\]\s*\[\s*\]"))
+                  re.compile(r"<\|python_tag\|>"), re.compile(r"\[TOOL_CALLS\]\s*\[\s*\]"),
+                  re.compile(r"<\|tool_call>\s*<tool_call\|>"),
+                  re.compile(r"<\|tool_call_start\|>\s*\[\s*\]\s*<\|tool_call_end\|>"))
 
 
 def strip_call_text(content: str, raw: str) -> str:
     """A reply's text without its tool call (native mode renders the call from tool_calls).
 
     Removes the call's raw text and the wrapper left empty around it (<tool_call></tool_call>,
-    a ```json fence, Llama's <|python_tag|>, Mistral's [TOOL_CALLS][]), then outer whitespace.
+    a ```json fence, Llama's <|python_tag|>, Mistral's [TOOL_CALLS][], Gemma 4's
+    <|tool_call><tool_call|>, LFM2's <|tool_call_start|>[]<|tool_call_end|>), then outer whitespace.
     """
     if raw:
         at = content.rfind(raw)

@@ -7,8 +7,10 @@ What changes is how objects are found and how failures are reported:
 - reasoning is removed first, so JSON the model only thought about is not a call;
 - objects are decoded with `json.JSONDecoder.raw_decode`, so a brace inside a string (a query
   such as "set {x}") does not derail the scan the way the seed's brace counter did;
-- Qwen/Hermes `<tool_call>...</tool_call>` tags (holding JSON, or the `<function=NAME>` XML form of
-  Qwen3-Coder/Qwen3.5 and Nemotron 3 templates) and ```json fences are understood, and broken
+- Qwen/Hermes `<tool_call>...</tool_call>` tags (holding JSON, the `<function=NAME>` XML form of
+  Qwen3-Coder/Qwen3.5 and Nemotron 3 templates, or GLM-4.5's `<arg_key>` form), Gemma 4's
+  `<|tool_call>call:NAME{...}<tool_call|>`, LFM2's `<|tool_call_start|>[name(k=v)]<|tool_call_end|>`
+  and ```json fences are understood, and broken
   JSON inside them is reported as a call that failed (the intent to call is unambiguous),
   whereas broken JSON in plain prose is ignored, since prose with braces is an answer;
 - every failure becomes a `ToolError` with a specific kind and a one-line message, instead of
@@ -32,6 +34,8 @@ _THINK_OPEN = re.compile(r"<think>", re.IGNORECASE)
 # token limit mid-call is still an attempted call.
 _REGIONS = re.compile(
     r"<tool_call>(?P<tag>.*?)(?:</tool_call>|\Z)"
+    r"|<\|tool_call>(?P<gemma>.*?)(?:<tool_call\|>|\Z)"
+    r"|<\|tool_call_start\|>(?P<pythonic>.*?)(?:<\|tool_call_end\|>|\Z)"
     r"|```[ \t]*json(?![A-Za-z0-9])[ \t]*\n?(?P<fence>.*?)(?:```|\Z)",
     re.DOTALL | re.IGNORECASE,
 )
@@ -90,6 +94,10 @@ def find_call_candidates(text: str) -> list[Candidate]:
         found += _bare_objects(text, pos, region.start())
         if region.group("tag") is not None:
             found += _block(region.group("tag"), region.start("tag"), "tag", keep_non_objects=True)
+        elif region.group("gemma") is not None:
+            found.append(_gemma_call(region.group("gemma"), region.start("gemma")))
+        elif region.group("pythonic") is not None:
+            found += _pythonic_calls(region.group("pythonic"), region.start("pythonic"))
         else:
             found += _block(region.group("fence"), region.start("fence"), "fence", keep_non_objects=False)
         pos = region.end()
@@ -214,6 +222,84 @@ def _function_form(body: str, offset: int) -> list[Candidate] | None:
     return found
 
 
+_GLM_FORM = re.compile(r"^\s*(?P<name>[^\s<{]+)\s*(?P<args>(?:<arg_key>.*?</arg_key>\s*<arg_value>.*?</arg_value>\s*)*)$",
+                       re.DOTALL)
+_GLM_ARG = re.compile(r"<arg_key>(?P<key>.*?)</arg_key>\s*<arg_value>(?P<value>.*?)</arg_value>", re.DOTALL)
+
+
+def _glm_form(body: str, offset: int) -> list[Candidate] | None:
+    """GLM-4.5's call inside <tool_call> tags: NAME then <arg_key>K</arg_key><arg_value>V</arg_value>
+    pairs (values as text unless a JSON object or array). None when the region is not in that form."""
+    match = _GLM_FORM.match(body)
+    if match is None or "<arg_key>" not in body:
+        return None
+    args = {m.group("key").strip(): _text_or_json(m.group("value")) for m in _GLM_ARG.finditer(match.group("args"))}
+    return [Candidate(raw=body.strip(), value={"name": match.group("name"), "arguments": args}, source="tag",
+                      start=offset)]
+
+
+def _text_or_json(value: str) -> Any:
+    try:
+        decoded = json.loads(value)
+    except json.JSONDecodeError:
+        return value
+    return decoded if isinstance(decoded, (dict, list)) else value
+
+
+_GEMMA_STRING = re.compile(r'<\|"\|>(.*?)<\|"\|>', re.DOTALL)
+_GEMMA_KEY = re.compile(r'([{,])\s*([A-Za-z_][\w.-]*)\s*:')
+
+
+def _gemma_call(body: str, offset: int) -> Candidate:
+    """Gemma 4's `<|tool_call>call:NAME{key:<|"|>text<|"|>,n:3}<tool_call|>`: keys bare, strings
+    between <|"|> marks, other values JSON. A body not in that form is a failed call."""
+    match = re.match(r"\s*call:(?P<name>[^{\s]+)\s*(?P<args>\{.*\})\s*$", body, re.DOTALL)
+    if match is None:
+        return Candidate(raw=body.strip(), error="expected call:NAME{...}", source="tag", start=offset)
+    strings: list[str] = []
+
+    def keep(m: re.Match) -> str:
+        strings.append(m.group(1))
+        return f"\x00{len(strings) - 1}\x00"
+
+    text = _GEMMA_KEY.sub(r'\1"\2":', _GEMMA_STRING.sub(keep, match.group("args")))
+    text = re.sub(r"\x00(\d+)\x00", lambda m: json.dumps(strings[int(m.group(1))]), text)
+    try:
+        args = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return Candidate(raw=body.strip(), error=_describe(exc), source="tag", start=offset)
+    return Candidate(raw=body.strip(), value={"name": match.group("name"), "arguments": args}, source="tag",
+                     start=offset)
+
+
+def _pythonic_calls(body: str, offset: int) -> list[Candidate]:
+    """LFM2's `<|tool_call_start|>[name(key='text', n=3), ...]<|tool_call_end|>`: Python call
+    syntax with literal keyword arguments, read with `ast` (never evaluated)."""
+    import ast
+
+    try:
+        tree = ast.parse(body.strip(), mode="eval").body
+    except SyntaxError as exc:
+        return [Candidate(raw=body.strip(), error=f"not a Python call list ({exc.msg})", source="tag", start=offset)]
+    calls = tree.elts if isinstance(tree, ast.List) else [tree]
+    source = body.strip()
+    found = []
+    for call in calls:
+        if not isinstance(call, ast.Call) or not isinstance(call.func, (ast.Name, ast.Attribute)):
+            found.append(Candidate(raw=body.strip(), error="expected name(key=value, ...)", source="tag",
+                                   start=offset))
+            continue
+        try:
+            args = {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords if kw.arg}
+        except ValueError:
+            found.append(Candidate(raw=ast.get_source_segment(source, call) or source,
+                                   error="arguments must be literals", source="tag", start=offset))
+            continue
+        found.append(Candidate(raw=ast.get_source_segment(source, call) or source,
+                               value={"name": ast.unparse(call.func), "arguments": args}, source="tag", start=offset))
+    return found
+
+
 def _block(body: str, offset: int, source: str, keep_non_objects: bool) -> list[Candidate]:
     """The JSON values written back to back in a call region (or calls in the XML function form).
 
@@ -221,9 +307,10 @@ def _block(body: str, offset: int, source: str, keep_non_objects: bool) -> list[
     with no decodable value is one candidate carrying the JSON error.
     """
     if source == "tag":
-        xml = _function_form(body, offset)
-        if xml is not None:
-            return xml
+        for form in (_function_form, _glm_form):
+            calls = form(body, offset)
+            if calls is not None:
+                return calls
     decoder = json.JSONDecoder()
     found: list[Candidate] = []
     decoded = 0

@@ -89,7 +89,7 @@ def countdown_tokenizer() -> PreTrainedTokenizerFast:
 # not import trl (which takes ~10 s).
 TRL_TEMPLATES = Path(importlib.util.find_spec("trl").submodule_search_locations[0]) / "chat_templates"
 
-_SPECIAL = re.compile(r"<\|[^<>\s|]{1,40}\|>|<｜[^<>\s]{1,40}｜>|<\|[a-z]{1,20}>|<[a-z]{1,20}\|>")
+_SPECIAL = re.compile(r"<\|[^<>\s|]{1,40}\|>|<｜[^<>\s]{1,40}｜>|<\|[a-z_]{1,20}>|<[a-z_]{1,20}\|>")
 
 FAMILIES: dict[str, tuple[str | None, str, tuple[str, ...]]] = {
     # template stem: (bos, eos = the end-of-turn token the model stops on, extra special tokens)

@@ -31,10 +31,12 @@ class ScriptedBackend:
     """The ids it returned for each prompt, in the same order."""
     stop_id: int | None = None
     """The stop token it ends replies with (default: the tokenizer's eos)."""
+    stop_for: Callable[[str], int] | None = None
+    """Picks the stop token per reply text (a model ending a call on another token than an answer)."""
 
     def __post_init__(self) -> None:
-        self.stop_token_ids = frozenset(stop_token_ids(self.tokenizer))
         self._stop = self.stop_id if self.stop_id is not None else self.tokenizer.eos_token_id
+        self.stop_token_ids = frozenset(stop_token_ids(self.tokenizer)) | {self._stop}
 
     def generate(self, prompts: Sequence[Sequence[int]], max_tokens: Sequence[int],
                  sampling: SamplingConfig) -> list[Generation]:
@@ -46,7 +48,8 @@ class ScriptedBackend:
             turn = 1 + sum(1 for p in self.prompts if len(p) < len(prompt) and list(prompt[: len(p)]) == p)
             self.prompts.append(list(prompt))
             reply = self.script(text, turn)
-            ids = list(self.tokenizer(reply, add_special_tokens=False)["input_ids"]) + [self._stop]
+            stop = self.stop_for(reply) if self.stop_for is not None else self._stop
+            ids = list(self.tokenizer(reply, add_special_tokens=False)["input_ids"]) + [stop]
             finish = "stop"
             if len(ids) > limit:
                 ids, finish = ids[:limit], "length"

@@ -19,6 +19,7 @@ import pytest
 
 from core.agent import Agent, AgentConfig
 from core.chat import DRIFT_STOP_TOKEN, DRIFT_TEMPLATE_REWRITE
+from core.prompts import SEARCH_TOOL_NAME
 from core.records import Question
 from core.templates import TemplateError, check_template, native_tool_support
 from tests.local_tokenizers import (TRL_TEMPLATES, family_tokenizer, hermes_like_tokenizer,
@@ -63,8 +64,8 @@ STOP_TOKEN_DRIFT = {"cohere2"}
 """Families whose closing holds text before the model's stop token ('<|END_RESPONSE|>')."""
 
 
-def _run(tok, replies, chat_format=None, **config):
-    backend = ScriptedBackend(tok, lambda prompt, turn: replies.get(turn, "Qoruna"))
+def _run(tok, replies, chat_format=None, backend_options=None, **config):
+    backend = ScriptedBackend(tok, lambda prompt, turn: replies.get(turn, "Qoruna"), **(backend_options or {}))
     agent = Agent(backend, lambda q, k: RESULT, AgentConfig(**config), chat_format=chat_format)
     traj = agent.start(Question("q1", "Where is the Veltran Observatory?", "Qoruna"))
     while not traj.finished:
@@ -220,24 +221,29 @@ def test_refusals_name_native_tool_calling_where_trl_finds_tool_support(stem):
 
 
 # --- Native tool calling (--tool-format native): the tool schema and calls go through the template ---
-NATIVE = ["llama3_1", "llama3_2", "nemotron_3_5_lightning", "nemotron_3_nano", "nemotron_3_super",
-          "nemotron_3_ultra", "qwen2_5", "qwen3", "qwen3_5_nothink", "qwen3_5_think", "qwen3_6", "qwen3_8",
-          "qwen3_instruct_2507", "qwen3_vl"]
+NATIVE = ["diffusion_gemma", "gemma4", "gemma4_v2", "gemma4_v3", "gemma4_v4", "gemma4_v5", "glm4moe", "lfm2_2_5",
+          "lfm2_2_5_v2", "lfm2_2_5_vl", "lfm2_v2", "llama3_1", "llama3_2", "nemotron_3_5_lightning",
+          "nemotron_3_nano", "nemotron_3_super", "nemotron_3_ultra", "qwen2_5", "qwen3", "qwen3_5_nothink",
+          "qwen3_5_think", "qwen3_6", "qwen3_8", "qwen3_instruct_2507", "qwen3_vl"]
 """Families whose template renders tools, structured calls and results, in a call syntax we parse."""
 
 
-def _native_call(tok, query):
+_CALL_MARKS = (("<tool_call>", "</tool_call>"), ("<|tool_call>", "<tool_call|>"),
+               ("<|tool_call_start|>", "<|tool_call_end|>"), ('{"name"', "}}"))
+
+
+def _native_call(tok, query, whole=False):
     """The call as the template writes it for a structured tool call: what a model trained on
-    that template generates (from its <tool_call> tag or JSON object on)."""
+    that template generates (from its call marker to the marker's end; whole: the rendering)."""
     from core.prompts import SEARCH_TOOL
 
     call = {"id": "call00001", "type": "function", "function": {"name": "search_corpus", "arguments": {"query": query}}}
     chat = [{"role": "user", "content": "U"}, {"role": "assistant", "content": "", "tool_calls": [call]}]
     full = tok.apply_chat_template(chat, tokenize=False, tools=[SEARCH_TOOL])
-    starts = [full.rfind(mark) for mark in ("<tool_call>", '{"name"')]
-    start = max(starts)
-    end = max(full.rfind("</tool_call>") + len("</tool_call>"), full.rfind("}}") + 2)
-    return full[start:end]
+    if whole:
+        return full
+    start, end_mark = max((full.rfind(a), b) for a, b in _CALL_MARKS)
+    return full[start: full.index(end_mark, start) + len(end_mark)]
 
 
 def test_native_families_are_the_ones_listed():
@@ -250,7 +256,14 @@ def test_native_tool_calling_every_turn_is_the_templates_rendering(stem):
     fmt = check_template(tok, stem, "native")
     replies = {1: _native_call(tok, "Veltran Observatory"), 2: _native_call(tok, "Qoruna island"),
                3: SHAPES["final_answer"]}
-    agent, traj, backend = _run(tok, replies, chat_format=fmt)
+    options = None
+    if "<tool_call|><|tool_response>" in _native_call(tok, "x", whole=True):
+        # Gemma 4 (but v2) writes the result inside the model's turn, right after the call: the
+        # model ends a call on `<|tool_response>` (listed as a stop id), an answer on `<turn|>`.
+        call_stop = tok.convert_tokens_to_ids("<|tool_response>")
+        options = {"stop_id": call_stop,
+                   "stop_for": lambda reply: call_stop if "<|tool_call>" in reply else tok.eos_token_id}
+    agent, traj, backend = _run(tok, replies, chat_format=fmt, backend_options=options)
     assert traj.finish_reason == "answered" and traj.turns == 3, traj.finish_detail
     assert [m.tool_call.arguments["query"] for m in traj.messages if m.tool_call] == ["Veltran Observatory",
                                                                                         "Qoruna island"]
@@ -264,9 +277,13 @@ def test_native_tool_calling_every_turn_is_the_templates_rendering(stem):
         if m.role == "tool":
             assert "founded in 1873" in tok.decode(traj.tokens.ids[m.token_start:m.token_end])
     assert traj.drift_kind in (None, DRIFT_TEMPLATE_REWRITE), (traj.drift_at, traj.drift_kind)
+    # The reply's own call text is not left in the content the template re-renders it from.
+    rendered = traj.chat_state.fmt.adapt(traj.chat())
+    calls = [d for d in rendered if d.get("tool_calls")]
+    assert len(calls) == 2 and all(SEARCH_TOOL_NAME not in d["content"] for d in calls)
 
 
-@pytest.mark.parametrize("stem", ["gemma4_v2", "lfm2_2_5", "glm4moe", "deepseekv3", "phi3_5"])
+@pytest.mark.parametrize("stem", ["gptoss", "muse_glimmer", "lfm2", "deepseekv3", "phi3_5", "llama3"])
 def test_native_is_refused_with_the_reason_and_auto_falls_back_to_the_seed_format(stem):
     tok = family_tokenizer(stem)
     with pytest.raises(TemplateError, match="no native tool calling: it "):

@@ -215,3 +215,19 @@ def test_function_form_of_qwen3_coder_and_nemotron_templates():
     assert parse_tool_call("<tool_call>\n<function=search_corpus>\n<parameter=query>\n1873\n</parameter>\n"
                            "</function>\n</tool_call>").arguments == {"query": "1873"}
     assert parse_tool_call("<tool_call>\n<function=web>\n</function>\n</tool_call>").kind == "unknown_tool"
+
+
+def test_gemma4_lfm2_and_glm_call_forms():
+    from core.records import ToolCall
+
+    gemma = parse_tool_call('<|tool_call>call:search_corpus{query:<|"|>Veltran, "the" {x}<|"|>}<tool_call|>')
+    assert isinstance(gemma, ToolCall) and gemma.arguments == {"query": 'Veltran, "the" {x}'}
+    lfm = parse_tool_call("<|tool_call_start|>[search_corpus(query=\"Qoruna's harbour\")]<|tool_call_end|>")
+    assert isinstance(lfm, ToolCall) and lfm.arguments == {"query": "Qoruna's harbour"}
+    assert lfm.raw == "search_corpus(query=\"Qoruna's harbour\")"  # the text as written, to strip it exactly
+    glm = parse_tool_call("<tool_call>search_corpus\n<arg_key>query</arg_key>\n<arg_value>1873</arg_value>\n</tool_call>")
+    assert isinstance(glm, ToolCall) and glm.arguments == {"query": "1873"}
+    # Python call syntax is read, never run.
+    unsafe = parse_tool_call("<|tool_call_start|>[search_corpus(query=__import__('os').getcwd())]<|tool_call_end|>")
+    assert unsafe.kind == "invalid_json" and "literals" in unsafe.message
+    assert parse_tool_call("<|tool_call>nonsense<tool_call|>").kind == "invalid_json"
