@@ -41,9 +41,11 @@ class EvalConfig:
     on_tool_error: str = "stop"
     prompt_template: str | None = None
     chat_template: str | None = None
-    tool_format: str = "seed"
-    """seed (the tool in the user prompt, calls as JSON text), native (the template's tools and
-    tool_calls; refused for a template without them) or auto (native where supported)."""
+    tool_format: str = "auto"
+    """auto (native where the chat template supports tools, else the seed's), seed (the tool in the
+    user prompt, calls as JSON text: the embedded SmolLM2's format) or native (the template's tools
+    and tool_calls; refused for a template without them). Runs stored before this option existed
+    read back as seed."""
     """A Jinja chat template file replacing the model's own (`--chat-template FILE`, as vLLM and TRL)."""
     check_drift: bool = True
     name: str | None = None
@@ -55,6 +57,7 @@ class EvalConfig:
     def from_dict(cls, data: dict[str, Any]) -> "EvalConfig":
         """Rebuild from a stored configuration, ignoring keys this version does not know."""
         known = {f.name for f in fields(cls)}
+        data = {"tool_format": "seed"} | dict(data)  # stored before --tool-format: the seed's format
         return cls(**{k: v for k, v in data.items() if k in known})
 
     def validate(self) -> None:

@@ -374,8 +374,11 @@ def check_template(tokenizer: Any, name: str = "", tool_format: str = "seed") ->
     role, ids, reason = tool_result_format(tokenizer, fold)
     if reason:
         if renders_native_tool_results(tokenizer):
-            reason += ("; it shows tool results only after a structured tool call (native tool calling, "
-                       "not supported yet)")
+            native = native_tool_support(tokenizer)
+            reason += ("; it shows tool results after a structured tool call: use native tool calling "
+                       "(--tool-format native or auto)" if native is None else
+                       f"; it shows tool results after a structured tool call, but native tool calling "
+                       f"fails too: it {native}")
         raise TemplateError(f"{label}: {reason}")
     notes = []
     if fold:

@@ -34,7 +34,7 @@ def test_drift_kinds_are_stored_and_counted_in_the_summary(tmp_path):
     tok = family_tokenizer("qwen2_5")
     backend = ScriptedBackend(tok, lambda p, t: CALL % "x" if t == 1 else "Qoruna",
                               stop_id=tok.convert_tokens_to_ids("<|endoftext|>"))
-    summary = evaluate(_config(), tmp_path / "runs.db", backend=backend)
+    summary = evaluate(_config(tool_format="seed"), tmp_path / "runs.db", backend=backend)
     assert summary["drifted_trajectories"] == 4 and summary["drift_kinds"] == {"stop_token": 4}
     with Store.open_readonly(tmp_path / "runs.db") as store:
         rows = store.trajectory_rows(summary["run_id"])
@@ -140,3 +140,13 @@ def test_native_tool_format_through_evaluate_stores_structured_calls(tmp_path):
 def test_tool_format_is_validated():
     with pytest.raises(ValueError, match="--tool-format must be seed, native or auto"):
         _config(tool_format="json").validate()
+
+
+def test_auto_tool_format_is_native_where_supported_and_old_runs_resume_as_seed(tmp_path):
+    from core.templates import check_template
+
+    assert EvalConfig().tool_format == "auto"
+    assert check_template(family_tokenizer("qwen2_5"), "", "auto").native_tools
+    assert not check_template(family_tokenizer("gemma3"), "", "auto").native_tools
+    assert EvalConfig.from_dict({"model": "m"}).tool_format == "seed"  # a run stored before the option
+    assert EvalConfig.from_dict({"tool_format": "auto"}).tool_format == "auto"
