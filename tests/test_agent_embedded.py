@@ -47,4 +47,4 @@ def test_embedded_model_with_the_qwen3_template_sees_every_tool_result_whole(tmp
                     seen += 1
             assert [m.role for m in messages][:4] == ["system", "user", "assistant", "tool"]
             assert row["turns"] == 2 and row["drift_kind"] in (None, "template_rewrite")
-        assert seen == 2
+        assert seen >= 2  # the scripted calls; under native tools the model may call again itself
