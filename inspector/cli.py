@@ -13,6 +13,7 @@ with `--resume RUN`).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import os
@@ -61,6 +62,10 @@ def _eval_parser(sub: argparse._SubParsersAction) -> None:
     a("--on-tool-error", default=d.on_tool_error, choices=["stop", "continue"],
       help="stop the trajectory on a tool error (the seed) or show the error to the model")
     a("--prompt-template", help="JSON file with 'system' and 'user' texts ({date}, {question}, {tool_definition})")
+    a("--chat-template", metavar="FILE", help="Jinja chat template replacing the model's own (as vLLM's and "
+      "TRL's --chat-template)")
+    a("--tool-format", default=d.tool_format, choices=["auto", "seed", "native"], help="auto: native tool calling "
+      "where the chat template supports tools, else the seed's format (default: %(default)s)")
     a("--no-drift-check", action="store_true", help="skip re-tokenising each finished chat to detect drift")
     a("--name", help="run name (default: model, split and time)")
     a("--json", action="store_true", help="print the summary as JSON on stdout")
@@ -94,7 +99,8 @@ def _config_from_args(args: argparse.Namespace):
         seed=args.seed, batch_size=args.batch_size, judge=args.judge, judge_model=args.judge_model,
         reward_weights=parse_weights(args.reward_weights) if args.reward_weights else {},
         extra_rewards=list(args.reward), on_tool_error=args.on_tool_error, prompt_template=args.prompt_template,
-        check_drift=not args.no_drift_check, name=args.name,
+        check_drift=not args.no_drift_check, name=args.name, chat_template=args.chat_template,
+        tool_format=args.tool_format,
     )
 
 
@@ -112,8 +118,14 @@ def _print_summary(summary: dict, stream) -> None:
     reasons = ", ".join(f"{k} {v}" for k, v in summary["finish_reasons"].items())
     tps = summary["tokens_per_second"]
     print(f"  finish: {reasons or '–'}   {summary['generated_tokens']} tokens generated"
-          f"{'' if tps is None else f' at {tps:.1f} tok/s'}   drift in {summary['drifted_trajectories']}",
+          f"{'' if tps is None else f' at {tps:.1f} tok/s'}   drift in {summary['drifted_trajectories']}"
+          f"{_drift_kinds(summary.get('drift_kinds'))}",
           file=stream)
+
+
+def _drift_kinds(kinds: dict | None) -> str:
+    """' (template_rewrite 3, stop_token 1)': drift by kind (core.chat.DRIFT_KINDS), '' without any."""
+    return f" ({', '.join(f'{k} {n}' for k, n in kinds.items())})" if kinds else ""
 
 
 def _quiet_libraries() -> None:
@@ -183,7 +195,10 @@ def _run_eval(args: argparse.Namespace) -> int:
             # evaluate(): a second read only on the run that converts the model.
             load_inputs(config)
             print(PREPARING_NOTICE, file=sys.stderr, flush=True)
-            models.embedded_model_dir()
+            # transformers' GGUF de-quantiser draws a tqdm bar whose TQDM_DISABLE was read when
+            # tqdm was imported: keep it off the terminal (errors still propagate).
+            with contextlib.redirect_stderr(io.StringIO()):
+                models.embedded_model_dir()
     progress = ProgressLine()
     try:
         if config is None:

@@ -8,7 +8,7 @@ import sqlite3
 import pytest
 
 from core.store import Store
-from inspector.cli import EXIT_BAD_INPUT, EXIT_OK, main
+from inspector.cli import EXIT_BAD_INPUT, EXIT_OK, PREPARING_NOTICE, main
 
 
 def _one_line_error(capsys, *parts):
@@ -144,3 +144,22 @@ def test_the_viewer_on_a_missing_path_says_how_to_make_one(tmp_path, capsys):
     assert main([str(tmp_path / "none.db")]) == EXIT_BAD_INPUT
     _one_line_error(capsys, "none.db", "rl-inspect eval")
     assert not (tmp_path / "none.db").exists()
+
+
+def test_chat_template_and_tool_format_reach_the_engine(tmp_path, capsys):
+    db = tmp_path / "r.db"
+    missing = tmp_path / "nope.jinja"
+    assert main(["eval", "--db", str(db), "--chat-template", str(missing)]) == EXIT_BAD_INPUT
+    _one_line_error(capsys, str(missing))
+    phi = tmp_path / "drops_tools.jinja"  # renders no tool message at all, as Phi-3.5-mini's does
+    phi.write_text("{% for m in messages %}{% if m['role'] != 'tool' and m['role'] != 'ipython' %}"
+                   "<|{{ m['role'] }}|>{{ m['content'] }}<|end|>{% endif %}{% endfor %}"
+                   "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+    assert main(["eval", "--db", str(db), "--chat-template", str(phi), "--tool-format", "seed"]) == EXIT_BAD_INPUT
+    # The template is checked with the model's tokenizer: on a fresh machine the one-time notice
+    # that the embedded model is being prepared comes first, then the refusal, and nothing else.
+    err = capsys.readouterr().err.strip().removeprefix(PREPARING_NOTICE).strip()
+    assert "\n" not in err and "Traceback" not in err and "tool" in err, err
+    assert not db.exists()
+    with pytest.raises(SystemExit):
+        main(["eval", "--db", str(db), "--tool-format", "xml"])

@@ -50,6 +50,8 @@ DESCENDING_FIRST = {"reward", "tokens", "tool_errors", "tool_calls", "turns", "a
 SEARCH_DEBOUNCE = 0.3
 """Seconds of quiet typing before the search box applies what is typed."""
 _CYCLE = (None, True, False)
+ENGINE_STOPS = {"template_mismatch", "context_length"}
+"""Finish reasons where the engine, not the model, ended the trajectory (core.agent)."""
 
 
 @dataclass(frozen=True)
@@ -221,7 +223,8 @@ class TrajectoriesScreen(LiveScreen):
             "step": fmt.count(row.step), "group_id": fmt.count(row.group_id), "advantage": fmt.num(row.advantage),
         }
         styles = {"correct": "green" if row.correct else "red" if row.correct is False else "",
-                  "tool_errors": "bold red" if row.tool_errors else ""}
+                  "tool_errors": "bold red" if row.tool_errors else "",
+                  "finish_reason": "bold red" if row.finish_reason in ENGINE_STOPS else ""}
         return tuple(fmt.cell(values[key], widths.get(key, 16), style=styles.get(key, ""), right=key in NUMERIC)
                      for key in self.columns)
 
