@@ -179,7 +179,7 @@ def main() -> None:
     qwen3 = Path(importlib.util.find_spec("trl").submodule_search_locations[0]) / "chat_templates" / "qwen3.jinja"
     tokenizer = copy.deepcopy(tokenizer)
     tokenizer.chat_template = qwen3.read_text(encoding="utf-8")
-    print(f"\nsame tokenizer with TRL's Qwen3 template (rewrites each reply's think block)")
+    print("\nsame tokenizer with TRL's Qwen3 template (rewrites each reply's think block)")
     print(f"{'turns':>5} {'ours ms':>9} {'ours ms/turn':>13} {'check ms/turn':>14}")
     for turns in (4, 16, 32):
         a, check = min(ours(tokenizer, turns, args.trajectories) for _ in range(args.repeats))

@@ -73,6 +73,8 @@ class PromptTemplate:
             data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise InputError(str(path), "no such prompt template file") from None
+        except IsADirectoryError:
+            raise InputError(str(path), "is a folder, not a prompt template file") from None
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise InputError(str(path), f"not valid JSON ({exc})") from None
         if not isinstance(data, dict):

@@ -165,6 +165,8 @@ def load_chat_template(path: str | Path) -> str:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise InputError(str(path), "no such chat template file") from None
+    except IsADirectoryError:
+        raise InputError(str(path), "is a folder, not a chat template file") from None
     except UnicodeDecodeError as exc:
         raise InputError(str(path), f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except OSError as exc:

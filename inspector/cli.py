@@ -237,8 +237,6 @@ def _readable(db: str, run_id: int | None) -> None:
 def _run_view(db: str, run_id: int | None = None) -> int:
     import asyncio
 
-    from loguru import logger
-
     from core.logs import current_log, log_to_file
 
     if not Path(db).exists():

@@ -163,3 +163,9 @@ def test_chat_template_and_tool_format_reach_the_engine(tmp_path, capsys):
     assert not db.exists()
     with pytest.raises(SystemExit):
         main(["eval", "--db", str(db), "--tool-format", "xml"])
+
+
+@pytest.mark.parametrize("flag", ["--prompt-template", "--chat-template"])
+def test_a_folder_given_as_a_template_file_is_bad_input(tmp_path, capsys, flag):
+    assert main(["eval", "--db", str(tmp_path / "r.db"), flag, str(tmp_path)]) == EXIT_BAD_INPUT
+    _one_line_error(capsys, str(tmp_path), "folder")

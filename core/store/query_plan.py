@@ -317,7 +317,7 @@ def keyset_steps(column: str, value: Any, tid: int, ascending: bool) -> list[Pla
 
 
 def has_text(value: str | None) -> bool:
-    return bool(value and value.strip().rstrip("*").strip())
+    return bool(value and value.strip())
 
 
 def fts_phrase(text: str) -> str:
@@ -326,7 +326,7 @@ def fts_phrase(text: str) -> str:
     text = text.strip()
     star = text.endswith("*")
     body = text.rstrip("*").strip()
-    return '"' + body.replace('"', '""') + '"' + ("*" if star and body else "")
+    return '"' + body.replace('"', '""') + '"' + ("*" if star and body else "")  # "*" alone: no word, no match
 
 
 def _like(text: str) -> str:

@@ -19,7 +19,6 @@ from textual.widgets import Header, Input, Static
 
 from core.store.queries import (
     CAP,
-    TrajectoryFilter,
     TrajectoryQuery,
     TrajectoryRow,
     count_trajectories,
