@@ -4,6 +4,8 @@
     rl-inspect eval [options]      run an evaluation headless (progress on stderr); in a
                                    terminal it then opens the TUI on the new run
     rl-inspect runs DB             list the runs of a database, headless
+    rl-inspect train [options]     GRPO training through TRL with the agent loop, every step
+                                   stored (progress on stderr)
 
 Exit codes: 0 done; 1 the run failed (model, backend or internal error); 2 bad input (options,
 files, database); 130 cancelled with Ctrl-C or SIGTERM (finished trajectories are kept; finish
@@ -73,10 +75,51 @@ def _eval_parser(sub: argparse._SubParsersAction) -> None:
     a("--no-open", action="store_true", help="do not open the TUI afterwards (it opens only in a terminal anyway)")
 
 
+def _train_parser(sub: argparse._SubParsersAction) -> None:
+    from core.train.config import TrainConfig
+
+    d = TrainConfig()
+    p = sub.add_parser("train", help="GRPO training through TRL, every step stored",
+                       description="Train the search agent with TRL's GRPOTrainer, this project's agent loop as "
+                       "rollout_func; every trajectory (with step, group and advantage) and every step's metrics "
+                       "are stored in an SQLite database.")
+    a = p.add_argument
+    a("--db", default="runs.db", help="database to write (created if missing; default: %(default)s)")
+    a("--model", default=d.model, help="embedded:smollm2-135m (default), a local model folder or a hub id")
+    a("--device", default=d.device, help="auto, cpu or cuda (default: %(default)s)")
+    a("--corpus", help="corpus: a .md/.txt file or folder, or a .jsonl/.csv of chunks (default: built-in demo)")
+    a("--demo-chunks", type=int, default=d.demo_chunks, help="size of the built-in demo corpus")
+    a("--questions", help="questions: .jsonl, .json or .csv with question and answer (default: the demo's)")
+    a("--split", default=d.split, choices=["train", "test", "all"], help="question split (default: %(default)s)")
+    a("--steps", type=int, default=d.steps, help="optimizer steps (default: %(default)s)")
+    a("--questions-per-step", type=int, default=d.questions_per_step, help="questions per step (default: %(default)s)")
+    a("--num-generations", type=int, default=d.num_generations, help="samples per question, one GRPO group "
+      "(default: %(default)s)")
+    a("--batch-size", type=int, help="samples per forward/backward pass; must divide questions x generations "
+      "(default: all of them)")
+    a("--learning-rate", type=float, default=d.learning_rate, help="(default: %(default)s)")
+    a("--max-grad-norm", type=float, default=d.max_grad_norm, help="(default: %(default)s, as the seed)")
+    a("--beta", type=float, default=d.beta, help="KL coefficient (default: %(default)s, TRL's)")
+    a("--temperature", type=float, default=d.temperature, help="sampling temperature, > 0 (default: %(default)s)")
+    a("--top-p", type=float, default=d.top_p)
+    a("--max-generations", type=int, default=d.max_generations, help="generation turns per trajectory")
+    a("--max-new-tokens", type=int, default=d.max_new_tokens, help="token budget after the prompt, per trajectory")
+    a("--max-tokens-per-turn", type=int, default=d.max_tokens_per_turn, help="tokens per generation turn")
+    a("--top-k", type=int, default=d.top_k, help="search results per tool call")
+    a("--judge", default=d.judge, choices=["exact", "f1", "contains"], help="how correctness is decided")
+    a("--reward-weights", default="", help="e.g. correctness=1,formatting=0.5,retry_behavior=1,chunk_hit=1")
+    a("--lora-r", type=int, help="train a LoRA adapter of this rank (needs peft)")
+    a("--lora-alpha", type=int, help="LoRA alpha (needs peft)")
+    a("--seed", type=int, default=d.seed)
+    a("--name", help="run name (default: model, grpo and time)")
+    a("--json", action="store_true", help="print the summary as JSON on stdout")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rl-inspect", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     _eval_parser(sub)
+    _train_parser(sub)
     runs = sub.add_parser("runs", help="list the runs of a database")
     runs.add_argument("db")
     runs.add_argument("--json", action="store_true")
@@ -216,6 +259,65 @@ def _run_eval(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _train_config_from_args(args: argparse.Namespace):
+    from core.rewards import parse_weights
+    from core.train.config import TrainConfig
+
+    return TrainConfig(
+        model=args.model, device=args.device, corpus=args.corpus, demo_chunks=args.demo_chunks,
+        questions=args.questions, split=args.split, steps=args.steps, questions_per_step=args.questions_per_step,
+        num_generations=args.num_generations, batch_size=args.batch_size, learning_rate=args.learning_rate,
+        max_grad_norm=args.max_grad_norm, beta=args.beta, temperature=args.temperature, top_p=args.top_p,
+        max_generations=args.max_generations, max_new_tokens=args.max_new_tokens,
+        max_tokens_per_turn=args.max_tokens_per_turn, top_k=args.top_k, judge=args.judge,
+        reward_weights=parse_weights(args.reward_weights) if args.reward_weights else {},
+        lora_r=args.lora_r, lora_alpha=args.lora_alpha, seed=args.seed, name=args.name)
+
+
+def _train_progress_line(p) -> str:
+    """'step 2/4  reward 0.512  loss 0.0123  kl –  31.2 s/step  ETA 1m02s' for one StepProgress."""
+    m = p.metrics
+
+    def num(key, fmt):
+        return "–" if m.get(key) is None else format(m[key], fmt)
+
+    eta = int(round(p.eta))
+    return (f"step {p.step}/{p.steps}  reward {num('reward', '.3f')}  loss {num('loss', '.4f')}  "
+            f"kl {num('kl', '.4f')}  {num('step_seconds', '.1f')} s/step  ETA {eta // 60}m{eta % 60:02d}s")
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from core.logs import log_to_file
+    from core import models
+    from core.train import train
+    from core.train.config import load_train_inputs
+
+    log_path = log_to_file("train")
+    _quiet_libraries()
+    config = _train_config_from_args(args)
+    # Everything that can be refused is refused here, before any model loads.
+    load_train_inputs(config)
+    _check_db_for_writing(args.db)
+    if models.is_embedded(config.model) and not models.embedded_model_folder().exists():
+        print(PREPARING_NOTICE, file=sys.stderr, flush=True)
+        with contextlib.redirect_stderr(io.StringIO()):
+            models.embedded_model_dir()
+
+    def progress(p) -> None:
+        print(_train_progress_line(p), file=sys.stderr, flush=True)
+
+    summary = train(config, args.db, progress)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    last = "–" if summary["last_reward"] is None else f"{summary['last_reward']:.3f}"
+    first = "–" if summary["first_reward"] is None else f"{summary['first_reward']:.3f}"
+    per_step = "–" if summary["mean_step_seconds"] is None else f"{summary['mean_step_seconds']:.1f} s"
+    print(f"train run {summary['run_id']} ({summary['name']}): {summary['steps']} steps, "
+          f"{summary['trajectories']} trajectories; reward {first} -> {last}; {per_step} per step", file=sys.stderr)
+    print(f"  stored in {args.db}; log: {log_path}", file=sys.stderr)
+    return EXIT_OK
+
+
 def _interactive() -> bool:
     return sys.stdin.isatty() and sys.stdout.isatty() and not os.environ.get("CI")
 
@@ -344,7 +446,7 @@ def _quiet_stdout() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (see the module's docstring)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] not in ("eval", "runs", "view", "-h", "--help") and not argv[0].startswith("-"):
+    if argv and argv[0] not in ("eval", "train", "runs", "view", "-h", "--help") and not argv[0].startswith("-"):
         argv = ["view", *argv]  # `rl-inspect runs.db`
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -362,11 +464,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "eval":
             return _run_eval(args)
+        if args.command == "train":
+            return _run_train(args)
         if args.command == "view":
             return _run_view(args.db, args.run)
         return _run_list(args.db, args.json)
     except KeyboardInterrupt:
-        kept = "; finished trajectories are kept (continue with --resume RUN)" if args.command == "eval" else ""
+        kept = ("; finished trajectories are kept (continue with --resume RUN)" if args.command == "eval"
+                else "; finished steps are kept" if args.command == "train" else "")
         print(f"rl-inspect: cancelled{kept}", file=sys.stderr)
         return EXIT_CANCELLED
     except BrokenPipeError:

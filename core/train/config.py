@@ -1,0 +1,131 @@
+"""The configuration of a training run, stored whole with its run (runs.config)."""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core.config import EvalConfig
+from core.models import DEFAULT_MODEL
+from core.records import InputError
+
+
+@dataclass
+class TrainConfig:
+    """What `rl-inspect train` runs. Defaults are sized for the embedded 135M model on a CPU:
+    2 questions x 4 generations, 2 turns, 96 tokens after the prompt (one step in well under a
+    minute on 2 cores; see README "Training"). The seed trained with 8 generations, lr 5e-6,
+    max_grad_norm 0.1 and up to 5 turns on a GPU."""
+
+    model: str = DEFAULT_MODEL
+    device: str = "auto"
+    corpus: str | None = None
+    """A corpus file or folder; None means the built-in demo corpus."""
+    demo_chunks: int = 200
+    questions: str | None = None
+    split: str = "train"
+    chunk_size: int = 1000
+    chunk_overlap: int = 100
+    retriever: str = "bm25"
+    top_k: int = 2
+    steps: int = 4
+    """Optimizer steps (TRL's max_steps)."""
+    questions_per_step: int = 2
+    num_generations: int = 4
+    """Samples per question: one GRPO group (TRL's num_generations)."""
+    batch_size: int | None = None
+    """Samples per forward/backward pass; None: the whole step (questions x generations).
+    Must divide questions x generations (the rest is gradient accumulation)."""
+    learning_rate: float = 1e-5
+    max_grad_norm: float = 0.1
+    """As the seed."""
+    beta: float = 0.0
+    """KL coefficient against the reference model (TRL's default 0: no reference model kept)."""
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_generations: int = 2
+    max_new_tokens: int = 96
+    max_tokens_per_turn: int = 64
+    on_tool_error: str = "stop"
+    judge: str = "contains"
+    """Deterministic judges only in this phase: a policy judging itself rewards its own mistakes."""
+    reward_weights: dict[str, float] = field(default_factory=dict)
+    lora_r: int | None = None
+    lora_alpha: int | None = None
+    seed: int = 0
+    name: str | None = None
+    output_dir: str | None = None
+    """TRL's output folder; None: a temporary one (nothing is checkpointed in this phase)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def eval_config(self) -> EvalConfig:
+        """The EvalConfig that reads the same corpus and questions (core.evaluate.load_inputs)."""
+        return EvalConfig(model=self.model, corpus=self.corpus, demo_chunks=self.demo_chunks,
+                          questions=self.questions, split=self.split, chunk_size=self.chunk_size,
+                          chunk_overlap=self.chunk_overlap, retriever=self.retriever, top_k=self.top_k,
+                          max_generations=self.max_generations, max_new_tokens=self.max_new_tokens,
+                          max_tokens_per_turn=self.max_tokens_per_turn, temperature=self.temperature,
+                          top_p=self.top_p, seed=self.seed, judge=self.judge, on_tool_error=self.on_tool_error)
+
+    def validate(self) -> None:
+        """Refuse what cannot train, before any model loads.
+
+        Raises ValueError naming the option, InputError for a missing corpus or question file.
+        TRL's rules: num_generations >= 2 (the group's std is the advantage's scale) and the
+        generation batch (questions x generations) a multiple of the per-device batch.
+        """
+        for name in ("steps", "questions_per_step", "num_generations", "max_generations", "max_new_tokens",
+                     "max_tokens_per_turn", "top_k", "chunk_size", "demo_chunks"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be at least 1, not {getattr(self, name)}")
+        if self.num_generations < 2:
+            raise ValueError(f"--num-generations must be at least 2 (GRPO compares samples of one question), "
+                             f"not {self.num_generations}")
+        total = self.questions_per_step * self.num_generations
+        if self.batch_size is not None:
+            if self.batch_size < 1 or total % self.batch_size:
+                raise ValueError(f"--batch-size {self.batch_size} does not divide the step's "
+                                 f"{self.questions_per_step} questions x {self.num_generations} generations = {total}")
+        if not self.temperature > 0:
+            raise ValueError(f"--temperature must be > 0 for training (GRPO samples), not {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"--top-p must be in (0, 1], not {self.top_p}")
+        if self.learning_rate <= 0:
+            raise ValueError(f"--learning-rate must be > 0, not {self.learning_rate}")
+        if self.max_grad_norm <= 0:
+            raise ValueError(f"--max-grad-norm must be > 0, not {self.max_grad_norm}")
+        if self.beta < 0:
+            raise ValueError(f"--beta must be >= 0, not {self.beta}")
+        if self.judge not in ("exact", "f1", "contains"):
+            raise ValueError(f"--judge must be exact, f1 or contains in training, not {self.judge!r}")
+        from core.rewards import BUILTIN_REWARDS
+
+        unknown = [name for name in self.reward_weights if name not in BUILTIN_REWARDS]
+        if unknown:
+            raise ValueError(f"unknown reward {unknown[0]!r} in --reward-weights (rewards: {', '.join(BUILTIN_REWARDS)})")
+        if self.lora_r is not None or self.lora_alpha is not None:
+            if importlib.util.find_spec("peft") is None:
+                raise ValueError("--lora-r/--lora-alpha need peft, which is not installed "
+                                 "(pip install 'rl-inspect[lora]')")
+            if self.lora_r is None or self.lora_r < 1:
+                raise ValueError("--lora-r must be given and at least 1 with --lora-alpha")
+        for label, path in (("corpus", self.corpus), ("questions", self.questions)):
+            if path is not None and not Path(path).exists():
+                raise InputError(path, f"no such {label} file or folder")
+
+
+def load_train_inputs(config: TrainConfig):
+    """Validate `config` and read its corpus and questions (core.evaluate.EvalInputs), refusing a
+    split with fewer questions than one step needs; raises ValueError / InputError, writes nothing."""
+    from core.evaluate import load_inputs
+
+    config.validate()
+    inputs = load_inputs(config.eval_config())
+    if len(inputs.questions) < config.questions_per_step:
+        raise ValueError(f"--questions-per-step {config.questions_per_step} but the {config.split!r} split "
+                         f"has only {len(inputs.questions)} questions")
+    return inputs

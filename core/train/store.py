@@ -1,0 +1,100 @@
+"""Writing training steps into the store: trajectories with step, group, sample and advantage,
+and each step's metrics (store.add_train_step)."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Callable
+
+from core.agent import Trajectory
+from core.evaluate import _answer
+from core.store import Store, TrajectoryOutcome
+from core.train.rewards import ScoreCache
+from core.train.rollout import AgentRollout
+
+
+class StepRecorder:
+    """Stores the rollouts of each step and its metrics.
+
+    store_batch(step, advantages) is called right after TRL scored a generated batch;
+    advantages is TRL's tensor (one per sample, in the order rollout_func returned them).
+    The callback's on_log stores TRL's logged metrics for the step with step_seconds,
+    rollout_seconds and store_seconds, and reports progress.
+    """
+
+    def __init__(self, store: Store, run_id: int, rollout: AgentRollout, cache: ScoreCache, steps: int,
+                 progress: Callable[[Any], None] | None = None):
+        self.store, self.run_id, self.rollout, self.cache = store, run_id, rollout, cache
+        self.steps, self.progress = steps, progress
+        self.next_group = 0
+        self.timing: dict[int, dict[str, float]] = {}
+        self.began = time.perf_counter()
+
+    def store_batch(self, step: int, advantages: Any) -> None:
+        """Write every trajectory of the newest rollout batch as part of `step` (1-based).
+
+        Raises ValueError if TRL scored a different number of samples than the rollout made.
+        """
+        began = time.perf_counter()
+        batch = self.rollout.batches.pop()
+        values = [float(a) for a in advantages.reshape(-1).tolist()]
+        if len(values) != len(batch.trajectories):
+            raise ValueError(f"TRL returned {len(values)} advantages for {len(batch.trajectories)} rollouts")
+        scored = self.cache.of(batch.trajectories)
+        with self.store.transaction():
+            for traj, group, sample, advantage, results in zip(batch.trajectories, batch.group, batch.sample,
+                                                               values, scored):
+                self._write(traj, step, self.next_group + group, sample, advantage, results)
+        self.next_group += max(batch.group, default=-1) + 1
+        self.cache.forget(batch.trajectories)
+        t = self.timing.setdefault(step, {"rollout_seconds": 0.0, "store_seconds": 0.0})
+        t["rollout_seconds"] += batch.seconds
+        t["store_seconds"] += time.perf_counter() - began
+
+    def _write(self, traj: Trajectory, step: int, group: int, sample: int, advantage: float, results) -> None:
+        tid = self.store.start_trajectory(self.run_id, traj.qidx, traj.question, sample=sample, step=step,
+                                          group_id=group)
+        self.store.add_messages(tid, list(enumerate(traj.messages)))
+        correctness = next((r for r in results if r.name == "correctness"), None)
+        self.store.finish_trajectory(self.run_id, tid, TrajectoryOutcome(
+            status="done", finish_reason=traj.finish_reason, final_answer=_answer(traj), turns=traj.turns,
+            tool_calls=traj.tool_calls, tool_errors=traj.tool_errors, tokens=traj.tokens, rewards=results,
+            reward=sum(r.value * r.weight for r in results),
+            correct=None if correctness is None else correctness.value >= 1.0,
+            advantage=advantage if math.isfinite(advantage) else None, drift_at=traj.drift_at,
+            drift_kind=traj.drift_kind, finish_detail=traj.finish_detail,
+            generation_seconds=traj.generation_seconds))
+
+    def callback(self):
+        """A transformers TrainerCallback that stores each step's metrics and reports progress."""
+        from transformers import TrainerCallback
+
+        recorder = self
+
+        class _StepMetrics(TrainerCallback):
+            last_end = None
+
+            def on_train_begin(self, args, state, control, **kwargs):
+                self.last_end = time.perf_counter()
+
+            def on_step_end(self, args, state, control, **kwargs):
+                now = time.perf_counter()
+                t = recorder.timing.setdefault(state.global_step, {"rollout_seconds": 0.0, "store_seconds": 0.0})
+                t["step_seconds"] = now - (self.last_end or recorder.began)
+                self.last_end = now
+
+            def on_log(self, args, state, control, logs=None, **kwargs):
+                if not logs or "loss" not in logs:
+                    return  # the end-of-training summary (train_runtime...), not a step
+                step = state.global_step
+                metrics = {k: float(v) for k, v in logs.items() if isinstance(v, (int, float))}
+                metrics |= recorder.timing.pop(step, {})
+                recorder.store.add_train_step(recorder.run_id, step, metrics)
+                if recorder.progress is not None:
+                    from core.train.trainer import StepProgress
+
+                    recorder.progress(StepProgress(recorder.run_id, step, recorder.steps, metrics,
+                                                   time.perf_counter() - recorder.began))
+
+        return _StepMetrics()

@@ -1,0 +1,250 @@
+"""`rl-inspect train`: TRL's GRPOTrainer with core.train.rollout as `rollout_func`, every step stored.
+
+Per step the store gets (core.train.store.StepRecorder):
+- every trajectory: messages, tokens, assistant mask, rollout logprobs, each reward, the total,
+  its step, group (one per question in the step) and sample, and the advantage TRL computed,
+  read from the dict `GRPOTrainer._generate_and_score_completions` returns (same order as the
+  prompts, before TRL shuffles the batch; one of the three places the notes found identical);
+- the step's metrics as TRL logs them (loss, grad_norm, learning_rate, reward, reward_std,
+  rewards/<name>/mean and /std, kl when beta > 0, entropy, clip ratios, completion lengths,
+  frac_reward_zero_std), plus step_seconds (wall time between step ends), rollout_seconds and
+  store_seconds, through a TrainerCallback's on_log (logging_steps=1).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable
+
+from loguru import logger
+
+from core.agent import Agent, AgentConfig
+from core.backends import SamplingConfig
+from core.backends.hf import HFBackend
+from core.chat import stop_token_ids
+from core.judges import build_judge
+from core.models import load_causal_lm, load_tokenizer, resolve_model
+from core.records import Question
+from core.retrieval import build_retriever, format_results
+from core.rewards import RewardSuite
+from core.store import Store
+from core.templates import check_template
+from core.train.config import TrainConfig, load_train_inputs
+from core.train.rewards import ScoreCache, trl_reward_functions
+from core.train.rollout import AgentRollout
+from core.train.store import StepRecorder
+
+
+@dataclass
+class StepProgress:
+    """What a progress display needs after each optimizer step."""
+
+    run_id: int
+    step: int
+    steps: int
+    metrics: dict[str, Any]
+    elapsed: float
+
+    @property
+    def eta(self) -> float:
+        """Seconds left at the mean step time so far."""
+        return self.elapsed / self.step * (self.steps - self.step) if self.step else 0.0
+
+
+StepProgressFn = Callable[[StepProgress], None]
+
+
+def question_dataset(questions: list[Question]):
+    """TRL's train dataset: one row per question, its text as the "prompt" (AgentRollout maps it back)."""
+    from datasets import Dataset
+
+    return Dataset.from_dict({"prompt": [q.question for q in questions]})
+
+
+def grpo_config(config: TrainConfig, output_dir: str, device: str):
+    """GRPOConfig for `config`, with the CPU defaults that trip users set (notes: `use_cpu=True`,
+    since `no_cuda` raises in transformers 5; `bf16=False`, True by default even on CPU;
+    logging every step; no checkpoints, no trackers)."""
+    from trl import GRPOConfig
+
+    total = config.questions_per_step * config.num_generations
+    per_device = config.batch_size or total
+    accumulation = total // per_device
+    return GRPOConfig(
+        output_dir=output_dir,
+        use_cpu=device == "cpu",
+        bf16=False,
+        per_device_train_batch_size=per_device,
+        gradient_accumulation_steps=accumulation,
+        steps_per_generation=accumulation,  # one rollout per optimizer step
+        num_generations=config.num_generations,
+        max_steps=config.steps,
+        learning_rate=config.learning_rate,
+        max_grad_norm=config.max_grad_norm,
+        beta=config.beta,
+        temperature=config.temperature,
+        top_p=config.top_p,
+        max_completion_length=config.max_new_tokens,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        seed=config.seed,
+        data_seed=config.seed,
+        remove_unused_columns=False,
+    )
+
+
+def _device(config: TrainConfig) -> str:
+    if config.device != "auto":
+        return config.device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def train(config: TrainConfig, db: str | Path, progress: StepProgressFn | None = None) -> dict[str, Any]:
+    """Train `config.model` with GRPO for `config.steps` steps into a new train run of `db`.
+
+    Inputs are checked before the model loads (ValueError / InputError / StoreError: nothing
+    written). Returns the run's summary (also stored with it). Ctrl-C marks the run cancelled
+    and re-raises KeyboardInterrupt; any other error marks it failed and re-raises; finished
+    steps stay stored either way.
+    """
+    inputs = load_train_inputs(config)
+    questions = inputs.questions
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+    device = _device(config)
+    ref = resolve_model(config.model)
+    tokenizer = load_tokenizer(ref)
+    chat_format = check_template(tokenizer, config.model, "auto")
+    model = load_causal_lm(ref, device=device, dtype="float32" if device == "cpu" else "auto")
+    model.train()
+    stops = frozenset(stop_token_ids(tokenizer, model.generation_config))
+    retriever = build_retriever(config.retriever, inputs.chunks)
+    agent_config = AgentConfig(max_generations=config.max_generations, max_new_tokens=config.max_new_tokens,
+                               max_tokens_per_turn=config.max_tokens_per_turn, top_k=config.top_k,
+                               on_tool_error=config.on_tool_error,
+                               # No per-call seed: HFBackend would reseed every turn and every step
+                               # alike; the trainer seeds torch once (GRPOConfig.seed).
+                               sampling=SamplingConfig(temperature=config.temperature, top_p=config.top_p))
+
+    def search(query: str, k: int) -> str:
+        return format_results(retriever.search(query, k))
+
+    def make_agent(trainer: Any) -> Agent:
+        policy = trainer.accelerator.unwrap_model(trainer.model) if trainer is not None else model
+        backend = HFBackend(model=policy, tokenizer=tokenizer, device=device, stop_token_ids=stops)
+        return Agent(backend, search, agent_config, inputs.prompts, chat_format)
+
+    suite = RewardSuite(build_judge(config.judge), config.reward_weights)
+    cache = ScoreCache(suite)
+    rollout = AgentRollout(questions, _generating(make_agent))
+    reward_funcs, weights = trl_reward_functions(cache)
+    with Store.open(db) as store, tempfile.TemporaryDirectory(prefix="rl-inspect-train-") as tmp:
+        args = grpo_config(config, config.output_dir or tmp, device)
+        args.reward_weights = weights
+        name = config.name or f"{Path(ref.name).name.replace('embedded:', '')}-grpo-{datetime.now():%Y%m%d-%H%M%S}"
+        stored = config.to_dict() | {"corpus_fingerprint": inputs.fingerprint, "corpus_label": inputs.corpus_label,
+                                     "n_chunks": len(inputs.chunks), "chat_format": list(chat_format.notes),
+                                     "trl": _trl_version(), "reward_names": suite.names}
+        run_id = store.create_run("train", name, config.model, stored,
+                                  n_planned=config.steps * config.questions_per_step * config.num_generations)
+        store.add_questions(run_id, questions)
+        recorder = StepRecorder(store, run_id, rollout, cache, config.steps, progress)
+        trainer = build_trainer(model, tokenizer, args, reward_funcs, question_dataset(questions), rollout, recorder)
+        logger.info("train run {} ({}) started: {} steps of {} x {}", run_id, name, config.steps,
+                    config.questions_per_step, config.num_generations)
+        try:
+            trainer.train()
+        except KeyboardInterrupt:
+            store.finish_run(run_id, "cancelled", summary=train_summary(store, run_id))
+            raise
+        except BaseException as exc:
+            store.finish_run(run_id, "failed", summary=train_summary(store, run_id),
+                             error=f"{exc.__class__.__name__}: {exc}")
+            logger.exception("train run {} failed", run_id)
+            raise
+        summary = train_summary(store, run_id)
+        store.finish_run(run_id, "done", summary=summary)
+        return summary
+
+
+def _generating(make_agent: Callable[[Any], Agent]) -> Callable[[Any], Agent]:
+    """Agents whose backend generates with the policy in eval mode: with gradient checkpointing
+    on, a model in train mode generates without a KV cache (transformers turns it off)."""
+
+    def make(trainer: Any) -> Agent:
+        agent = make_agent(trainer)
+        agent.backend = _EvalModeBackend(agent.backend)
+        return agent
+
+    return make
+
+
+class _EvalModeBackend:
+    """Wraps HFBackend.generate in model.eval() ... model.train(previous)."""
+
+    def __init__(self, inner: HFBackend):
+        self.inner = inner
+        self.name, self.tokenizer, self.stop_token_ids, self.model = (inner.name, inner.tokenizer,
+                                                                     inner.stop_token_ids, inner.model)
+
+    def generate(self, prompts, max_tokens, sampling):
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            return self.inner.generate(prompts, max_tokens, sampling)
+        finally:
+            self.model.train(was_training)
+
+
+def build_trainer(model, tokenizer, args, reward_funcs, dataset, rollout: AgentRollout, recorder: StepRecorder):
+    """A GRPOTrainer that hands every generated batch, with TRL's advantages, to `recorder`."""
+    from trl import GRPOTrainer
+
+    class _StoringGRPOTrainer(GRPOTrainer):
+        def _generate_and_score_completions(self, inputs):
+            output = super()._generate_and_score_completions(inputs)
+            recorder.store_batch(self.state.global_step + 1, output["advantages"])
+            return output
+
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer = _StoringGRPOTrainer(model=model, processing_class=tokenizer, reward_funcs=reward_funcs, args=args,
+                                  train_dataset=dataset, rollout_func=rollout, callbacks=[recorder.callback()])
+    # With tqdm off, transformers prints every log dict on stdout: stdout belongs to --json.
+    trainer.remove_callback(PrinterCallback)
+    return trainer
+
+
+def train_summary(store: Store, run_id: int) -> dict[str, Any]:
+    """Steps done, first and last step's reward, mean step time, trajectories stored."""
+    run = store.run(run_id)
+    steps = store.train_steps(run_id)
+    times = [s["step_seconds"] for s in steps if s.get("step_seconds") is not None]
+    return {
+        "run_id": run_id,
+        "name": run["name"],
+        "model": run["model"],
+        "steps": len(steps),
+        "trajectories": run["n_done"],
+        "planned": run["n_planned"],
+        "first_reward": steps[0].get("reward") if steps else None,
+        "last_reward": steps[-1].get("reward") if steps else None,
+        "mean_reward": run["reward_sum"] / run["n_done"] if run["n_done"] else None,
+        "last_loss": steps[-1].get("loss") if steps else None,
+        "mean_step_seconds": sum(times) / len(times) if times else None,
+        "seconds": (run["finished_at"] or time.time()) - run["created_at"],
+    }
+
+
+def _trl_version() -> str:
+    import trl
+
+    return trl.__version__

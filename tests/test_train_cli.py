@@ -1,0 +1,66 @@
+"""`rl-inspect train` refuses bad configurations before any model loads: one line, exit 2."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+
+from inspector.cli import EXIT_BAD_INPUT, main
+
+
+@pytest.fixture(autouse=True)
+def _no_model(tmp_path, monkeypatch):
+    monkeypatch.setenv("RL_INSPECT_CACHE", str(tmp_path / "cache"))
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the model was loaded for a configuration that should have been refused")
+
+    import core.train
+
+    monkeypatch.setattr(core.train, "train", refuse)
+    monkeypatch.setattr("core.models.load_causal_lm", refuse)
+    monkeypatch.setattr("core.models.embedded_model_dir", refuse)
+
+
+REFUSED = {
+    "batch not dividing questions x generations": (["--questions-per-step", "2", "--num-generations", "4",
+                                                    "--batch-size", "3"], "does not divide"),
+    "one generation per question": (["--num-generations", "1"], "--num-generations"),
+    "missing corpus": (["--corpus", "/nonexistent/corpus.md", "--questions", "q.jsonl"], "no such corpus"),
+    "missing questions": (["--questions", "/nonexistent/q.jsonl"], "no such questions"),
+    "greedy sampling": (["--temperature", "0"], "--temperature"),
+    "zero steps": (["--steps", "0"], "--steps"),
+    "more questions per step than questions": (["--demo-chunks", "3", "--questions-per-step", "50"],
+                                               "questions-per-step"),
+    "database in a missing folder": (["--db", "/nonexistent/dir/runs.db"], "no folder"),
+    "bad reward weights": (["--reward-weights", "speed=2"], "speed"),
+}
+
+
+@pytest.mark.parametrize("argv,needle", list(REFUSED.values()), ids=list(REFUSED))
+def test_refused_with_one_line_and_exit_2(argv, needle, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    if "--db" not in argv:
+        argv = [*argv, "--db", str(tmp_path / "runs.db")]
+    assert main(["train", *argv]) == EXIT_BAD_INPUT
+    out, err = capsys.readouterr()
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("rl-inspect: ") and needle in lines[0], lines[0]
+    assert not (tmp_path / "runs.db").exists()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("peft") is not None, reason="peft is installed here")
+def test_lora_without_peft_is_refused(tmp_path, capsys):
+    assert main(["train", "--lora-r", "8", "--lora-alpha", "16", "--db", str(tmp_path / "runs.db")]) == EXIT_BAD_INPUT
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "peft" in lines[0]
+
+
+def test_progress_line_names_step_reward_loss_kl_time_and_eta():
+    from core.train.trainer import StepProgress
+    from inspector.cli import _train_progress_line
+
+    line = _train_progress_line(StepProgress(1, 2, 4, {"reward": 0.5, "loss": 0.01, "step_seconds": 20.0}, 40.0))
+    assert line == "step 2/4  reward 0.500  loss 0.0100  kl –  20.0 s/step  ETA 0m40s"

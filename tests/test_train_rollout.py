@@ -1,0 +1,105 @@
+"""The rollout adapter TRL calls (core.train.rollout) and the reward adapters (core.train.rewards),
+with a scripted backend: one completion per received prompt in order, groups, exact masks."""
+
+from __future__ import annotations
+
+import math
+
+from core.agent import Agent, AgentConfig
+from core.judges import build_judge
+from core.records import Question
+from core.rewards import RewardInput, RewardSuite
+from core.train.rewards import ScoreCache, trl_reward_functions
+from core.train.rollout import AgentRollout
+from tests.local_tokenizers import chatml_tokenizer
+from tests.scripted_backend import ScriptedBackend
+
+CALL = '{"name": "search_corpus", "parameters": {"query": "%s"}}'
+
+QUESTIONS = [Question("a", "What colour is the sky?", "blue", chunk_content="The sky is blue."),
+             Question("b", "What colour is grass?", "green"),
+             Question("c", "Unused question?", "none")]
+
+
+def _script(prompt: str, turn: int) -> str:
+    if turn == 1:
+        return CALL % "colour"
+    return "blue" if "sky" in prompt else "red"
+
+
+def _rollout():
+    tok = chatml_tokenizer()
+    backends = []
+
+    def make_agent(trainer):
+        backend = ScriptedBackend(tok, _script)
+        backends.append(backend)
+        return Agent(backend, lambda q, k: "The sky is blue.", AgentConfig(max_generations=3))
+
+    return AgentRollout(QUESTIONS, make_agent), backends
+
+
+def test_one_completion_per_received_prompt_in_order_grouped_by_question():
+    rollout, _ = _rollout()
+    # As TRL 1.16 sends them: already repeated num_generations (here 3) times, interleaved.
+    prompts = [QUESTIONS[1].question, QUESTIONS[0].question, QUESTIONS[1].question,
+               QUESTIONS[0].question, QUESTIONS[0].question, QUESTIONS[1].question]
+    out = rollout(prompts, trainer=None)
+    assert set(out) == {"prompt_ids", "completion_ids", "logprobs", "env_mask", "trajectory"}
+    assert all(len(v) == len(prompts) for v in out.values())
+    assert [t.question.question for t in out["trajectory"]] == prompts
+    batch = rollout.batches[-1]
+    assert batch.group == [0, 1, 0, 1, 1, 0]
+    assert batch.sample == [0, 0, 1, 1, 2, 2]
+    assert [t.qidx for t in batch.trajectories] == [1, 0, 1, 0, 0, 1]
+
+
+def test_ids_mask_and_logprobs_are_the_trajectory_exactly():
+    rollout, backends = _rollout()
+    out = rollout([QUESTIONS[0].question, QUESTIONS[0].question], trainer=None)
+    backend = backends[-1]
+    for i, traj in enumerate(out["trajectory"]):
+        t = traj.tokens
+        assert out["prompt_ids"][i] == t.ids[: t.prompt_len]
+        assert out["prompt_ids"][i] + out["completion_ids"][i] == t.ids
+        assert out["env_mask"][i] == t.mask[t.prompt_len:]
+        # Mask 1 exactly on the ids the backend generated, in order.
+        completion, mask = out["completion_ids"][i], out["env_mask"][i]
+        generated = [c for c, m in zip(completion, mask) if m]
+        assert generated == [x for g in backend.generated[i::2] for x in g]
+        assert 0 in mask  # the tool result and scaffolding are there, untrained
+        for lp, m in zip(out["logprobs"][i], mask):
+            assert (lp == backend.logprob) if m else math.isnan(lp)
+        assert len(out["logprobs"][i]) == len(completion)
+
+
+def test_reward_adapters_give_the_suites_values_and_weights():
+    rollout, _ = _rollout()
+    out = rollout([QUESTIONS[0].question, QUESTIONS[1].question], trainer=None)
+    suite = RewardSuite(build_judge("contains"), {"formatting": 0.5})
+    cache = ScoreCache(suite)
+    funcs, weights = trl_reward_functions(cache)
+    assert [f.__name__ for f in funcs] == suite.names
+    assert weights == [suite.weight(n) for n in suite.names]
+    columns = {f.__name__: f(prompts=[], completions=[], completion_ids=[], trajectory=out["trajectory"])
+               for f in funcs}
+    assert columns["correctness"] == [1.0, 0.0]  # "blue" for the sky, "red" for the grass
+    assert columns["chunk_hit"] == [1.0, None]  # no gold chunk: not applicable (TRL: NaN)
+    from core.evaluate import _answer
+
+    expected = suite.score([RewardInput(t.question, t.messages, _answer(t)) for t in out["trajectory"]])
+    for j, results in enumerate(expected):
+        for r in results:
+            assert columns[r.name][j] == r.value
+
+
+def test_empty_completion_gets_one_untrained_eos():
+    from core.agent import Trajectory
+    from core.tokens import TokenSequence
+    from core.train.rollout import rollout_output
+
+    tokens = TokenSequence()
+    tokens.add_prompt([5, 6, 7])
+    traj = Trajectory(QUESTIONS[0], [], tokens, finish_reason="context_length")
+    out = rollout_output([traj], eos_id=2)
+    assert out["completion_ids"] == [[2]] and out["env_mask"] == [[0]] and math.isnan(out["logprobs"][0][0])
