@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -119,6 +120,9 @@ def train(config: TrainConfig, db: str | Path, progress: StepProgressFn | None =
     inputs = load_train_inputs(config)
     questions = inputs.questions
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+    # transformers 5 warns at every step that gradient checkpointing is being renamed (notes):
+    # it would bury the progress lines.
+    warnings.filterwarnings("ignore", message=r".*gradient_checkpointing.*deprecated", category=FutureWarning)
     device = _device(config)
     ref = resolve_model(config.model)
     tokenizer = load_tokenizer(ref)
