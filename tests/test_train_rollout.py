@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import math
 
+import pytest
+
 from core.agent import Agent, AgentConfig
 from core.judges import build_judge
 from core.records import Question
-from core.rewards import RewardInput, RewardSuite
+from core.rewards import RewardInput, RewardSuite, retry_value
 from core.train.rewards import ScoreCache, trl_reward_functions
 from core.train.rollout import AgentRollout
 from tests.local_tokenizers import chatml_tokenizer
@@ -103,3 +105,32 @@ def test_empty_completion_gets_one_untrained_eos():
     traj = Trajectory(QUESTIONS[0], [], tokens, finish_reason="context_length")
     out = rollout_output([traj], eos_id=2)
     assert out["completion_ids"] == [[2]] and out["env_mask"] == [[0]] and math.isnan(out["logprobs"][0][0])
+
+
+def test_recorder_stores_each_sample_with_its_step_group_sample_and_advantage(tmp_path):
+    import torch
+
+    from core.store import Store
+    from core.train.store import StepRecorder
+
+    rollout, _ = _rollout()
+    cache = ScoreCache(RewardSuite(build_judge("contains")))
+    with Store.open(tmp_path / "runs.db") as store:
+        run_id = store.create_run("train", "t", "scripted", {})
+        store.add_questions(run_id, QUESTIONS)
+        recorder = StepRecorder(store, run_id, rollout, cache, steps=2)
+        for step, prompts in ((1, [QUESTIONS[1].question, QUESTIONS[0].question] * 2),
+                              (2, [QUESTIONS[0].question] * 2)):
+            rollout(prompts, trainer=None)
+            advantages = torch.arange(len(prompts), dtype=torch.float32) / 10
+            recorder.store_batch(step, advantages)
+        rows = store.conn.execute("SELECT step, group_id, sample, qidx, advantage, reward FROM trajectories"
+                                  " WHERE run_id=? ORDER BY id", (run_id,)).fetchall()
+        assert [r[:4] for r in rows] == [(1, 0, 0, 1), (1, 1, 0, 0), (1, 0, 1, 1), (1, 1, 1, 0),
+                                         (2, 2, 0, 0), (2, 2, 1, 0)]
+        assert [round(r[4], 6) for r in rows] == [0.0, 0.1, 0.2, 0.3, 0.0, 0.1]
+        # The sky question (qidx 0) is answered right and its search hits the gold chunk.
+        assert [r[5] for r in rows if r[3] == 0] == pytest.approx([1.0 + 0.7 + 1.0 + retry_value(1)] * 4)
+        assert [r[5] for r in rows if r[3] == 1] == pytest.approx([0.7 + retry_value(1)] * 2)
+        assert store.run(run_id)["n_done"] == 6
+        assert recorder.timing[1]["rollout_seconds"] > 0 and not rollout.batches and not cache.results
