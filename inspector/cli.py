@@ -106,7 +106,9 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     a("--max-new-tokens", type=int, default=d.max_new_tokens, help="token budget after the prompt, per trajectory")
     a("--max-tokens-per-turn", type=int, default=d.max_tokens_per_turn, help="tokens per generation turn")
     a("--top-k", type=int, default=d.top_k, help="search results per tool call")
-    a("--judge", default=d.judge, choices=["exact", "f1", "contains"], help="how correctness is decided")
+    a("--judge", default=d.judge, choices=["exact", "f1", "contains", "llm"], help="how correctness is decided "
+      "(default: %(default)s; llm needs --judge-model)")
+    a("--judge-model", help="model for --judge llm, apart from the policy and never trained")
     a("--reward-weights", default="", help="e.g. correctness=1,formatting=0.5,retry_behavior=1,chunk_hit=1")
     a("--lora-r", type=int, help="train a LoRA adapter of this rank (needs peft)")
     a("--lora-alpha", type=int, help="LoRA alpha (needs peft)")
@@ -270,7 +272,7 @@ def _train_config_from_args(args: argparse.Namespace):
         max_grad_norm=args.max_grad_norm, beta=args.beta, temperature=args.temperature, top_p=args.top_p,
         max_generations=args.max_generations, max_new_tokens=args.max_new_tokens,
         max_tokens_per_turn=args.max_tokens_per_turn, top_k=args.top_k, judge=args.judge,
-        reward_weights=parse_weights(args.reward_weights) if args.reward_weights else {},
+        judge_model=args.judge_model, reward_weights=parse_weights(args.reward_weights) if args.reward_weights else {},
         lora_r=args.lora_r, lora_alpha=args.lora_alpha, seed=args.seed, name=args.name)
 
 

@@ -35,6 +35,8 @@ REFUSED = {
                                                "questions-per-step"),
     "database in a missing folder": (["--db", "/nonexistent/dir/runs.db"], "no folder"),
     "bad reward weights": (["--reward-weights", "speed=2"], "speed"),
+    "the policy judging itself": (["--judge", "llm"], "--judge-model"),
+    "a judge model no judge asks": (["--judge-model", "some/model"], "--judge llm"),
 }
 
 

@@ -134,3 +134,25 @@ def test_recorder_stores_each_sample_with_its_step_group_sample_and_advantage(tm
         assert [r[5] for r in rows if r[3] == 1] == pytest.approx([0.7 + retry_value(1)] * 2)
         assert store.run(run_id)["n_done"] == 6
         assert recorder.timing[1]["rollout_seconds"] > 0 and not rollout.batches and not cache.results
+
+
+def test_llm_judge_is_a_model_apart_from_the_policy():
+    from core.train.config import TrainConfig
+    from core.train.trainer import reward_suite
+
+    tok = chatml_tokenizer()
+
+    def verdict(prompt: str, turn: int) -> str:
+        fields = dict(line.split(": ", 1) for line in prompt.splitlines() if ": " in line)
+        return "Yes" if fields.get("Reference answer") == fields.get("Given answer") else "No"
+
+    judge = ScriptedBackend(tok, verdict)
+    suite = reward_suite(TrainConfig(judge="llm", judge_model="judge-folder"), lambda: judge)
+    rollout, backends = _rollout()
+    out = rollout([QUESTIONS[0].question, QUESTIONS[1].question], trainer=None)
+    funcs, _ = trl_reward_functions(ScoreCache(suite))
+    correctness = next(f for f in funcs if f.__name__ == "correctness")
+    assert correctness(trajectory=out["trajectory"]) == [1.0, 0.0]
+    assert judge.calls == [2] and all(judge is not b for b in backends)
+    assert reward_suite(TrainConfig(), lambda: pytest.fail("a deterministic judge loads no model")).judge.name \
+        == "contains"

@@ -50,7 +50,10 @@ class TrainConfig:
     max_tokens_per_turn: int = 64
     on_tool_error: str = "stop"
     judge: str = "contains"
-    """Deterministic judges only in this phase: a policy judging itself rewards its own mistakes."""
+    """exact, f1, contains, or llm with a judge_model: never the policy (a policy grading itself
+    rewards its own mistakes, issue 7)."""
+    judge_model: str | None = None
+    """The model --judge llm asks; loaded apart from the policy and never trained."""
     reward_weights: dict[str, float] = field(default_factory=dict)
     lora_r: int | None = None
     lora_alpha: int | None = None
@@ -100,8 +103,13 @@ class TrainConfig:
             raise ValueError(f"--max-grad-norm must be > 0, not {self.max_grad_norm}")
         if self.beta < 0:
             raise ValueError(f"--beta must be >= 0, not {self.beta}")
-        if self.judge not in ("exact", "f1", "contains"):
-            raise ValueError(f"--judge must be exact, f1 or contains in training, not {self.judge!r}")
+        if self.judge not in ("exact", "f1", "contains", "llm"):
+            raise ValueError(f"--judge must be exact, f1, contains or llm, not {self.judge!r}")
+        if self.judge == "llm" and not self.judge_model:
+            raise ValueError("--judge llm needs --judge-model in training: a policy grading itself "
+                             "rewards its own mistakes")
+        if self.judge_model and self.judge != "llm":
+            raise ValueError(f"--judge-model is only used by --judge llm, not --judge {self.judge}")
         from core.rewards import BUILTIN_REWARDS
 
         unknown = [name for name in self.reward_weights if name not in BUILTIN_REWARDS]

@@ -25,7 +25,7 @@ from typing import Any, Callable
 from loguru import logger
 
 from core.agent import Agent, AgentConfig
-from core.backends import SamplingConfig
+from core.backends import SamplingConfig, chat_complete, create_backend
 from core.backends.hf import HFBackend
 from core.chat import stop_token_ids
 from core.judges import build_judge
@@ -146,7 +146,8 @@ def train(config: TrainConfig, db: str | Path, progress: StepProgressFn | None =
         backend = HFBackend(model=policy, tokenizer=tokenizer, device=device, stop_token_ids=stops)
         return Agent(backend, search, agent_config, inputs.prompts, chat_format)
 
-    suite = RewardSuite(build_judge(config.judge), config.reward_weights)
+    suite = reward_suite(config, lambda: create_backend("hf", resolve_model(config.judge_model), device=device,
+                                                        dtype="float32" if device == "cpu" else "auto"))
     cache = ScoreCache(suite)
     rollout = AgentRollout(questions, _generating(make_agent))
     reward_funcs, weights = trl_reward_functions(cache)
@@ -177,6 +178,17 @@ def train(config: TrainConfig, db: str | Path, progress: StepProgressFn | None =
         summary = train_summary(store, run_id)
         store.finish_run(run_id, "done", summary=summary)
         return summary
+
+
+def reward_suite(config: TrainConfig, load_judge_backend: Callable[[], Any]) -> RewardSuite:
+    """The run's rewards (core.rewards) with its judge: a deterministic one, or for --judge llm a
+    model apart from the policy, loaded by `load_judge_backend()` and asked greedily for a
+    verdict of at most 8 tokens (as eval's LLM judge)."""
+    complete = None
+    if config.judge == "llm":
+        judge_backend = load_judge_backend()
+        complete = lambda texts: chat_complete(judge_backend, texts, max_tokens=8)  # noqa: E731
+    return RewardSuite(build_judge(config.judge, complete), config.reward_weights)
 
 
 def _generating(make_agent: Callable[[Any], Agent]) -> Callable[[Any], Agent]:
