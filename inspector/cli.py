@@ -113,6 +113,9 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     a("--lora-r", type=int, help="train a LoRA adapter of this rank (needs peft)")
     a("--lora-alpha", type=int, help="LoRA alpha (needs peft)")
     a("--seed", type=int, default=d.seed)
+    a("--save-every", type=int, metavar="N", help="checkpoint every N steps, beside --db (needed by --resume)")
+    a("--resume", type=int, metavar="RUN", help="continue train run RUN of --db from its last checkpoint, "
+      "with its stored options")
     a("--name", help="run name (default: model, grpo and time)")
     a("--json", action="store_true", help="print the summary as JSON on stdout")
 
@@ -273,7 +276,8 @@ def _train_config_from_args(args: argparse.Namespace):
         max_generations=args.max_generations, max_new_tokens=args.max_new_tokens,
         max_tokens_per_turn=args.max_tokens_per_turn, top_k=args.top_k, judge=args.judge,
         judge_model=args.judge_model, reward_weights=parse_weights(args.reward_weights) if args.reward_weights else {},
-        lora_r=args.lora_r, lora_alpha=args.lora_alpha, seed=args.seed, name=args.name)
+        lora_r=args.lora_r, lora_alpha=args.lora_alpha, seed=args.seed, name=args.name,
+        save_every=args.save_every)
 
 
 def _train_progress_line(p) -> str:
@@ -296,7 +300,12 @@ def _run_train(args: argparse.Namespace) -> int:
 
     log_path = log_to_file("train")
     _quiet_libraries()
-    config = _train_config_from_args(args)
+    if args.resume is not None:
+        from core.train.trainer import resume_config
+
+        config = resume_config(args.db, args.resume)
+    else:
+        config = _train_config_from_args(args)
     # Everything that can be refused is refused here, before any model loads.
     load_train_inputs(config)
     _check_db_for_writing(args.db)
@@ -308,7 +317,7 @@ def _run_train(args: argparse.Namespace) -> int:
     def progress(p) -> None:
         print(_train_progress_line(p), file=sys.stderr, flush=True)
 
-    summary = train(config, args.db, progress)
+    summary = train(config, args.db, progress, resume_run=args.resume)
     if args.json:
         print(json.dumps(summary, indent=2))
     last = "–" if summary["last_reward"] is None else f"{summary['last_reward']:.3f}"
@@ -473,7 +482,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run_list(args.db, args.json)
     except KeyboardInterrupt:
         kept = ("; finished trajectories are kept (continue with --resume RUN)" if args.command == "eval"
-                else "; finished steps are kept" if args.command == "train" else "")
+                else "; finished steps are kept (continue from the last checkpoint with --resume RUN)"
+                if args.command == "train" else "")
         print(f"rl-inspect: cancelled{kept}", file=sys.stderr)
         return EXIT_CANCELLED
     except BrokenPipeError:

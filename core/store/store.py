@@ -207,6 +207,41 @@ class Store:
                 "INSERT OR REPLACE INTO train_steps(run_id, step, metrics, created_at) VALUES (?,?,?,?)",
                 (run_id, step, json.dumps(metrics), time.time()))
 
+    def set_config(self, run_id: int, config: dict[str, Any]) -> None:
+        """Replace a run's stored configuration (a train run records its checkpoint folder once
+        it knows its id)."""
+        with self.transaction():
+            self.conn.execute("UPDATE runs SET config=?, updated_at=? WHERE id=?",
+                              (json.dumps(config, sort_keys=True), time.time(), run_id))
+
+    def next_group_id(self, run_id: int) -> int:
+        """One more than the largest GRPO group id of a run's trajectories (0 for none)."""
+        row = self.conn.execute("SELECT MAX(group_id) FROM trajectories WHERE run_id=?", (run_id,)).fetchone()
+        return 0 if row[0] is None else int(row[0]) + 1
+
+    def drop_train_steps_after(self, run_id: int, step: int) -> int:
+        """Delete a train run's steps after `step` (trajectories with their messages, tokens,
+        rewards and search entries, and train_steps rows), as resuming from the checkpoint of
+        `step` redoes them; the run's counters lose what was deleted (generation_seconds, which
+        no trajectory row records, keeps the time that was spent). Returns the trajectories deleted."""
+        doomed = "SELECT id FROM trajectories WHERE run_id=? AND step>?"
+        with self.transaction():
+            n, correct, judged, errored, reward, tokens = self.conn.execute(
+                "SELECT COUNT(*), COALESCE(SUM(correct=1),0), COALESCE(SUM(correct IS NOT NULL),0),"
+                " COALESCE(SUM(tool_errors>0),0), COALESCE(SUM(reward),0), COALESCE(SUM(generated_tokens),0)"
+                " FROM trajectories WHERE run_id=? AND step>? AND status='done'", (run_id, step)).fetchone()
+            deleted = self.conn.execute(f"SELECT COUNT(*) FROM ({doomed})", (run_id, step)).fetchone()[0]
+            for table in ("messages", "tokens", "rewards"):
+                self.conn.execute(f"DELETE FROM {table} WHERE trajectory_id IN ({doomed})", (run_id, step))
+            self.conn.execute("DELETE FROM trajectories WHERE run_id=? AND step>?", (run_id, step))
+            self.conn.execute(
+                "UPDATE runs SET n_done=n_done-?, n_correct=n_correct-?, n_judged=n_judged-?,"
+                " n_with_tool_error=n_with_tool_error-?, reward_sum=reward_sum-?,"
+                " generated_tokens=generated_tokens-?, updated_at=? WHERE id=?",
+                (n, correct, judged, errored, reward, tokens, time.time(), run_id))
+            self.conn.execute("DELETE FROM train_steps WHERE run_id=? AND step>?", (run_id, step))
+        return deleted
+
     # ----------------------------------------------------------------- writing trajectories
     def start_trajectory(
         self,

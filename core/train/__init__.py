@@ -12,8 +12,8 @@ from core.train.config import TrainConfig
 __all__ = ["TrainConfig", "train"]
 
 
-def train(config, db, progress=None):
+def train(config, db, progress=None, resume_run=None):
     """Run `rl-inspect train`; see core.train.trainer.train (imported lazily: torch and TRL are slow to import)."""
     from core.train.trainer import train as _train
 
-    return _train(config, db, progress)
+    return _train(config, db, progress, resume_run=resume_run)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -59,8 +59,18 @@ class TrainConfig:
     lora_alpha: int | None = None
     seed: int = 0
     name: str | None = None
+    save_every: int | None = None
+    """Checkpoint (weights, optimizer, scheduler, RNG: transformers' checkpoint) every N steps;
+    `--resume RUN` continues from the last one. None: no checkpoints."""
     output_dir: str | None = None
-    """TRL's output folder; None: a temporary one (nothing is checkpointed in this phase)."""
+    """TRL's output folder, where checkpoints go; None: beside the database with --save-every
+    (core.train.trainer.checkpoint_folder), else a temporary one."""
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        """Rebuild from a run's stored configuration, ignoring keys this version does not know."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -110,6 +120,8 @@ class TrainConfig:
                              "rewards its own mistakes")
         if self.judge_model and self.judge != "llm":
             raise ValueError(f"--judge-model is only used by --judge llm, not --judge {self.judge}")
+        if self.save_every is not None and self.save_every < 1:
+            raise ValueError(f"--save-every must be at least 1, not {self.save_every}")
         from core.rewards import BUILTIN_REWARDS
 
         unknown = [name for name in self.reward_weights if name not in BUILTIN_REWARDS]

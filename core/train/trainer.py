@@ -92,7 +92,8 @@ def grpo_config(config: TrainConfig, output_dir: str, device: str):
         top_p=config.top_p,
         max_completion_length=config.max_new_tokens,
         logging_steps=1,
-        save_strategy="no",
+        save_strategy="steps" if config.save_every else "no",
+        save_steps=config.save_every or 500,
         report_to="none",
         disable_tqdm=True,
         seed=config.seed,
@@ -109,13 +110,15 @@ def _device(config: TrainConfig) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def train(config: TrainConfig, db: str | Path, progress: StepProgressFn | None = None) -> dict[str, Any]:
-    """Train `config.model` with GRPO for `config.steps` steps into a new train run of `db`.
+def train(config: TrainConfig, db: str | Path, progress: StepProgressFn | None = None,
+          resume_run: int | None = None) -> dict[str, Any]:
+    """Train `config.model` with GRPO for `config.steps` steps into a new train run of `db`, or
+    with `resume_run` continue that run from its last checkpoint (core.train.resume).
 
     Inputs are checked before the model loads (ValueError / InputError / StoreError: nothing
     written). Returns the run's summary (also stored with it). Ctrl-C marks the run cancelled
     and re-raises KeyboardInterrupt; any other error marks it failed and re-raises; finished
-    steps stay stored either way.
+    steps stay stored either way (and checkpoints every `save_every` steps, when set).
     """
     inputs = load_train_inputs(config)
     questions = inputs.questions
@@ -152,21 +155,38 @@ def train(config: TrainConfig, db: str | Path, progress: StepProgressFn | None =
     rollout = AgentRollout(questions, _generating(make_agent))
     reward_funcs, weights = trl_reward_functions(cache)
     with Store.open(db) as store, tempfile.TemporaryDirectory(prefix="rl-inspect-train-") as tmp:
+        checkpoint = None
+        if resume_run is None:
+            name = config.name or f"{Path(ref.name).name.replace('embedded:', '')}-grpo-{datetime.now():%Y%m%d-%H%M%S}"
+            stored = config.to_dict() | {"corpus_fingerprint": inputs.fingerprint,
+                                         "corpus_label": inputs.corpus_label, "n_chunks": len(inputs.chunks),
+                                         "chat_format": list(chat_format.notes), "trl": _trl_version(),
+                                         "reward_names": suite.names}
+            run_id = store.create_run("train", name, config.model, stored,
+                                      n_planned=config.steps * config.questions_per_step * config.num_generations)
+            store.add_questions(run_id, questions)
+            if config.save_every:
+                config.output_dir = config.output_dir or str(checkpoint_folder(db, run_id))
+                store.set_config(run_id, stored | {"output_dir": config.output_dir})
+        else:
+            run_id = resume_run
+            if inputs.fingerprint != store.run(run_id)["config"].get("corpus_fingerprint"):
+                raise ValueError(f"{inputs.corpus_label}: the corpus changed since run {run_id} started; cannot resume")
+            checkpoint = last_checkpoint(config.output_dir)
+            done = int(checkpoint.name.split("-")[-1])
+            store.drop_train_steps_after(run_id, done)
+            store.claim_run(run_id)
+            name = store.run(run_id)["name"]
         args = grpo_config(config, config.output_dir or tmp, device)
         args.reward_weights = weights
-        name = config.name or f"{Path(ref.name).name.replace('embedded:', '')}-grpo-{datetime.now():%Y%m%d-%H%M%S}"
-        stored = config.to_dict() | {"corpus_fingerprint": inputs.fingerprint, "corpus_label": inputs.corpus_label,
-                                     "n_chunks": len(inputs.chunks), "chat_format": list(chat_format.notes),
-                                     "trl": _trl_version(), "reward_names": suite.names}
-        run_id = store.create_run("train", name, config.model, stored,
-                                  n_planned=config.steps * config.questions_per_step * config.num_generations)
-        store.add_questions(run_id, questions)
         recorder = StepRecorder(store, run_id, rollout, cache, config.steps, progress)
+        recorder.next_group = store.next_group_id(run_id)
         trainer = build_trainer(model, tokenizer, args, reward_funcs, question_dataset(questions), rollout, recorder)
-        logger.info("train run {} ({}) started: {} steps of {} x {}", run_id, name, config.steps,
+        logger.info("train run {} ({}) {}: {} steps of {} x {}", run_id, name,
+                    "started" if checkpoint is None else f"resumed from {checkpoint}", config.steps,
                     config.questions_per_step, config.num_generations)
         try:
-            trainer.train()
+            trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
         except KeyboardInterrupt:
             store.finish_run(run_id, "cancelled", summary=train_summary(store, run_id))
             raise
@@ -178,6 +198,37 @@ def train(config: TrainConfig, db: str | Path, progress: StepProgressFn | None =
         summary = train_summary(store, run_id)
         store.finish_run(run_id, "done", summary=summary)
         return summary
+
+
+def resume_config(db: str | Path, run_id: int) -> TrainConfig:
+    """The stored configuration of train run `run_id` of `db`, checked to be resumable (a train
+    run, not running, with a checkpoint); ValueError saying why not. Reads only, loads no model."""
+    with Store.open_readonly(db) as store:
+        run = store.run(run_id)
+    if run["kind"] != "train":
+        raise ValueError(f"run {run_id} is a {run['kind']} run; train --resume continues train runs")
+    if run["status"] == "running":
+        raise ValueError(f"run {run_id} is still running (pid {run['pid']})")
+    config = TrainConfig.from_dict(run["config"])
+    last_checkpoint(config.output_dir)
+    return config
+
+
+def checkpoint_folder(db: str | Path, run_id: int) -> Path:
+    """Where train run `run_id` of `db` keeps its checkpoints: beside the database,
+    `<db stem>-train-<run_id>/checkpoint-<step>/` (TRL's / transformers' layout)."""
+    db = Path(db)
+    return db.parent / f"{db.stem}-train-{run_id}"
+
+
+def last_checkpoint(output_dir: str | None) -> Path:
+    """The newest `checkpoint-<step>` folder under `output_dir`; ValueError when there is none."""
+    folder = Path(output_dir) if output_dir else None
+    found = sorted((p for p in folder.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
+                   key=lambda p: int(p.name.split("-")[-1])) if folder and folder.is_dir() else []
+    if not found:
+        raise ValueError(f"no checkpoint to resume from in {output_dir} (train with --save-every N)")
+    return found[-1]
 
 
 def reward_suite(config: TrainConfig, load_judge_backend: Callable[[], Any]) -> RewardSuite:

@@ -1,0 +1,82 @@
+"""Checkpoints and `train --resume` through TRL's own checkpointing, on a tiny random Llama saved
+here (no download), so a whole train run takes seconds."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from core.store import Store
+from inspector.cli import EXIT_BAD_INPUT, main
+
+
+@pytest.fixture
+def tiny_model(tmp_path, monkeypatch):
+    import torch
+    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+
+    from tests.local_tokenizers import chatml_tokenizer
+
+    monkeypatch.setenv("RL_INSPECT_CACHE", str(tmp_path / "cache"))
+    tok = chatml_tokenizer()
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64,
+                                         num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
+                                         max_position_embeddings=2048, eos_token_id=tok.eos_token_id,
+                                         pad_token_id=tok.pad_token_id))
+    model.generation_config = GenerationConfig(eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    folder = tmp_path / "tiny-llama"
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return str(folder)
+
+
+ARGS = ["--steps", "2", "--questions-per-step", "2", "--num-generations", "2", "--max-new-tokens", "12",
+        "--max-tokens-per-turn", "6", "--demo-chunks", "20", "--device", "cpu"]
+
+
+def test_save_every_then_resume_continues_the_same_run(tiny_model, tmp_path, capsys):
+    db = tmp_path / "runs.db"
+    assert main(["train", "--model", tiny_model, "--db", str(db), "--save-every", "1", "--json", *ARGS]) == 0
+    run_id = json.loads(capsys.readouterr().out)["run_id"]
+    folder = tmp_path / f"runs-train-{run_id}"
+    assert (folder / "checkpoint-1").is_dir() and (folder / "checkpoint-2").is_dir()
+    # As if killed after step 2 was stored but before its checkpoint was written.
+    shutil.rmtree(folder / "checkpoint-2")
+    with Store.open(db) as store:
+        store.finish_run(run_id, "cancelled")
+        before = store.conn.execute("SELECT id FROM trajectories WHERE run_id=? AND step=1 ORDER BY id",
+                                    (run_id,)).fetchall()
+    assert main(["train", "--db", str(db), "--resume", str(run_id), "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["run_id"] == run_id
+    assert "step 2/2" in captured.err and "step 1/2" not in captured.err
+    with Store.open_readonly(db) as store:
+        run = store.run(run_id)
+        assert run["status"] == "done" and run["n_done"] == 8
+        rows = store.conn.execute("SELECT id, step, group_id FROM trajectories WHERE run_id=? ORDER BY id",
+                                  (run_id,)).fetchall()
+        assert [r[1] for r in rows] == [1] * 4 + [2] * 4
+        assert [(r[0],) for r in rows[:4]] == before  # step 1 kept as it was
+        assert sorted({r[2] for r in rows}) == [0, 1, 2, 3]
+        assert [s["step"] for s in store.train_steps(run_id)] == [1, 2]
+        assert len(store.runs()) == 1
+
+
+def test_resume_is_refused_without_a_checkpoint_or_for_an_eval_run(tiny_model, tmp_path, capsys):
+    db = tmp_path / "runs.db"
+    assert main(["train", "--model", tiny_model, "--db", str(db), "--json", "--steps", "1", *ARGS[2:]]) == 0
+    run_id = json.loads(capsys.readouterr().out)["run_id"]
+    assert main(["train", "--db", str(db), "--resume", str(run_id)]) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no checkpoint" in err[0]
+    with Store.open(db) as store:
+        eval_id = store.create_run("eval", "e", "m", {})
+        store.finish_run(eval_id, "done")
+    assert main(["train", "--db", str(db), "--resume", str(eval_id)]) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "eval run" in err[0]
