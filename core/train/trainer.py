@@ -181,7 +181,8 @@ def train(config: TrainConfig, db: str | Path, progress: StepProgressFn | None =
         args.reward_weights = weights
         recorder = StepRecorder(store, run_id, rollout, cache, config.steps, progress)
         recorder.next_group = store.next_group_id(run_id)
-        trainer = build_trainer(model, tokenizer, args, reward_funcs, question_dataset(questions), rollout, recorder)
+        trainer = build_trainer(model, tokenizer, args, reward_funcs, question_dataset(questions), rollout, recorder,
+                                peft_config=lora_config(config))
         logger.info("train run {} ({}) {}: {} steps of {} x {}", run_id, name,
                     "started" if checkpoint is None else f"resumed from {checkpoint}", config.steps,
                     config.questions_per_step, config.num_generations)
@@ -271,7 +272,20 @@ class _EvalModeBackend:
             self.model.train(was_training)
 
 
-def build_trainer(model, tokenizer, args, reward_funcs, dataset, rollout: AgentRollout, recorder: StepRecorder):
+def lora_config(config: TrainConfig):
+    """peft's LoraConfig for --lora-r/--lora-alpha (alpha defaults to 2r), on every linear layer
+    as the seed's LoRA did; None without --lora-r. TRL wraps the model with it (GRPOTrainer's
+    peft_config), so rollouts generate with the adapter being trained."""
+    if config.lora_r is None:
+        return None
+    from peft import LoraConfig
+
+    return LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha or 2 * config.lora_r,
+                      target_modules="all-linear", task_type="CAUSAL_LM")
+
+
+def build_trainer(model, tokenizer, args, reward_funcs, dataset, rollout: AgentRollout, recorder: StepRecorder,
+                  peft_config=None):
     """A GRPOTrainer that hands every generated batch, with TRL's advantages, to `recorder`."""
     from trl import GRPOTrainer
 
@@ -284,7 +298,8 @@ def build_trainer(model, tokenizer, args, reward_funcs, dataset, rollout: AgentR
     from transformers.trainer_callback import PrinterCallback
 
     trainer = _StoringGRPOTrainer(model=model, processing_class=tokenizer, reward_funcs=reward_funcs, args=args,
-                                  train_dataset=dataset, rollout_func=rollout, callbacks=[recorder.callback()])
+                                  train_dataset=dataset, rollout_func=rollout, callbacks=[recorder.callback()],
+                                  peft_config=peft_config)
     # With tqdm off, transformers prints every log dict on stdout: stdout belongs to --json.
     trainer.remove_callback(PrinterCallback)
     return trainer
