@@ -80,3 +80,14 @@ def test_resume_is_refused_without_a_checkpoint_or_for_an_eval_run(tiny_model, t
     assert main(["train", "--db", str(db), "--resume", str(eval_id)]) == EXIT_BAD_INPUT
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "eval run" in err[0]
+
+
+def test_a_smaller_batch_accumulates_gradients_with_one_rollout_per_step(tiny_model, tmp_path, capsys):
+    db = tmp_path / "runs.db"
+    assert main(["train", "--model", tiny_model, "--db", str(db), "--batch-size", "2", "--json", *ARGS]) == 0
+    run_id = json.loads(capsys.readouterr().out)["run_id"]
+    with Store.open_readonly(db) as store:
+        steps = [r[0] for r in store.conn.execute("SELECT step FROM trajectories WHERE run_id=? ORDER BY id",
+                                                  (run_id,))]
+        assert steps == [1] * 4 + [2] * 4
+        assert [s["step"] for s in store.train_steps(run_id)] == [1, 2]

@@ -70,7 +70,8 @@ def question_dataset(questions: list[Question]):
 def grpo_config(config: TrainConfig, output_dir: str, device: str):
     """GRPOConfig for `config`, with the CPU defaults that trip users set (notes: `use_cpu=True`,
     since `no_cuda` raises in transformers 5; `bf16=False`, True by default even on CPU;
-    logging every step; no checkpoints, no trackers)."""
+    logging every step; checkpoints only with --save-every; no trackers). A --batch-size below
+    questions x generations becomes gradient accumulation, still one rollout per optimizer step."""
     from trl import GRPOConfig
 
     total = config.questions_per_step * config.num_generations
