@@ -113,6 +113,10 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     a("--lora-r", type=int, help="train a LoRA adapter of this rank (needs peft)")
     a("--lora-alpha", type=int, help="LoRA alpha (needs peft)")
     a("--seed", type=int, default=d.seed)
+    a("--eval-every", type=int, metavar="N", help="evaluate on held-out (test split) questions every N steps, "
+      "stored as eval runs linked to this run")
+    a("--eval-questions", type=int, default=d.eval_questions, help="held-out questions per evaluation "
+      "(default: %(default)s)")
     a("--save-every", type=int, metavar="N", help="checkpoint every N steps, beside --db (needed by --resume)")
     a("--resume", type=int, metavar="RUN", help="continue train run RUN of --db from its last checkpoint, "
       "with its stored options")
@@ -277,7 +281,7 @@ def _train_config_from_args(args: argparse.Namespace):
         max_tokens_per_turn=args.max_tokens_per_turn, top_k=args.top_k, judge=args.judge,
         judge_model=args.judge_model, reward_weights=parse_weights(args.reward_weights) if args.reward_weights else {},
         lora_r=args.lora_r, lora_alpha=args.lora_alpha, seed=args.seed, name=args.name,
-        save_every=args.save_every)
+        save_every=args.save_every, eval_every=args.eval_every, eval_questions=args.eval_questions)
 
 
 def _train_progress_line(p) -> str:

@@ -35,6 +35,7 @@ REFUSED = {
                                                "questions-per-step"),
     "database in a missing folder": (["--db", "/nonexistent/dir/runs.db"], "no folder"),
     "bad reward weights": (["--reward-weights", "speed=2"], "speed"),
+    "held-out evals of a split that holds nothing out": (["--eval-every", "1", "--split", "all"], "--split train"),
     "the policy judging itself": (["--judge", "llm"], "--judge-model"),
     "a judge model no judge asks": (["--judge-model", "some/model"], "--judge llm"),
 }

@@ -91,3 +91,19 @@ def test_a_smaller_batch_accumulates_gradients_with_one_rollout_per_step(tiny_mo
                                                   (run_id,))]
         assert steps == [1] * 4 + [2] * 4
         assert [s["step"] for s in store.train_steps(run_id)] == [1, 2]
+
+
+def test_eval_every_stores_held_out_evals_linked_to_the_run_and_step(tiny_model, tmp_path, capsys):
+    db = tmp_path / "runs.db"
+    assert main(["train", "--model", tiny_model, "--db", str(db), "--eval-every", "1", "--eval-questions", "2",
+                 "--json", *ARGS]) == 0
+    run_id = json.loads(capsys.readouterr().out)["run_id"]
+    with Store.open_readonly(db) as store:
+        evals = store.conn.execute("SELECT id, kind, status, parent_run_id, train_step, n_done, config FROM runs"
+                                   " WHERE kind='eval' ORDER BY id").fetchall()
+        assert [(e[1], e[2], e[3], e[4], e[5]) for e in evals] == [("eval", "done", run_id, 1, 2),
+                                                                    ("eval", "done", run_id, 2, 2)]
+        assert json.loads(evals[0][6])["split"] == "test"
+        train_questions = {q.question for q in store.questions(run_id)}
+        assert not train_questions & {q.question for q in store.questions(evals[0][0])}  # held out
+        assert all("eval_seconds" in s for s in store.train_steps(run_id))

@@ -59,6 +59,11 @@ class TrainConfig:
     lora_alpha: int | None = None
     seed: int = 0
     name: str | None = None
+    eval_every: int | None = None
+    """Evaluate the policy on held-out questions (the "test" split) every N steps, each stored as
+    an eval run linked to this run and step (runs.parent_run_id, runs.train_step). None: never."""
+    eval_questions: int = 8
+    """Held-out questions per evaluation (greedy decoding, the training run's judge and limits)."""
     save_every: int | None = None
     """Checkpoint (weights, optimizer, scheduler, RNG: transformers' checkpoint) every N steps;
     `--resume RUN` continues from the last one. None: no checkpoints."""
@@ -83,6 +88,12 @@ class TrainConfig:
                           max_generations=self.max_generations, max_new_tokens=self.max_new_tokens,
                           max_tokens_per_turn=self.max_tokens_per_turn, temperature=self.temperature,
                           top_p=self.top_p, seed=self.seed, judge=self.judge, on_tool_error=self.on_tool_error)
+
+    def held_out_config(self) -> EvalConfig:
+        """The EvalConfig of --eval-every: the test split, greedy, at most eval_questions questions."""
+        c = self.eval_config()
+        c.split, c.limit, c.temperature, c.judge_model = "test", self.eval_questions, 0.0, self.judge_model
+        return c
 
     def validate(self) -> None:
         """Refuse what cannot train, before any model loads.
@@ -120,6 +131,13 @@ class TrainConfig:
                              "rewards its own mistakes")
         if self.judge_model and self.judge != "llm":
             raise ValueError(f"--judge-model is only used by --judge llm, not --judge {self.judge}")
+        if self.eval_every is not None and self.eval_every < 1:
+            raise ValueError(f"--eval-every must be at least 1, not {self.eval_every}")
+        if self.eval_questions < 1:
+            raise ValueError(f"--eval-questions must be at least 1, not {self.eval_questions}")
+        if self.eval_every is not None and self.split != "train":
+            raise ValueError(f"--eval-every evaluates on the held-out test split: train on --split train, "
+                             f"not {self.split}")
         if self.save_every is not None and self.save_every < 1:
             raise ValueError(f"--save-every must be at least 1, not {self.save_every}")
         from core.rewards import BUILTIN_REWARDS
@@ -145,6 +163,8 @@ def load_train_inputs(config: TrainConfig):
 
     config.validate()
     inputs = load_inputs(config.eval_config())
+    if config.eval_every:
+        load_inputs(config.held_out_config())  # an empty test split is refused now, not at step N
     if len(inputs.questions) < config.questions_per_step:
         raise ValueError(f"--questions-per-step {config.questions_per_step} but the {config.split!r} split "
                          f"has only {len(inputs.questions)} questions")

@@ -30,6 +30,9 @@ class StepRecorder:
         self.next_group = 0
         self.timing: dict[int, dict[str, float]] = {}
         self.began = time.perf_counter()
+        self.evaluate: Callable[[Any, int], None] | None = None
+        """--eval-every: called as evaluate(policy model, step) after every eval_every-th step."""
+        self.eval_every: int | None = None
 
     def store_batch(self, step: int, advantages: Any) -> None:
         """Write every trajectory of the newest rollout batch as part of `step` (1-based).
@@ -78,11 +81,16 @@ class StepRecorder:
             def on_train_begin(self, args, state, control, **kwargs):
                 self.last_end = time.perf_counter()
 
-            def on_step_end(self, args, state, control, **kwargs):
+            def on_step_end(self, args, state, control, model=None, **kwargs):
                 now = time.perf_counter()
                 t = recorder.timing.setdefault(state.global_step, {"rollout_seconds": 0.0, "store_seconds": 0.0})
                 t["step_seconds"] = now - (self.last_end or recorder.began)
-                self.last_end = now
+                if recorder.evaluate is not None and recorder.eval_every and model is not None \
+                        and state.global_step % recorder.eval_every == 0:
+                    began = time.perf_counter()
+                    recorder.evaluate(model, state.global_step)
+                    t["eval_seconds"] = time.perf_counter() - began
+                self.last_end = time.perf_counter()
 
             def on_log(self, args, state, control, logs=None, **kwargs):
                 if not logs or "loss" not in logs:

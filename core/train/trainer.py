@@ -182,6 +182,9 @@ def train(config: TrainConfig, db: str | Path, progress: StepProgressFn | None =
         args.reward_weights = weights
         recorder = StepRecorder(store, run_id, rollout, cache, config.steps, progress)
         recorder.next_group = store.next_group_id(run_id)
+        if config.eval_every:
+            recorder.evaluate = _held_out_evaluator(config, db, store, run_id, tokenizer, stops, device)
+            recorder.eval_every = config.eval_every
         trainer = build_trainer(model, tokenizer, args, reward_funcs, question_dataset(questions), rollout, recorder,
                                 peft_config=lora_config(config))
         logger.info("train run {} ({}) {}: {} steps of {} x {}", run_id, name,
@@ -214,6 +217,32 @@ def resume_config(db: str | Path, run_id: int) -> TrainConfig:
     config = TrainConfig.from_dict(run["config"])
     last_checkpoint(config.output_dir)
     return config
+
+
+def _held_out_evaluator(config: TrainConfig, db: str | Path, store: Store, run_id: int, tokenizer, stops,
+                        device: str) -> Callable[[Any, int], None]:
+    """`evaluate(model, step)` for --eval-every: core.evaluate's session (same agent loop, rewards
+    and storage as `rl-inspect eval`) on the current policy, stored as an eval run whose
+    parent_run_id is the train run and train_step the step. Inputs are read once, here."""
+    from core.evaluate import _Session, load_inputs
+
+    eval_config = config.held_out_config()
+    inputs = load_inputs(eval_config)
+    train_name = store.run(run_id)["name"]
+
+    def evaluate(model: Any, step: int) -> None:
+        backend = _EvalModeBackend(HFBackend(model=model, tokenizer=tokenizer, device=device, stop_token_ids=stops))
+        session = _Session.build(eval_config, inputs, backend)
+        stored = eval_config.to_dict() | {"corpus_fingerprint": inputs.fingerprint,
+                                          "corpus_label": inputs.corpus_label, "n_chunks": len(inputs.chunks)}
+        eval_id = store.create_run("eval", f"{train_name}-step{step}", config.model, stored,
+                                   n_planned=len(inputs.questions), parent_run_id=run_id, train_step=step)
+        store.add_questions(eval_id, inputs.questions)
+        summary = session.run(store, eval_id, list(enumerate(inputs.questions)), None)
+        logger.info("train run {} step {}: held-out eval run {}: accuracy {}", run_id, step, eval_id,
+                    summary["accuracy"])
+
+    return evaluate
 
 
 def checkpoint_folder(db: str | Path, run_id: int) -> Path:
