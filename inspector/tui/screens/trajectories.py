@@ -109,6 +109,8 @@ class TrajectoriesScreen(LiveScreen):
         self.columns: tuple[str, ...] = ()
         self._reasons: list[str] | None = None
         self._typing: Timer | None = None
+        self._filled_widths: dict[str, int] = {}
+        """The text columns' widths the page on screen was clipped to."""
         self._opened = None
         """The trajectory screen opened from here: on return the cursor goes to what it showed last."""
         self.shown: tuple[TrajectoryQuery, int] | None = None
@@ -191,7 +193,7 @@ class TrajectoriesScreen(LiveScreen):
 
     def _fill(self, table: PagedTable) -> None:
         table.clear()
-        widths = self._text_widths()
+        widths = self._filled_widths = self._text_widths()
         for row in self.rows:
             table.add_row(*self._cells(row, widths), key=str(row.id))
 
@@ -202,7 +204,7 @@ class TrajectoriesScreen(LiveScreen):
         return {key: max(TEXT_MIN[key], int(spare * share)) for key, share in TEXT_SHARE.items()}
 
     def on_resize(self, event: events.Resize) -> None:
-        if self.rows:
+        if self.rows and self._text_widths() != self._filled_widths:
             table = self.query_one(PagedTable)
             row = table.cursor_row
             self._fill(table)
