@@ -107,3 +107,63 @@ def test_eval_every_stores_held_out_evals_linked_to_the_run_and_step(tiny_model,
         train_questions = {q.question for q in store.questions(run_id)}
         assert not train_questions & {q.question for q in store.questions(evals[0][0])}  # held out
         assert all("eval_seconds" in s for s in store.train_steps(run_id))
+
+
+def test_a_killed_train_keeps_its_finished_steps_and_resumes(tiny_model, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    db = tmp_path / "runs.db"
+    steps = 40
+    cmd = [sys.executable, "-m", "inspector.cli", "train", "--model", tiny_model, "--db", str(db),
+           "--save-every", "1", *ARGS]
+    cmd[cmd.index("--steps") + 1] = str(steps)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env=os.environ | {"RL_INSPECT_CACHE": os.environ["RL_INSPECT_CACHE"]})
+    deadline = time.time() + 240
+    done = 0
+    while time.time() < deadline and proc.poll() is None:
+        time.sleep(0.5)
+        if db.exists():
+            try:
+                with Store.open_readonly(db) as store:
+                    done = len(store.train_steps(1))
+            except Exception:
+                continue
+            if done >= 2:
+                break
+    assert proc.poll() is None and done >= 2, "the run ended or stalled before it could be killed"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "cancelled; finished steps are kept" in err
+    with Store.open_readonly(db) as store:
+        run = store.run(1)
+        kept = len(store.train_steps(1))
+        assert run["status"] == "cancelled" and kept >= 2
+        assert run["n_done"] == 4 * kept or run["n_done"] == 4 * (kept + 1)  # a step's rollout may be stored
+    assert main(["train", "--db", str(db), "--resume", "1"]) == 0
+    with Store.open_readonly(db) as store:
+        run = store.run(1)
+        assert run["status"] == "done" and run["n_done"] == 4 * steps
+        assert [s["step"] for s in store.train_steps(1)] == list(range(1, steps + 1))
+        per_step = store.conn.execute("SELECT step, COUNT(*) FROM trajectories WHERE run_id=1 GROUP BY step"
+                                      ).fetchall()
+        assert per_step == [(s, 4) for s in range(1, steps + 1)]
+
+
+def test_a_checkpoint_a_kill_interrupted_is_not_resumed_from(tmp_path):
+    from core.train.trainer import last_checkpoint
+
+    for step, complete in ((1, True), (2, True), (3, False)):
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        (folder / "model.safetensors").write_bytes(b"")
+        if complete:
+            (folder / "trainer_state.json").write_text("{}")
+    assert last_checkpoint(str(tmp_path)).name == "checkpoint-2"
+    with pytest.raises(ValueError, match="no checkpoint"):
+        last_checkpoint(str(tmp_path / "nothing"))

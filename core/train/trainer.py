@@ -253,9 +253,14 @@ def checkpoint_folder(db: str | Path, run_id: int) -> Path:
 
 
 def last_checkpoint(output_dir: str | None) -> Path:
-    """The newest `checkpoint-<step>` folder under `output_dir`; ValueError when there is none."""
+    """The newest complete `checkpoint-<step>` folder under `output_dir`; ValueError when there is none.
+
+    transformers writes a checkpoint in place and its trainer_state.json last
+    (Trainer._save_checkpoint), so a folder without it is one a kill interrupted: skipped.
+    """
     folder = Path(output_dir) if output_dir else None
-    found = sorted((p for p in folder.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
+    found = sorted((p for p in folder.glob("checkpoint-*")
+                    if p.name.split("-")[-1].isdigit() and (p / "trainer_state.json").is_file()),
                    key=lambda p: int(p.name.split("-")[-1])) if folder and folder.is_dir() else []
     if not found:
         raise ValueError(f"no checkpoint to resume from in {output_dir} (train with --save-every N)")
