@@ -56,6 +56,19 @@ def test_one_completion_per_received_prompt_in_order_grouped_by_question():
     assert [t.qidx for t in batch.trajectories] == [1, 0, 1, 0, 0, 1]
 
 
+def test_groups_are_trls_blocks_of_num_generations():
+    rollout, _ = _rollout()
+    rollout.num_generations = 2
+    prompts = [QUESTIONS[1].question] * 2 + [QUESTIONS[0].question] * 2
+    out = rollout(prompts, trainer=None)
+    assert [t.qidx for t in out["trajectory"]] == [1, 1, 0, 0]
+    assert rollout.batches[-1].group == [0, 0, 1, 1] and rollout.batches[-1].sample == [0, 1, 0, 1]
+    with pytest.raises(ValueError, match="not one question repeated"):
+        rollout([QUESTIONS[1].question, QUESTIONS[0].question] * 2, trainer=None)
+    with pytest.raises(ValueError, match="not a multiple"):
+        rollout([QUESTIONS[1].question] * 3, trainer=None)
+
+
 def test_ids_mask_and_logprobs_are_the_trajectory_exactly():
     rollout, backends = _rollout()
     out = rollout([QUESTIONS[0].question, QUESTIONS[0].question], trainer=None)

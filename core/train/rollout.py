@@ -54,6 +54,10 @@ class AgentRollout:
 
     questions: Sequence[Question]
     make_agent: Callable[[Any], Agent]
+    num_generations: int | None = None
+    """TRL's num_generations: its advantages normalise rewards in consecutive blocks of this many
+    samples (`rewards.view(-1, num_generations)` in grpo_trainer.py), so a block is a group, and
+    every prompt of a block must be the same question. None: group by question text alone."""
     batches: list[RolloutBatch] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -67,6 +71,25 @@ class AgentRollout:
         began = time.perf_counter()
         agent = self.make_agent(trainer)
         qidxs = [self._qidx(p) for p in prompts]
+        group, sample = self._groups(prompts, qidxs)
+        batch = [agent.start(self.questions[q], q) for q in qidxs]
+        while not all(t.finished for t in batch):
+            agent.step(batch)
+        self.batches.append(RolloutBatch(batch, group, sample, time.perf_counter() - began))
+        return rollout_output(batch, eos_id=_eos_id(agent))
+
+    def _groups(self, prompts: Sequence[Any], qidxs: list[int]) -> tuple[list[int], list[int]]:
+        """(group, sample) of each prompt; ValueError when a block of num_generations prompts
+        mixes questions (TRL would then normalise rewards across different questions)."""
+        G = self.num_generations
+        if G is not None:
+            if len(prompts) % G:
+                raise ValueError(f"rollout_func got {len(prompts)} prompts, not a multiple of num_generations {G}")
+            for start in range(0, len(prompts), G):
+                if len({_text(p) for p in prompts[start:start + G]}) != 1:
+                    raise ValueError(f"prompts {start}..{start + G - 1} are not one question repeated "
+                                     f"{G} times, as TRL's advantage groups assume")
+            return [i // G for i in range(len(prompts))], [i % G for i in range(len(prompts))]
         groups: dict[int, int] = {}
         group, sample, seen = [], [], {}
         for q in qidxs:
@@ -74,17 +97,18 @@ class AgentRollout:
             group.append(g)
             sample.append(seen.get(g, 0))
             seen[g] = seen.get(g, 0) + 1
-        batch = [agent.start(self.questions[q], q) for q in qidxs]
-        while not all(t.finished for t in batch):
-            agent.step(batch)
-        self.batches.append(RolloutBatch(batch, group, sample, time.perf_counter() - began))
-        return rollout_output(batch, eos_id=_eos_id(agent))
+        return group, sample
 
     def _qidx(self, prompt: Any) -> int:
-        text = prompt if isinstance(prompt, str) else prompt[-1]["content"]
+        text = _text(prompt)
         if text not in self._by_text:
             raise KeyError(f"rollout_func got a prompt that is no question of the dataset: {text[:80]!r}")
         return self._by_text[text]
+
+
+def _text(prompt: Any) -> str:
+    """A prompt's question text: the string itself, or a conversational prompt's last message."""
+    return prompt if isinstance(prompt, str) else prompt[-1]["content"]
 
 
 def rollout_output(batch: Sequence[Trajectory], eos_id: int) -> dict[str, list]:

@@ -153,7 +153,7 @@ def train(config: TrainConfig, db: str | Path, progress: StepProgressFn | None =
     suite = reward_suite(config, lambda: create_backend("hf", resolve_model(config.judge_model), device=device,
                                                         dtype="float32" if device == "cpu" else "auto"))
     cache = ScoreCache(suite)
-    rollout = AgentRollout(questions, _generating(make_agent))
+    rollout = AgentRollout(questions, _generating(make_agent), num_generations=config.num_generations)
     reward_funcs, weights = trl_reward_functions(cache)
     with Store.open(db) as store, tempfile.TemporaryDirectory(prefix="rl-inspect-train-") as tmp:
         checkpoint = None
