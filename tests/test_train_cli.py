@@ -17,10 +17,13 @@ def _no_model(tmp_path, monkeypatch):
         raise AssertionError("the model was loaded for a configuration that should have been refused")
 
     import core.train
+    import core.train.trainer  # imported before patching: its `from core.models import ...` must
+    # bind the real loaders, or the trap would stay in it for every later test of the session
 
     monkeypatch.setattr(core.train, "train", refuse)
     monkeypatch.setattr("core.models.load_causal_lm", refuse)
     monkeypatch.setattr("core.models.embedded_model_dir", refuse)
+    monkeypatch.setattr(core.train.trainer, "load_causal_lm", refuse)
 
 
 REFUSED = {

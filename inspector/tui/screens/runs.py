@@ -36,6 +36,7 @@ class RunsScreen(LiveScreen):
         self.rows: list[RunRow] = []
         self.loaded = False
         """True once the first read came back (tests wait on it)."""
+        self._filled_width = 0
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -91,9 +92,14 @@ class RunsScreen(LiveScreen):
             status = f"No runs yet. Start one from a terminal: rl-inspect eval --db {self.app.db_name}"
         self.query_one("#runs-status", Static).update(Text(status))
 
+    def _name_width(self) -> int:
+        # The terminal's width, known from the start (the screen's own size is 0 until its
+        # first layout, which would clip the names once and redraw them a frame later).
+        return max(12, min(48, self.app.size.width - _FIXED))
+
     def _fill(self, table: DataTable) -> None:
         table.clear()
-        name_width = max(12, min(48, self.size.width - _FIXED))
+        name_width = self._filled_width = self._name_width()
         for run in self.rows:
             table.add_row(*_cells(run, name_width), key=str(run.id))
 
@@ -104,7 +110,7 @@ class RunsScreen(LiveScreen):
         return table.coordinate_to_cell_key((row, 0)).row_key.value
 
     def on_resize(self, event: events.Resize) -> None:
-        if self.rows:
+        if self.rows and self._name_width() != self._filled_width:
             table = self.query_one(DataTable)
             row = table.cursor_row
             self._fill(table)

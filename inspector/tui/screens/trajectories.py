@@ -200,7 +200,7 @@ class TrajectoriesScreen(LiveScreen):
     def _text_widths(self) -> dict[str, int]:
         """Question, answer and gold share what the screen has left after the narrow columns."""
         narrow = sum(7 if key in NUMERIC else 9 for key in self.columns if key not in TEXT_SHARE)
-        spare = max(0, self.size.width - narrow - 2 * len(self.columns) - 2)
+        spare = max(0, self.app.size.width - narrow - 2 * len(self.columns) - 2)  # known before layout
         return {key: max(TEXT_MIN[key], int(spare * share)) for key, share in TEXT_SHARE.items()}
 
     def on_resize(self, event: events.Resize) -> None:
