@@ -198,7 +198,9 @@ class _Session:
         began = time.perf_counter()
         pool: list[Trajectory] = []
         queue = list(todo)
-        try:
+
+        def turns() -> None:
+            nonlocal pool
             while queue or pool:
                 with store.transaction():
                     while queue and len(pool) < self.config.batch_size:
@@ -216,19 +218,8 @@ class _Session:
                 pool = [t for t in pool if not t.finished]
                 if progress:
                     progress(self._progress(store, run_id, len(pool), began))
-        except KeyboardInterrupt:
-            store.finish_run(run_id, "cancelled", summary=run_summary(store, run_id))
-            logger.warning("run {} cancelled; finished trajectories are kept", run_id)
-            raise
-        except BaseException as exc:
-            store.finish_run(run_id, "failed", summary=run_summary(store, run_id),
-                             error=f"{exc.__class__.__name__}: {exc}")
-            logger.exception("run {} failed", run_id)
-            raise
-        summary = run_summary(store, run_id)
-        store.finish_run(run_id, "done", summary=summary)
-        logger.info("run {} done: {}", run_id, summary)
-        return summary
+
+        return store.run_to_end(run_id, turns, run_summary)
 
     def _start(self, store: Store, run_id: int, qidx: int, question: Question) -> Trajectory:
         traj = self.agent.start(question, qidx)

@@ -17,9 +17,10 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import sqlite_utils
+from loguru import logger
 
 from core.records import Message, Question, RewardResult, ToolCall, ToolError
 from core.store.bulk import FinishedTrajectory, write_finished
@@ -196,6 +197,28 @@ class Store:
                 (status, json.dumps(summary) if summary is not None else None, error, now, now, run_id))
             self.conn.execute(
                 "UPDATE trajectories SET status='interrupted' WHERE run_id=? AND status='running'", (run_id,))
+
+    def run_to_end(self, run_id: int, body: Callable[[], Any],
+                   summarize: Callable[["Store", int], dict]) -> dict:
+        """Call `body()` and record how the run ended: 'done' with `summarize(self, run_id)`,
+        'cancelled' on Ctrl-C/SIGTERM (KeyboardInterrupt), 'failed' with the error on anything
+        else; the exception is re-raised, and finished trajectories and steps are kept either way.
+        Returns the summary of a run that ended 'done'."""
+        try:
+            body()
+        except KeyboardInterrupt:
+            self.finish_run(run_id, "cancelled", summary=summarize(self, run_id))
+            logger.warning("run {} cancelled; finished work is kept", run_id)
+            raise
+        except BaseException as exc:
+            self.finish_run(run_id, "failed", summary=summarize(self, run_id),
+                            error=f"{exc.__class__.__name__}: {exc}")
+            logger.exception("run {} failed", run_id)
+            raise
+        summary = summarize(self, run_id)
+        self.finish_run(run_id, "done", summary=summary)
+        logger.info("run {} done: {}", run_id, summary)
+        return summary
 
     def set_planned(self, run_id: int, n_planned: int) -> None:
         with self.transaction():

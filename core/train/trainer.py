@@ -190,19 +190,9 @@ def train(config: TrainConfig, db: str | Path, progress: StepProgressFn | None =
         logger.info("train run {} ({}) {}: {} steps of {} x {}", run_id, name,
                     "started" if checkpoint is None else f"resumed from {checkpoint}", config.steps,
                     config.questions_per_step, config.num_generations)
-        try:
-            trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-        except KeyboardInterrupt:
-            store.finish_run(run_id, "cancelled", summary=train_summary(store, run_id))
-            raise
-        except BaseException as exc:
-            store.finish_run(run_id, "failed", summary=train_summary(store, run_id),
-                             error=f"{exc.__class__.__name__}: {exc}")
-            logger.exception("train run {} failed", run_id)
-            raise
-        summary = train_summary(store, run_id)
-        store.finish_run(run_id, "done", summary=summary)
-        return summary
+        return store.run_to_end(
+            run_id, lambda: trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None),
+            train_summary)
 
 
 def resume_config(db: str | Path, run_id: int) -> TrainConfig:
