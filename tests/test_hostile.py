@@ -194,6 +194,19 @@ class Checker:
             self.problems.append(f"{self.size} {where}: raw {bad} in the SVG screenshot")
         return "\n".join(rows)
 
+    async def expect_on_screen(self, where: str, *needles: str, timeout: float = 5.0) -> str:
+        """Every needle is on the composed screen. A table filled or resized late is drawn on a
+        later frame (a loaded 2-core CI runner showed a frame from before the fill), so the screen
+        is read again for up to `timeout` seconds before a needle counts as missing."""
+        text = "\n".join(screen_rows(self.app))
+        for _ in range(int(timeout / 0.05)):
+            if all(n in text for n in needles):
+                break
+            await self.pilot.pause(0.05)
+            text = "\n".join(screen_rows(self.app))
+        self.expect(where, text, *needles)
+        return text
+
     def expect(self, where: str, haystack: str, *needles: str) -> None:
         for needle in needles:
             if needle not in haystack:
@@ -230,12 +243,12 @@ async def test_runs_screen_shows_hostile_run_names_and_models_literally(db, size
     app = _app(db)
     async with app.run_test(size=size) as pilot:
         c = Checker(pilot, size)
-        text = await c.step("runs screen")
+        await c.step("runs screen")
         assert isinstance(app.screen, RunsScreen) and app.screen.query_one("#runs-table").row_count == 2
         # The name column is 12 cells at 80 columns, 48 at 160.
-        c.expect("runs screen", text, "HXRUNE [/IN", "HXRUNT [/] ")
+        await c.expect_on_screen("runs screen", "HXRUNE [/IN", "HXRUNT [/] ")
         if size == WIDE:
-            c.expect("runs screen", text, "HXRUNE [/INST] [bold red]x[/] " + H.SHOWN_ANSI_RED,
+            await c.expect_on_screen("runs screen", "HXRUNE [/INST] [bold red]x[/] " + H.SHOWN_ANSI_RED,
                      "HXRUNT [/] [link=http://evil]y[/link] ␛[2J␛[H")
         table = app.screen.query_one("#runs-table")
         with Store.open_readonly(db) as store:
@@ -255,8 +268,8 @@ async def test_a_hostile_database_file_name_is_shown_literally(tmp_path, capsys)
     app = _app(db)
     async with app.run_test(size=WIDE) as pilot:
         c = Checker(pilot, WIDE)
-        text = await c.step("runs screen of a hostile file name")
-        c.expect("header", text, "HXDB[bold red]x␛[31m")
+        await c.step("runs screen of a hostile file name")
+        await c.expect_on_screen("header", "HXDB[bold red]x␛[31m")
         c.done()
     empty = tmp_path / "HXEMPTY[bold]\x1b[2J.db"
     Store.open(empty).close()
@@ -283,7 +296,7 @@ async def test_trajectories_screen_filters_sort_and_search(db, size, kind):
         if kind == "eval":
             await pilot.press("down")  # the eval run is the older one: second row
         await pilot.press("enter")
-        text = await c.step(f"{kind} trajectories")
+        await c.step(f"{kind} trajectories")
         screen = app.screen
         assert isinstance(screen, TrajectoriesScreen) and screen.run_id == run
         table = screen.query_one(PagedTable)
@@ -307,13 +320,7 @@ async def test_trajectories_screen_filters_sort_and_search(db, size, kind):
                      "HXA06 \\u20", "HXA08 観測", "HXA09 WWW", "HXA10 line")
         if size == WIDE:  # the question column is on screen: its cells are drawn as they are
             wanted = [cells["question"].rstrip("…")[:18] for _, cells in rows]
-            for _ in range(40):  # a table refilled on a late resize is drawn on a later frame
-                if all(w in text for w in wanted):
-                    break
-                await pilot.pause(0.05)
-                text = "\n".join(screen_rows(app))
-            for needle in wanted:
-                c.expect(f"{kind} trajectories screen", text, needle)
+            await c.expect_on_screen(f"{kind} trajectories screen", *wanted)
 
         for keys, where in ((("c",), "c: correct yes"), (("c",), "c: correct no"), (("c",), "c: any"),
                             (("e",), "e: tool errors"), (("e",), "e: no tool errors"), (("e",), "e: any")):
@@ -354,7 +361,7 @@ async def test_trajectories_screen_filters_sort_and_search(db, size, kind):
 
         # Search: a typed hostile string, then a pasted one with escapes in it.
         await pilot.press("slash", *"[/INST]", "enter")
-        text = await c.step("/ [/INST] enter")
+        await c.step("/ [/INST] enter")
         line = str(screen.query_one("#filter-line").render())
         c.expect("filter line after search", line, "search '[/INST]'")
         assert "cannot read" not in line, line
@@ -444,11 +451,11 @@ async def test_every_trajectory_every_view_and_key(db, size, kind):
             await pilot.press("home")  # the view opened on the first search match
             # Fold keys: `s` opens every prompt, `r` every reasoning block; again closes them.
             await pilot.press("s")
-            text = await c.step(f"{where} s (prompts open)")
+            await c.step(f"{where} s (prompts open)")
             prompts = [f for f in transcript.query(Fold) if f.has_class("prompt")]
             assert prompts and all(not f.collapsed for f in prompts), f"{where}: s left a prompt folded"
             if size == WIDE:
-                c.expect(f"{where} open system prompt on screen", text, "HXSYS [/INST] You are ␛[2J␛[H")
+                await c.expect_on_screen(f"{where} open system prompt on screen", "HXSYS [/INST] You are ␛[2J␛[H")
             await pilot.press("r")
             await c.step(f"{where} r (reasoning open)")
             reasoning = [f for f in transcript.query(Fold) if f.has_class("reasoning")]
@@ -510,7 +517,7 @@ async def test_group_screen_shows_hostile_rewards_and_answers_literally(db, size
         c = Checker(pilot, size)
         await c.step("train trajectories")
         await pilot.press("g")
-        text = await c.step("g (group)")
+        await c.step("g (group)")
         screen = app.screen
         assert isinstance(screen, GroupScreen)
         table = screen.query_one("#group-table")
@@ -533,7 +540,7 @@ async def test_group_screen_shows_hostile_rewards_and_answers_literally(db, size
         c.expect_clean("group column titles", " ".join(titles), RAW_ON_SCREEN)
         assert shown_line(H.rewards(0, True)[2].name) in titles, titles
         if size == WIDE:
-            c.expect("group screen", text, "[/INST] HXA00 the answer")
+            await c.expect_on_screen("group screen", "[/INST] HXA00 the answer")
         await pilot.press("down", "enter")
         await c.step("group → trajectory")
         assert isinstance(app.screen, TrajectoryScreen)
