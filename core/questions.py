@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+from loguru import logger
 
 from core.corpus import csv_records, csv_rows, jsonl_records, read_text
 from core.records import InputError, Question
@@ -24,8 +26,10 @@ def load_questions(path: str | Path) -> list[Question]:
     `supporting_paragraphs` (a list of strings, or one string).
 
     A number answer becomes its decimal string (many QA sets store years as numbers). Missing ids
-    default to "q{index}" (0-based position); repeated ids are an error, since stored results are
-    keyed by them.
+    default to "q{index}" (0-based position). Ids may repeat: files in the wild give one id per
+    source chunk with several questions each. Every question is kept, in file order, and one
+    loguru warning names the file and how many ids (and questions) repeat; nothing downstream
+    keys by id (the store, resume and training use the position, qidx), so the id is a label.
     """
     path = Path(path)
     if not path.is_file():
@@ -40,18 +44,22 @@ def load_questions(path: str | Path) -> list[Question]:
     else:
         raise InputError(str(path), f"unsupported question file type {suffix or '(none)'!r}; "
                                     "expected .jsonl, .json or .csv")
-    questions: list[Question] = []
-    first_seen: dict[str, str] = {}
-    for index, (line, where, record) in enumerate(records):
-        question = _question_from(path, line, where, index, record)
-        if question.id in first_seen:
-            raise InputError(str(path), f"duplicate id {question.id!r}{where}, first used {first_seen[question.id]}",
-                             line=line, field="id")
-        first_seen[question.id] = f"on line {line}" if line is not None else where.strip()
-        questions.append(question)
+    questions = [_question_from(path, line, where, index, record)
+                 for index, (line, where, record) in enumerate(records)]
     if not questions:
         raise InputError(str(path), "no questions in this file")
+    _warn_repeated_ids(path, questions)
     return questions
+
+
+def _warn_repeated_ids(path: Path, questions: list[Question]) -> None:
+    """One warning for all ids used by more than one question; silent when every id is unique."""
+    uses = Counter(q.id for q in questions)
+    repeated = [n for n in uses.values() if n > 1]
+    if repeated:
+        ids = f"{len(repeated)} id{'s are' if len(repeated) > 1 else ' is'}"
+        logger.warning("{}: {} used by more than one question ({} questions); every question is kept, "
+                       "identified by its position", path, ids, sum(repeated))
 
 
 def split_questions(questions: list[Question], split: str, seed: int = 42,

@@ -51,6 +51,18 @@ class Question:
     supporting: tuple[str, ...] = ()
     """Further supporting paragraphs, when a question file gives them."""
 
+    @property
+    def gold_text(self) -> str | None:
+        """The text a search result must hold to be a chunk hit, and the text to highlight there.
+
+        chunk_content when given (the seed's rule); else the last supporting paragraph that is not
+        blank (the seed's later versions reward the result holding the last one); else None.
+        core.rewards.chunk_hit says how each is matched.
+        """
+        if self.chunk_content:
+            return self.chunk_content
+        return next((p for p in reversed(self.supporting) if p.strip()), None)
+
 
 @dataclass(frozen=True)
 class ToolCall:

@@ -6,7 +6,8 @@ Formulas and values follow the seed so numbers stay comparable with runs trained
 - formatting: 0.7 if no tool call in the trajectory failed, else 0.0;
 - retry_behavior: a curve over the number n of attempted tool calls, peaking at n = 4
   (x = n - 4, r = 1 / (1 + exp(-x + |x|/2)); above 6 calls r = max(0.1, r - 0.2 (n - 6)));
-- chunk_hit: 1.0 if the question's gold chunk appears in any search result, else 0.0.
+- chunk_hit: 1.0 if the question's gold chunk appears in any search result, else 0.0 (its
+  docstring gives the two rules: chunk_content, or the last supporting paragraph).
 
 Where the seed read strings back out of the chat ("Error during" in any message, JSON objects
 counted by a brace counter), these use what the agent recorded: parsed tool errors and the
@@ -18,8 +19,9 @@ from __future__ import annotations
 
 import importlib
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from loguru import logger
 
@@ -83,18 +85,91 @@ def retry_behavior(messages: Sequence[Message]) -> tuple[float, dict[str, Any]]:
 
 
 def chunk_hit(question: Question, messages: Sequence[Message]) -> tuple[float, dict[str, Any]] | None:
-    """1.0 if the gold chunk's text is in a search result; None when the question names no chunk.
+    """1.0 if a search result holds the question's gold text, else 0.0; None when it has none.
 
-    The seed raised an error for a batch without chunk_content; skipping lets question files
-    without gold chunks still be scored on the other rewards.
+    The gold text is `question.gold_text`, matched by one of two rules, named in the detail:
+
+    - "chunk_content": the seed's reward_exact_match_chunk_query. The chunk's text must be a plain
+      substring of a search result, exactly (whitespace included).
+    - "last_supporting_paragraph": no chunk_content, but supporting paragraphs (question files
+      that give only `supporting_paragraphs`). The seed's later versions reward a search result
+      that contains the last supporting paragraph. Compared with whitespace normalised on both
+      sides: every run of whitespace (str.isspace: spaces, tabs, newlines, no-break spaces ...)
+      becomes one space and the ends are stripped, so a chunker's re-wrapping is still a hit.
+
+    Search results are the messages whose role is in TOOL_ROLES; the answer never counts.
+    Detail: {"rule": "chunk_content" | "last_supporting_paragraph", "hit_turn": the turn of the
+    first result that holds the gold text, or None, "tool_results": how many results there were}.
+    The seed raised an error for a batch without chunk_content; returning None lets question
+    files without any gold still be scored on the other rewards.
     """
-    if not question.chunk_content:
+    gold = _gold(question)
+    if gold is None:
         return None
+    rule, text = gold
     results = [m for m in messages if m.role in TOOL_ROLES]
+    needle = text if rule == "chunk_content" else _collapse(text)
     for m in results:
-        if question.chunk_content in m.content:
-            return 1.0, {"hit_turn": m.turn, "tool_results": len(results)}
-    return 0.0, {"hit_turn": None, "tool_results": len(results)}
+        if needle in (m.content if rule == "chunk_content" else _collapse(m.content)):
+            return 1.0, {"rule": rule, "hit_turn": m.turn, "tool_results": len(results)}
+    return 0.0, {"rule": rule, "hit_turn": None, "tool_results": len(results)}
+
+
+def gold_spans(question: Question, text: str) -> list[tuple[int, int]]:
+    """Where `text` holds the question's gold text, by chunk_hit's rule: half-open character
+    offsets into `text`, left to right, not overlapping; [] when it does not (or there is no gold).
+
+    For the whitespace-normalised rule a span runs from the paragraph's first non-space
+    character to its last, as written in `text` (its whitespace may differ from the paragraph's).
+    chunk_hit scores a result 1.0 exactly when this is not empty; a viewer highlights these spans.
+    """
+    gold = _gold(question)
+    if gold is None:
+        return []
+    rule, needle = gold
+    where: list[int] | None = None
+    if rule != "chunk_content":
+        needle = _collapse(needle)
+        text, where = _collapse_with_offsets(text)
+    spans: list[tuple[int, int]] = []
+    pos = 0
+    while (found := text.find(needle, pos)) >= 0:
+        pos = found + len(needle)
+        spans.append((found, pos) if where is None else (where[found], where[pos - 1] + 1))
+    return spans
+
+
+def _gold(question: Question) -> tuple[str, str] | None:
+    """(rule, gold text) for chunk_hit, or None when the question has no gold."""
+    text = question.gold_text
+    if text is None:
+        return None
+    return ("chunk_content" if question.chunk_content else "last_supporting_paragraph"), text
+
+
+def _collapse(text: str) -> str:
+    """Runs of whitespace made one space, ends stripped."""
+    return " ".join(text.split())
+
+
+def _collapse_with_offsets(text: str) -> tuple[str, list[int]]:
+    """_collapse(text), with the offset in `text` of each of its characters (a collapsed run's
+    space maps to the run's first character)."""
+    chars: list[str] = []
+    where: list[int] = []
+    gap: int | None = None
+    for i, c in enumerate(text):
+        if c.isspace():
+            if gap is None:
+                gap = i
+            continue
+        if gap is not None and chars:
+            chars.append(" ")
+            where.append(gap)
+        gap = None
+        chars.append(c)
+        where.append(i)
+    return "".join(chars), where
 
 
 @dataclass(frozen=True)
@@ -138,8 +213,8 @@ def load_reward_function(spec: str) -> UserReward:
         if not hasattr(fn, part):
             raise ValueError(f"reward {spec!r}: module {module_name!r} has no attribute {attr!r}")
         fn = getattr(fn, part)
-    if not callable(fn):
-        raise ValueError(f"reward {spec!r}: {attr!r} is a {type(fn).__name__}, not a function")
+    if not callable(fn):  # ValueError, as every other failure of this loader
+        raise ValueError(f"reward {spec!r}: {attr!r} is a {type(fn).__name__}, not a function")  # noqa: TRY004
     return UserReward(name=getattr(fn, "__name__", attr.split(".")[-1]), spec=spec, fn=fn)
 
 
@@ -207,7 +282,7 @@ class RewardSuite:
         for reward in self.user:
             try:
                 value, detail = reward(item)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001  (user code: any failure scores 0.0, not the run)
                 logger.warning("reward {} failed on question {}: {}: {}", reward.spec, item.question.id,
                                exc.__class__.__name__, exc)
                 value, detail = 0.0, {"error": f"{exc.__class__.__name__}: {exc}"}

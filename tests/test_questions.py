@@ -104,19 +104,6 @@ def test_json_errors_name_the_item(tmp_path):
     assert "item 1" in str(_error(path))
 
 
-def test_duplicate_ids(tmp_path):
-    path = tmp_path / "q.jsonl"
-    path.write_text('{"id": "a", "question": "A?", "answer": "a"}\n{"id": "a", "question": "B?", "answer": "b"}\n',
-                    encoding="utf-8")
-    err = _error(path)
-    assert (err.line, err.field) == (2, "id") and "duplicate id 'a', first used on line 1" in str(err)
-    # a default id can collide with an explicit one too
-    path = tmp_path / "q.json"
-    path.write_text(json.dumps([{"id": "q1", "question": "A?", "answer": "a"}, {"question": "B?", "answer": "b"}]),
-                    encoding="utf-8")
-    assert str(_error(path)) == f"{path}: field 'id': duplicate id 'q1' in item 1, first used in item 0"
-
-
 def test_csv_errors(tmp_path):
     path = tmp_path / "q.csv"
     path.write_text("question,reply\nA?,a\n", encoding="utf-8")

@@ -140,12 +140,12 @@ def _chunk(messages: list[Message], question: Question = QUESTION):
 
 def test_chunk_hit():
     r = _chunk(_chat((CALL, "Result 1:\nunrelated"), (CALL, f"Result 1:\n{CHUNK}\n------"), ("Qoruna", None)))
-    assert r.value == 1.0 and r.detail == {"hit_turn": 2, "tool_results": 2}
+    assert r.value == 1.0 and r.detail == {"rule": "chunk_content", "hit_turn": 2, "tool_results": 2}
 
 
 def test_chunk_miss_and_answer_text_does_not_count():
     r = _chunk(_chat((CALL, "Result 1:\nunrelated"), (CHUNK, None)))
-    assert r.value == 0.0 and r.detail == {"hit_turn": None, "tool_results": 1}
+    assert r.value == 0.0 and r.detail == {"rule": "chunk_content", "hit_turn": None, "tool_results": 1}
 
 
 def test_chunk_hit_in_seed_ipython_role():
