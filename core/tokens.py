@@ -15,14 +15,18 @@ import numpy as np
 class TokenSequence:
     """Prompt, generated and scaffolding ids in order, with a mask that is 1 on generated ids.
 
-    logprobs holds the model's logprob for generated ids and NaN elsewhere; prompt_len is the
-    length of the opening prompt (what TRL calls prompt ids); the rest is the completion.
+    logprobs holds the model's logprob for generated ids and NaN elsewhere (nats); prompt_len is
+    the length of the opening prompt (what TRL calls prompt ids); the rest is the completion.
+    trainer_logprobs (training runs only, else None): the trainer's logprob of every token
+    under the weights that sampled it, NaN on the prompt, length = len(ids); see
+    core.train.store.StepRecorder.record_trainer_logprobs.
     """
 
     ids: list[int] = field(default_factory=list)
     mask: list[int] = field(default_factory=list)
     logprobs: list[float] = field(default_factory=list)
     prompt_len: int = 0
+    trainer_logprobs: list[float] | None = None
 
     def add_prompt(self, ids: Sequence[int]) -> tuple[int, int]:
         span = self._add(ids, 0, None)
@@ -63,10 +67,17 @@ class TokenSequence:
         return ids.tobytes(), bytes(self.mask), logprobs.tobytes()
 
     @classmethod
-    def from_blobs(cls, ids: bytes, mask: bytes, logprobs: bytes, prompt_len: int) -> "TokenSequence":
+    def from_blobs(cls, ids: bytes, mask: bytes, logprobs: bytes, prompt_len: int,
+                   trainer_logprobs: bytes | None = None) -> "TokenSequence":
         return cls(
             ids=np.frombuffer(ids, dtype="<i4").tolist(),
             mask=np.frombuffer(mask, dtype=np.uint8).tolist(),
             logprobs=np.frombuffer(logprobs, dtype="<f4").tolist(),
             prompt_len=prompt_len,
+            trainer_logprobs=None if trainer_logprobs is None else np.frombuffer(trainer_logprobs, dtype="<f4").tolist(),
         )
+
+    @staticmethod
+    def logprob_blob(values: Sequence[float]) -> bytes:
+        """float32 little-endian bytes of `values` (the store's layout for logprob columns)."""
+        return np.asarray(values, dtype="<f4").tobytes()

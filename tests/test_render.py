@@ -44,7 +44,7 @@ def style_at(text: Text, offset: int):
 # ----------------------------------------------------------------------------- literal text
 def test_markup_shows_literally_everywhere():
     for message in (Message("assistant", f"<think>{MARKUP}</think>{MARKUP}", 1), Message("tool", MARKUP, 1)):
-        text = message_body(message, gold_chunk=None)
+        text = message_body(message, gold=None)
         assert text.plain.count(MARKUP) == (2 if message.role == "assistant" else 1)
         assert all("link" not in str(span.style) for span in text.spans)
     assert MARKUP in tool_call_line(ToolCall("search_corpus", {"query": MARKUP})).plain

@@ -10,6 +10,7 @@ import pytest
 
 from core.store import Store
 from inspector.cli import main
+from tests.test_train_resume import assert_trainer_logprobs_match_the_rollout
 
 pytestmark = pytest.mark.slow
 
@@ -60,3 +61,4 @@ def test_two_steps_store_every_trajectory_with_group_advantage_and_step_metrics(
                         "rewards/formatting/mean", "completions/mean_length", "step_seconds", "rollout_seconds",
                         "store_seconds", "frac_reward_zero_std"):
                 assert key in s and math.isfinite(s[key]), key
+        assert_trainer_logprobs_match_the_rollout(store, run["id"], tolerance=1e-2)

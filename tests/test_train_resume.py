@@ -91,6 +91,25 @@ def test_a_smaller_batch_accumulates_gradients_with_one_rollout_per_step(tiny_mo
                                                   (run_id,))]
         assert steps == [1] * 4 + [2] * 4
         assert [s["step"] for s in store.train_steps(run_id)] == [1, 2]
+        assert_trainer_logprobs_match_the_rollout(store, run_id)
+
+
+def assert_trainer_logprobs_match_the_rollout(store, run_id: int, tolerance: float = 1e-3) -> None:
+    """Every trajectory has the trainer's logprobs: NaN on the prompt, a finite value on every
+    completion token, and on generated tokens the rollout's value up to float32 noise (the same
+    fp32 weights on the CPU sampled and scored them). A row mapped to the wrong sample (TRL
+    shuffles and splits the batch) would differ by whole nats."""
+    import math
+
+    tids = [r[0] for r in store.conn.execute("SELECT id FROM trajectories WHERE run_id=?", (run_id,))]
+    assert tids
+    for tid in tids:
+        t = store.tokens(tid)
+        assert t.trainer_logprobs is not None and len(t.trainer_logprobs) == len(t.ids)
+        assert all(math.isnan(x) for x in t.trainer_logprobs[: t.prompt_len])
+        assert all(math.isfinite(x) for x in t.trainer_logprobs[t.prompt_len:])
+        gaps = [abs(a - b) for a, b, m in zip(t.logprobs, t.trainer_logprobs, t.mask) if m]
+        assert gaps and max(gaps) < tolerance, (tid, max(gaps))
 
 
 def test_eval_every_stores_held_out_evals_linked_to_the_run_and_step(tiny_model, tmp_path, capsys):

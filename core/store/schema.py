@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 MIN_READABLE_VERSION = 1
 """The oldest version a reader opens without migrating: every change since then added nullable
@@ -171,10 +171,19 @@ ALTER TABLE trajectories ADD COLUMN drift_kind TEXT;
 ALTER TABLE trajectories ADD COLUMN finish_detail TEXT;
 """
 
-ADDED_COLUMNS: dict[str, tuple[str, ...]] = {"trajectories": ("drift_kind", "finish_detail")}
+_V3 = """
+-- The trainer's own logprob of each token (issue 7): what TRL's loss computed for the completion
+-- tokens under the weights that sampled them, float32 little-endian, one per token like
+-- `logprobs`, NaN on the prompt. Its difference from `logprobs` (the rollout's) is the
+-- train-inference mismatch. NULL: not a training trajectory, or the trainer never scored it.
+ALTER TABLE tokens ADD COLUMN trainer_logprobs BLOB;
+"""
+
+ADDED_COLUMNS: dict[str, tuple[str, ...]] = {"trajectories": ("drift_kind", "finish_detail"),
+                                             "tokens": ("trainer_logprobs",)}
 """Columns added after version 1; rows read from an older file get them as None."""
 
-MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2}
+MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2, 3: _V3}
 """Version N's entry turns a version N-1 database (0: empty) into version N."""
 
 

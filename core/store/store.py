@@ -410,8 +410,21 @@ class Store:
         rows = self._query("SELECT * FROM tokens WHERE trajectory_id=?", (trajectory_id,))
         if not rows:
             return None
-        r = rows[0]
-        return TokenSequence.from_blobs(r["ids"], r["mask"], r["logprobs"], r["prompt_len"])
+        r = self._complete(rows, "tokens")[0]
+        return TokenSequence.from_blobs(r["ids"], r["mask"], r["logprobs"], r["prompt_len"], r["trainer_logprobs"])
+
+    def set_trainer_logprobs(self, trajectory_id: int, values: list[float]) -> None:
+        """Store the trainer's logprob of each token of a trajectory (nats; one per token, NaN on
+        the prompt and where the trainer scored nothing). ValueError when the length is not the
+        stored sequence's; StoreError when the trajectory has no tokens."""
+        row = self.conn.execute("SELECT length(mask) FROM tokens WHERE trajectory_id=?", (trajectory_id,)).fetchone()
+        if row is None:
+            raise StoreError(f"{self.path}: trajectory {trajectory_id} has no tokens")
+        if row[0] != len(values):
+            raise ValueError(f"trajectory {trajectory_id} has {row[0]} tokens, got {len(values)} trainer logprobs")
+        with self.transaction():
+            self.conn.execute("UPDATE tokens SET trainer_logprobs=? WHERE trajectory_id=?",
+                              (TokenSequence.logprob_blob(values), trajectory_id))
 
     def rewards(self, trajectory_id: int) -> list[RewardResult]:
         return [

@@ -33,6 +33,10 @@ class StepRecorder:
         self.evaluate: Callable[[Any, int], None] | None = None
         """--eval-every: called as evaluate(policy model, step) after every eval_every-th step."""
         self.eval_every: int | None = None
+        self.batch_rows: list[tuple[int, int, int]] = []
+        """The newest batch's (trajectory id, prompt length, sequence length), in rollout order:
+        the row index TRL's loss sees (ROW_KEY) indexes this list."""
+        self.scored_rows: set[int] = set()
 
     def store_batch(self, step: int, advantages: Any) -> None:
         """Write every trajectory of the newest rollout batch as part of `step` (1-based).
@@ -45,17 +49,19 @@ class StepRecorder:
         if len(values) != len(batch.trajectories):
             raise ValueError(f"TRL returned {len(values)} advantages for {len(batch.trajectories)} rollouts")
         scored = self.cache.of(batch.trajectories)
+        self.batch_rows, self.scored_rows = [], set()
         with self.store.transaction():
             for traj, group, sample, advantage, results in zip(batch.trajectories, batch.group, batch.sample,
                                                                values, scored):
-                self._write(traj, step, self.next_group + group, sample, advantage, results)
+                tid = self._write(traj, step, self.next_group + group, sample, advantage, results)
+                self.batch_rows.append((tid, traj.tokens.prompt_len, len(traj.tokens.ids)))
         self.next_group += max(batch.group, default=-1) + 1
         self.cache.forget(batch.trajectories)
         t = self.timing.setdefault(step, {"rollout_seconds": 0.0, "store_seconds": 0.0})
         t["rollout_seconds"] += batch.seconds
         t["store_seconds"] += time.perf_counter() - began
 
-    def _write(self, traj: Trajectory, step: int, group: int, sample: int, advantage: float, results) -> None:
+    def _write(self, traj: Trajectory, step: int, group: int, sample: int, advantage: float, results) -> int:
         tid = self.store.start_trajectory(self.run_id, traj.qidx, traj.question, sample=sample, step=step,
                                           group_id=group)
         self.store.add_messages(tid, list(enumerate(traj.messages)))
@@ -68,6 +74,31 @@ class StepRecorder:
             advantage=advantage if math.isfinite(advantage) else None, drift_at=traj.drift_at,
             drift_kind=traj.drift_kind, finish_detail=traj.finish_detail,
             generation_seconds=traj.generation_seconds))
+        return tid
+
+    def record_trainer_logprobs(self, rows: list[int], logprobs: list[list[float]]) -> None:
+        """Store the trainer's per-token logprobs of the completion tokens of `rows` (indices into
+        the newest batch, in the order TRL's loss met them after shuffling; logprobs[i] has
+        one value per completion position, right-padded: only the first len(completion) count).
+
+        Called from the loss before its backward pass, so these are the logprobs of the weights
+        that sampled the batch: their difference from the rollout's is the train-inference gap.
+        A row seen again (num_iterations > 1: later passes over the same batch, after updates)
+        keeps its first values. Timed into the step's store_seconds.
+        """
+        began = time.perf_counter()
+        with self.store.transaction():
+            for row, values in zip(rows, logprobs):
+                if row in self.scored_rows or row >= len(self.batch_rows):
+                    continue
+                self.scored_rows.add(row)
+                tid, prompt_len, length = self.batch_rows[row]
+                completion = values[:length - prompt_len]
+                full = [math.nan] * prompt_len + completion + [math.nan] * (length - prompt_len - len(completion))
+                self.store.set_trainer_logprobs(tid, full)
+        step = max(self.timing, default=0)
+        if step:
+            self.timing[step]["store_seconds"] += time.perf_counter() - began
 
     def callback(self):
         """A transformers TrainerCallback that stores each step's metrics and reports progress."""

@@ -309,16 +309,49 @@ def lora_config(config: TrainConfig):
                       target_modules="all-linear", task_type="CAUSAL_LM")
 
 
+ROW_KEY = "rl_inspect_row"
+"""Extra key of TRL's generation batch: each sample's index in rollout order. TRL shuffles and
+splits the batch by every key alike (trl.trainer.utils.shuffle_sequence_dict,
+split_tensor_dict), so the loss can name the sample whose logprobs it computed."""
+
+
 def build_trainer(model, tokenizer, args, reward_funcs, dataset, rollout: AgentRollout, recorder: StepRecorder,
                   peft_config=None):
-    """A GRPOTrainer that hands every generated batch, with TRL's advantages, to `recorder`."""
+    """A GRPOTrainer that hands every generated batch, with TRL's advantages, to `recorder`, and
+    the per-token logprobs its loss computes to recorder.record_trainer_logprobs.
+
+    TRL exposes neither through a public hook: the batch is read where
+    `_generate_and_score_completions` returns it, and the loss's logprobs by wrapping
+    `_get_per_token_logps_and_entropies` while `_compute_loss` runs (its first return value,
+    (batch, completion length), nats). Checked against trl 1.16.
+    """
+    import torch
     from trl import GRPOTrainer
 
     class _StoringGRPOTrainer(GRPOTrainer):
         def _generate_and_score_completions(self, inputs):
             output = super()._generate_and_score_completions(inputs)
             recorder.store_batch(self.state.global_step + 1, output["advantages"])
+            output[ROW_KEY] = torch.arange(len(output["advantages"]), device=output["advantages"].device)
             return output
+
+        def _compute_loss(self, model, inputs):
+            seen = []
+            compute = self._get_per_token_logps_and_entropies
+
+            def keeping(*args, **kwargs):
+                result = compute(*args, **kwargs)
+                seen.append(result[0])
+                return result
+
+            self._get_per_token_logps_and_entropies = keeping
+            try:
+                loss = super()._compute_loss(model, inputs)
+            finally:
+                del self._get_per_token_logps_and_entropies
+            if seen and ROW_KEY in inputs:
+                recorder.record_trainer_logprobs(inputs[ROW_KEY].tolist(), seen[0].detach().float().cpu().tolist())
+            return loss
 
     from transformers.trainer_callback import PrinterCallback
 

@@ -23,12 +23,17 @@ from rich.cells import cell_len, get_character_cell_size
 from rich.style import Style
 from rich.text import Text
 
-from core.records import Message, RewardResult, ToolCall, ToolError
+from core.records import Message, Question, RewardResult, ToolCall, ToolError
+from core.rewards import gold_spans
 from core.tokens import TokenSequence
 from inspector.literal import one_line, show_escape, visible
 
 
-TokenMode = Literal["mask", "logprob"]
+TokenMode = Literal["mask", "logprob", "advantage", "gap"]
+TOKEN_MODES: tuple[TokenMode, ...] = ("mask", "logprob", "advantage", "gap")
+"""What colours the trained tokens: the mask alone, exp(rollout logprob), the trajectory's
+advantage (what the GRPO loss multiplied them by), or trainer minus rollout logprob (the
+train-inference gap). Masked tokens are never coloured: the loss does not see them."""
 
 # C0 controls except \t and \n, DEL, C1 controls (\x9b is an 8-bit CSI), the line and paragraph
 # separators (some renderers break lines on them), and bidi overrides (they reorder what follows).
@@ -107,16 +112,34 @@ def _gaps(blocks: list[tuple[int, int]], length: int) -> list[tuple[int, int]]:
     return out
 
 
-def gold_chunk_hit(message: Message, gold_chunk: str | None) -> bool:
-    """True when a tool result contains the gold chunk's text (the chunk_hit reward's test)."""
-    return (bool(gold_chunk) and message.role not in _NOT_TOOL_ROLES
-            and gold_chunk in (message.content or ""))
+Gold = Question | str | None
+"""What a tool result is searched for: a question (its chunk_content, or its last supporting
+paragraph, by the chunk_hit reward's own rule: core.rewards.gold_spans), or a literal text."""
 
 
-def message_body(message: Message, gold_chunk: str | None = None) -> Text:
-    """A message's content: reasoning dimmed for the assistant, the gold chunk lit in tool results.
+def gold_spans_in(message: Message, gold: Gold) -> list[tuple[int, int]]:
+    """Character spans of the gold text in a tool result's content ([] for other roles)."""
+    content = message.content or ""
+    if not gold or message.role in _NOT_TOOL_ROLES:
+        return []
+    if isinstance(gold, Question):
+        return gold_spans(gold, content)
+    spans, pos = [], 0
+    while (found := content.find(gold, pos)) >= 0:
+        pos = found + len(gold)
+        spans.append((found, pos))
+    return spans
 
-    Whether the chunk was hit is `gold_chunk_hit(message, gold_chunk)`; `gold_badge()` is the
+
+def gold_chunk_hit(message: Message, gold: Gold) -> bool:
+    """True when a tool result contains the gold text (the chunk_hit reward's test)."""
+    return bool(gold_spans_in(message, gold))
+
+
+def message_body(message: Message, gold: Gold = None) -> Text:
+    """A message's content: reasoning dimmed for the assistant, the gold text lit in tool results.
+
+    Whether the chunk was hit is `gold_chunk_hit(message, gold)`; `gold_badge()` is the
     marker to show beside it.
     """
     if message.role == "assistant":
@@ -127,11 +150,10 @@ def message_body(message: Message, gold_chunk: str | None = None) -> Text:
     # Split the original text around each occurrence, then make each piece visible: matching
     # in the shown text could pair a control character with the literal text of its escape.
     content, text, pos = message.content or "", Text(overflow="fold"), 0
-    if gold_chunk and message.role not in _NOT_TOOL_ROLES:
-        while (found := content.find(gold_chunk, pos)) >= 0:
-            text.append(visible(content[pos:found]))
-            text.append(visible(gold_chunk), style=GOLD)
-            pos = found + len(gold_chunk)
+    for start, end in gold_spans_in(message, gold):
+        text.append(visible(content[pos:start]))
+        text.append(visible(content[start:end]), style=GOLD)
+        pos = end
     text.append(visible(content[pos:]))
     return text
 
@@ -193,8 +215,17 @@ HEAT_LEVELS = 20
 """Probabilities are drawn in 1/20 steps, and the legend shows exactly the colours used."""
 _ALT, _TRAINED, _SPECIAL, _PARTIAL = 1, 2, 4, 8
 _HEAT_SHIFT = 4
-"""A token's style is an int code: the bits above, and (heat level + 1) << _HEAT_SHIFT in logprob
-mode (0: no heat). Codes are computed for all tokens at once with numpy; a code's Style is cached."""
+_PALETTE_SHIFT = _HEAT_SHIFT + 5
+"""A token's style is an int code: the bits above, (level + 1) << _HEAT_SHIFT on a colour scale
+(0: none), and the scale's index in _SCALES << _PALETTE_SHIFT. Codes are computed for all
+tokens at once with numpy; a code's Style is cached."""
+ADVANTAGE_LIMIT = 2.0
+"""The advantage scale runs from -2 to +2 (TRL scales advantages by the group's std, so most fall
+inside); larger ones take the end colours."""
+ADVANTAGE_LEVELS = 20
+GAP_BUCKETS = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+"""|trainer - rollout logprob| is drawn by decade (nats): under 1e-4 neutral, then one step per
+decade, 1 and more the end colour, each side for its sign."""
 NO_PIECE = "⟨{}⟩"
 
 
@@ -227,6 +258,44 @@ _HEAT_ALT_STYLES = [Style(color="black", bgcolor=heat_colour(level / HEAT_LEVELS
                     for level in range(HEAT_LEVELS + 1)]
 
 
+def diverging_colour(x: float, shade: float = 1.0) -> str:
+    """Red (x=-1) through light grey (0) to blue (x=+1); shade < 1 darkens it."""
+    x = max(-1.0, min(1.0, x))
+    mid, end = (205, 205, 205), ((220, 50, 47) if x < 0 else (38, 110, 235))
+    rgb = [int((m + (e - m) * abs(x)) * shade) for m, e in zip(mid, end)]
+    return f"rgb({rgb[0]},{rgb[1]},{rgb[2]})"
+
+
+def _scale(colours: list[str], alt_colours: list[str]) -> tuple[list[Style], list[Style]]:
+    return ([Style(color="black", bgcolor=c, bold=True) for c in colours],
+            [Style(color="black", bgcolor=c, bold=True) for c in alt_colours])
+
+
+_GAP_LEVELS = len(GAP_BUCKETS)
+_SCALES = (
+    (_HEAT_STYLES, _HEAT_ALT_STYLES),
+    _scale([diverging_colour(2 * k / ADVANTAGE_LEVELS - 1) for k in range(ADVANTAGE_LEVELS + 1)],
+           [diverging_colour(2 * k / ADVANTAGE_LEVELS - 1, 0.8) for k in range(ADVANTAGE_LEVELS + 1)]),
+    _scale([diverging_colour((k - _GAP_LEVELS) / _GAP_LEVELS) for k in range(2 * _GAP_LEVELS + 1)],
+           [diverging_colour((k - _GAP_LEVELS) / _GAP_LEVELS, 0.8) for k in range(2 * _GAP_LEVELS + 1)]),
+)
+"""(styles, alternate-shade styles) per level of each colour scale: exp(logprob), advantage, gap."""
+_SCALE_OF = {"logprob": 0, "advantage": 1, "gap": 2}
+
+
+def advantage_level(advantage: float) -> int:
+    """The advantage scale's level (0..ADVANTAGE_LEVELS) of an advantage, clipped to ±ADVANTAGE_LIMIT."""
+    x = max(-ADVANTAGE_LIMIT, min(ADVANTAGE_LIMIT, advantage)) / ADVANTAGE_LIMIT
+    return round((x + 1) / 2 * ADVANTAGE_LEVELS)
+
+
+def gap_levels(gap: np.ndarray) -> np.ndarray:
+    """The gap scale's level of each gap (nats; int64, 0..2*len(GAP_BUCKETS)): the middle level
+    under 1e-4, one more per decade of |gap| above it, on the side of its sign."""
+    decade = np.searchsorted(np.asarray(GAP_BUCKETS), np.abs(gap), side="right")
+    return _GAP_LEVELS + np.sign(gap).astype(np.int64) * decade
+
+
 def heat_style(logprob: float) -> Style:
     """The style of a trained token with this logprob (exp(logprob) on the heat scale)."""
     p = max(0.0, min(1.0, math.exp(logprob)))
@@ -236,9 +305,10 @@ def heat_style(logprob: float) -> Style:
 @lru_cache(maxsize=None)
 def token_style(code: int) -> Style:
     """The Style of a token style code (see `token_codes`): mask or heat background, then class."""
-    alt, heat = code & _ALT, (code >> _HEAT_SHIFT) - 1
+    alt, heat = code & _ALT, ((code >> _HEAT_SHIFT) & 31) - 1
     if heat >= 0:
-        style = (_HEAT_ALT_STYLES if alt else _HEAT_STYLES)[heat]
+        styles, alt_styles = _SCALES[code >> _PALETTE_SHIFT]
+        style = (alt_styles if alt else styles)[heat]
     elif code & _TRAINED:
         style = TRAINED_ALT if alt else TRAINED
     else:
@@ -251,21 +321,36 @@ def token_style(code: int) -> Style:
 
 
 def token_codes(mask: Sequence[int], logprobs: Sequence[float], special: np.ndarray, partial: np.ndarray,
-                mode: TokenMode) -> np.ndarray:
+                mode: TokenMode, advantage: float | None = None,
+                trainer_logprobs: Sequence[float] | None = None) -> np.ndarray:
     """Style code of each token (int64, shape (n,)): alternate shade, trained, template, partial,
-    and in "logprob" mode the heat level of trained tokens with a logprob (exp(logprob), 1/20 steps).
+    and on a colour scale, for trained tokens with a value: "logprob" exp(logprob) in 1/20 steps;
+    "advantage" the trajectory's advantage (one value for all its trained tokens in GRPO);
+    "gap" trainer_logprobs - logprobs by decade (`gap_levels`). Without the mode's data no token
+    is coloured (the legend says why).
 
-    special, partial: bool arrays of shape (n,).
+    special, partial: bool arrays of shape (n,); logprobs, trainer_logprobs: nats, length n.
     """
     n = len(mask)
     trained = np.asarray(mask)[:n] != 0
     code = (np.arange(n, dtype=np.int64) & _ALT) | (trained * _TRAINED) | (special * _SPECIAL) | (partial * _PARTIAL)
-    if mode == "logprob" and n:
-        lp = np.asarray(logprobs, dtype=np.float64)[:n]
-        known = trained & ~np.isnan(lp)
-        with np.errstate(all="ignore"):
+    if not n or mode == "mask":
+        return code
+    lp = np.asarray(logprobs, dtype=np.float64)[:n]
+    known, level = None, None
+    with np.errstate(all="ignore"):
+        if mode == "logprob":
+            known = trained & ~np.isnan(lp)
             level = np.round(np.clip(np.exp(np.nan_to_num(lp)), 0.0, 1.0) * HEAT_LEVELS).astype(np.int64)
+        elif mode == "advantage" and advantage is not None and math.isfinite(advantage):
+            known, level = trained, np.full(n, advantage_level(advantage), dtype=np.int64)
+        elif mode == "gap" and trainer_logprobs is not None:
+            gap = np.asarray(trainer_logprobs, dtype=np.float64)[:n] - lp
+            known = trained & np.isfinite(gap)
+            level = gap_levels(np.nan_to_num(gap, nan=0.0, posinf=0.0, neginf=0.0))
+    if known is not None:
         code |= np.where(known, level + 1, 0) << _HEAT_SHIFT
+        code |= np.where(known, _SCALE_OF[mode], 0) << _PALETTE_SHIFT
     return code
 
 
@@ -274,6 +359,35 @@ def logprob_legend() -> Text:
     text = Text("p = exp(logprob): ")
     for p in (0.0, 0.5, 1.0):
         text.append(f" {p:g} ", style=_HEAT_STYLES[round(p * HEAT_LEVELS)])
+    text.append(" ")
+    text.append(" masked ", style=MASKED_ALT)
+    _legend_classes(text)
+    return text
+
+
+def advantage_legend(advantage: float | None) -> Text:
+    """The advantage mode's key: the trajectory's advantage and the scale; or why there is none."""
+    if advantage is None or not math.isfinite(advantage):
+        return Text("advantage: none stored (only training trajectories have one)", style="italic")
+    text = Text(f"advantage {advantage:+.3f} on every trained token: ")
+    styles = _SCALES[1][0]
+    for a in (-ADVANTAGE_LIMIT, -1.0, 0.0, 1.0, ADVANTAGE_LIMIT):
+        text.append(f" {a:+g} " if a else " 0 ", style=styles[advantage_level(a)])
+    text.append(" ")
+    text.append(" masked ", style=MASKED_ALT)
+    _legend_classes(text)
+    return text
+
+
+def gap_legend(has_trainer_logprobs: bool) -> Text:
+    """The gap mode's key: trainer minus rollout logprob by decade; or why there is none."""
+    if not has_trainer_logprobs:
+        return Text("trainer − rollout logprob: none stored (only training steps score tokens twice)",
+                    style="italic")
+    text = Text("trainer − rollout logprob (nats): ")
+    styles = _SCALES[2][0]
+    for label, gap in (("−1", -1.0), ("−.01", -0.01), ("<1e-4", 0.0), ("+.01", 0.01), ("+1", 1.0)):
+        text.append(f" {label} ", style=styles[int(gap_levels(np.array([gap]))[0])])
     text.append(" ")
     text.append(" masked ", style=MASKED_ALT)
     _legend_classes(text)
@@ -380,8 +494,10 @@ def message_spans(messages: Iterable[Message]) -> list[tuple[int, int, str]]:
 
 
 def token_info(index: int, tokens: TokenSequence, piece: str | None, part: tuple[int, int, str] | None,
-               owner: str | None) -> Text:
-    """The cursor's line: position, id, the piece made visible (repr), mask, logprob and p, owner.
+               owner: str | None, advantage: float | None = None) -> Text:
+    """The cursor's line: position, id, the piece made visible (repr), mask, logprob and p; for a
+    trained token of a training step the trainer's logprob, the gap (trainer - rollout, nats) and
+    the importance ratio exp(gap), and the advantage; then the owner.
 
     part is (k, n, text) when the token is the k-th of n byte-level tokens that decode to `text`
     together; owner is the message span's label ("assistant, turn 2") or None (template tokens).
@@ -404,6 +520,14 @@ def token_info(index: int, tokens: TokenSequence, piece: str | None, part: tuple
         text.append("  logprob –  p –")
     else:
         text.append(f"  logprob {logprob:.4f}  p={math.exp(logprob):.4f}")
+    trainer = tokens.trainer_logprobs
+    if trainer is not None and index < len(trainer) and math.isfinite(trainer[index]) and trained:
+        gap = trainer[index] - logprob if logprob is not None and math.isfinite(logprob) else math.nan
+        text.append(f"  trainer {trainer[index]:.4f}")
+        if math.isfinite(gap):
+            text.append(f"  gap {gap:+.2e}  ratio {math.exp(gap):.4f}")
+    if advantage is not None and trained:
+        text.append(f"  advantage {advantage:+.3f}")
     text.append(f"  · {owner}" if owner else "  · template (no message)", style="dim" if not owner else "")
     return text
 
@@ -420,7 +544,8 @@ class TokenLayout:
 
     def __init__(self, doc: str, token_start: np.ndarray, token_stop: np.ndarray,
                  marks: list[tuple[int, int, Style]], own_lines: list[int], flags: np.ndarray,
-                 mask: Sequence[int], logprobs: Sequence[float], mode: TokenMode) -> None:
+                 mask: Sequence[int], logprobs: Sequence[float], mode: TokenMode,
+                 advantage: float | None = None, trainer_logprobs: Sequence[float] | None = None) -> None:
         self.doc = doc
         self.token_start: np.ndarray = token_start
         """Offset in `doc` of each token's first character (int64, shape (n,), increasing)."""
@@ -450,17 +575,20 @@ class TokenLayout:
         self._flags = flags
         self._mask = np.frombuffer(bytes(mask), dtype=np.uint8)  # bytes(): far faster than numpy on a list
         self._logprobs = np.frombuffer(array("d", logprobs), dtype=np.float64)
+        self._advantage = advantage
+        self._trainer = None if trainer_logprobs is None else np.asarray(trainer_logprobs, dtype=np.float64)
         self.set_mode(mode)
 
     # ------------------------------------------------------------------ styles
     def set_mode(self, mode: TokenMode) -> None:
-        """Colour trained tokens by the mask or by exp(logprob); the text and rows do not change."""
-        if mode not in ("mask", "logprob"):
-            raise ValueError(f"token view mode must be 'mask' or 'logprob', not {mode!r}")
+        """Colour trained tokens as TOKEN_MODES says; the text and rows do not change.
+        ValueError for a mode not in TOKEN_MODES."""
+        _check_mode(mode)
         self.mode = mode
         n = len(self.token_start)
         self.codes: list[int] = token_codes(self._mask, self._logprobs, self._flags[:n] & _SPECIAL != 0,
-                                            self._flags[:n] & _PARTIAL != 0, mode).tolist()
+                                            self._flags[:n] & _PARTIAL != 0, mode, self._advantage,
+                                            self._trainer).tolist()
 
     def segments(self, lo: int, hi: int, cursor: int | None = None) -> list[tuple[str, Style]]:
         """(text, style) pieces covering doc[lo:hi] (inside one line); token `cursor` reversed."""
@@ -636,21 +764,28 @@ def _grapheme_cuts(plain: str, width: int) -> list[int]:
     return cuts
 
 
+def _check_mode(mode: str) -> None:
+    if mode not in TOKEN_MODES:
+        raise ValueError(f"token view mode must be one of {', '.join(TOKEN_MODES)}, not {mode!r}")
+
+
 def token_layout(tokens: TokenSequence, pieces: list[str] | None, messages: list[Message],
                  drift_at: int | None, mode: TokenMode = "mask",
                  special: set[int] | frozenset[int] = frozenset(),
-                 parts: dict[int, tuple[int, int, str]] | None = None) -> TokenLayout:
+                 parts: dict[int, tuple[int, int, str]] | None = None,
+                 advantage: float | None = None) -> TokenLayout:
     """Every token, trained ones set apart from masked ones; boundaries, template tokens, drift, errors.
 
     pieces[i] is the decoded text of token i; without pieces (or for an empty piece) the id is
     shown as ⟨id⟩. parts maps a token to (k, n, text) when it is the k-th of n byte-level tokens
     that decode to `text` together: the first shows the text (its piece), the others a `PARTIAL_MARK`.
     mode "mask": trained tokens bright on a green tint, masked ones dim. mode "logprob": trained
-    tokens on the heat scale of exp(logprob). Template tokens (ids in `special`, or pieces shaped
-    like <|...|>) keep their mask or heat background and take a magenta underlined foreground.
+    tokens on the heat scale of exp(logprob); "advantage" and "gap" as `token_codes` says
+    (advantage: the trajectory's; the gap uses tokens.trainer_logprobs). Template tokens (ids in
+    `special`, or pieces shaped like <|...|>) keep their mask or scale background and take a
+    magenta underlined foreground. ValueError for a mode not in TOKEN_MODES.
     """
-    if mode not in ("mask", "logprob"):
-        raise ValueError(f"token view mode must be 'mask' or 'logprob', not {mode!r}")
+    _check_mode(mode)
     ids, n = tokens.ids, len(tokens.ids)
     parts = parts or {}
     flags = np.zeros(n, dtype=np.int64)
@@ -712,7 +847,7 @@ def token_layout(tokens: TokenSequence, pieces: list[str] | None, messages: list
         marks.append((len(doc), len(doc) + len(tail), DRIFT))
         doc += tail
     return TokenLayout(doc, starts, starts + lens, marks, own_lines, flags,
-                       tokens.mask, tokens.logprobs, mode)
+                       tokens.mask, tokens.logprobs, mode, advantage, tokens.trainer_logprobs)
 
 
 def token_view(tokens: TokenSequence, pieces: list[str] | None, messages: list[Message],

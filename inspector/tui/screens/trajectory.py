@@ -234,7 +234,7 @@ class TrajectoryScreen(LiveScreen):
         if tokens is None:
             view.show_message("No tokens stored for this trajectory (it did not finish).")
             return
-        view.show(tokens, pieces, self.messages, self.row["drift_at"])
+        view.show(tokens, pieces, self.messages, self.row["drift_at"], advantage=self.row.get("advantage"))
         hit_tokens = [self.messages[i].token_start for i in self.hits
                       if i < len(self.messages) and self.messages[i].token_start is not None]
         view.set_search_hits(hit_tokens)

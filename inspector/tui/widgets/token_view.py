@@ -30,7 +30,8 @@ from textual.strip import Strip
 
 from core.records import Message
 from core.tokens import TokenSequence
-from inspector.tui.render import TokenLayout, TokenMode, logprob_legend, mask_legend, message_spans, token_info, \
+from inspector.tui.render import TOKEN_MODES, TokenLayout, TokenMode, advantage_legend, gap_legend, logprob_legend, \
+    mask_legend, message_spans, token_info, \
     token_layout, token_summary, tool_error_tokens
 from inspector.tui.tokenizers import TokenPieces
 
@@ -53,8 +54,9 @@ class TokenView(ScrollView, can_focus=True):
     """
 
     BINDINGS = [
-        Binding("l", "toggle_mode", "Mask/logprob", id="tokens.mode",
-                tooltip="Colour trained tokens by the mask or by exp(logprob)"),
+        Binding("l", "toggle_mode", "Colour: mask/logprob/advantage/gap", id="tokens.mode",
+                tooltip="Colour trained tokens by the mask, exp(logprob), the advantage they were trained "
+                        "with, or trainer − rollout logprob (the last two for training steps)"),
         Binding("e", "next_tool_error", "Next tool error", id="tokens.error",
                 tooltip="Move the cursor to the next assistant message whose tool call failed"),
         Binding("d", "go_to_drift", "Drift", id="tokens.drift",
@@ -74,6 +76,7 @@ class TokenView(ScrollView, can_focus=True):
     def __init__(self, *, name: str | None = None, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(name=name, id=id, classes=classes)
         self.mode: TokenMode = "mask"
+        self.advantage: float | None = None
         """What trained tokens are coloured by: the mask, or exp(logprob) on a heat scale."""
         self.cursor: int | None = None
         """The token under the cursor (None when no tokens are shown)."""
@@ -106,9 +109,11 @@ class TokenView(ScrollView, can_focus=True):
 
     # ------------------------------------------------------------------ content
     def show(self, tokens: TokenSequence, pieces: list[str] | TokenPieces | None, messages: list[Message],
-             drift_at: int | None, special: set[int] | None = None, parts: Parts | None = None) -> None:
+             drift_at: int | None, special: set[int] | None = None, parts: Parts | None = None,
+             advantage: float | None = None) -> None:
         """Show a trajectory's tokens, the cursor on the first trained token and in view.
 
+        advantage: the trajectory's advantage (training steps), for the "advantage" colour mode.
         pieces: the decoded text per token (len(tokens.ids)), or a `TokenPieces` (its special
         ids and split-character parts are used too), or None (ids are shown). drift_at: token
         position where the re-rendered chat differs (may be len(ids): past the end).
@@ -119,7 +124,10 @@ class TokenView(ScrollView, can_focus=True):
             parts = parts if parts is not None else pieces.parts
             pieces = pieces.pieces
         self._data = (tokens, pieces, messages, drift_at, special, parts or {})
-        self._layout = token_layout(tokens, pieces, messages, drift_at, self.mode, special, parts)
+        self.advantage = advantage
+        if self.mode not in self.modes():
+            self.mode = "mask"
+        self._layout = token_layout(tokens, pieces, messages, drift_at, self.mode, special, parts, advantage)
         self._spans = message_spans(messages)
         self._span_starts = [start for start, _, _ in self._spans]
         self._errors = sorted(tool_error_tokens(messages, len(tokens.ids)))
@@ -146,9 +154,19 @@ class TokenView(ScrollView, can_focus=True):
         if self._width:
             self.scroll_to(y=0, animate=False, immediate=True, force=True)
 
+    def modes(self) -> tuple[TokenMode, ...]:
+        """The colour modes this trajectory has data for: mask and logprob always; advantage and
+        gap for a training step's trajectory (an advantage, the trainer's logprobs)."""
+        tokens = self._data[0] if self._data is not None else None
+        return tuple(m for m in TOKEN_MODES
+                     if m == "mask" or m == "logprob"
+                     or (m == "advantage" and self.advantage is not None)
+                     or (m == "gap" and tokens is not None and tokens.trainer_logprobs is not None))
+
     def action_toggle_mode(self) -> None:
-        """Colour trained tokens by the mask or by exp(logprob); rows and the place stay."""
-        self.mode = "logprob" if self.mode == "mask" else "mask"
+        """Next colour mode this trajectory has data for (`modes`); rows and the place stay."""
+        modes = self.modes()
+        self.mode = modes[(modes.index(self.mode) + 1) % len(modes)] if self.mode in modes else "mask"
         if self._layout is not None:
             self._layout.set_mode(self.mode)
         self._strips.clear()
@@ -168,7 +186,9 @@ class TokenView(ScrollView, can_focus=True):
         tokens, pieces, _, drift_at, _, _ = self._data
         text = token_summary(tokens, drift_at, have_pieces=pieces is not None)
         text.append("\n")
-        text.append_text(logprob_legend() if self.mode == "logprob" else mask_legend())
+        legend = {"logprob": logprob_legend, "advantage": lambda: advantage_legend(self.advantage),
+                  "gap": lambda: gap_legend(tokens.trainer_logprobs is not None)}.get(self.mode, mask_legend)
+        text.append_text(legend())
         return text
 
     def _info_text(self) -> Text:
@@ -178,7 +198,7 @@ class TokenView(ScrollView, can_focus=True):
         piece = pieces[i] if pieces is not None and i < len(pieces) else None
         k = bisect_right(self._span_starts, i) - 1
         owner = self._spans[k][2] if k >= 0 and i < self._spans[k][1] else None
-        return token_info(i, tokens, piece, parts.get(i), owner)
+        return token_info(i, tokens, piece, parts.get(i), owner, self.advantage)
 
     # ------------------------------------------------------------------ folding
     def _fold_width(self) -> int:

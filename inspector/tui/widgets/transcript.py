@@ -19,7 +19,7 @@ from textual.widget import Widget
 from textual.widgets import Collapsible, Static
 
 from core.records import Message, Question
-from inspector.tui.render import REASONING, gold_badge, gold_chunk_hit, literal, message_body, split_reasoning, \
+from inspector.tui.render import REASONING, Gold, gold_badge, gold_chunk_hit, literal, message_body, split_reasoning, \
     tool_call_line, tool_error_line, visible
 
 _TITLE_WIDTH = 70
@@ -88,7 +88,7 @@ class Transcript(VerticalScroll, can_focus=True):
         self._messages = messages
         self._hits = sorted(set(hits))
         phrase = (search or "").strip().rstrip("*").strip()
-        gold_chunk = question.chunk_content if question else None
+        gold_chunk = question  # its chunk_content, or last supporting paragraph (render.Gold)
         errors_at_tool = {m.turn for m in messages if m.role != "assistant" and m.tool_error is not None}
         self._blocks = []
         turn = None
@@ -229,7 +229,7 @@ def _assistant(m: Message, phrase: str = "", show_error: bool = True) -> list[Wi
     return parts
 
 
-def _tool_result(m: Message, gold_chunk: str | None, phrase: str = "") -> list[Widget]:
+def _tool_result(m: Message, gold_chunk: Gold, phrase: str = "") -> list[Widget]:
     header = Text(f"{visible(m.role)} result", style="bold")
     if gold_chunk_hit(m, gold_chunk):
         header.append("  ")
