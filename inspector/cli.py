@@ -110,6 +110,7 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
       "(default: %(default)s; llm needs --judge-model)")
     a("--judge-model", help="model for --judge llm, apart from the policy and never trained")
     a("--reward-weights", default="", help="e.g. correctness=1,formatting=0.5,retry_behavior=1,chunk_hit=1")
+    a("--prompt-template", help="JSON file with 'system' and 'user' texts ({date}, {question}, {tool_definition})")
     a("--lora-r", type=int, help="train a LoRA adapter of this rank (needs peft)")
     a("--lora-alpha", type=int, help="LoRA alpha (needs peft)")
     a("--seed", type=int, default=d.seed)
@@ -281,7 +282,8 @@ def _train_config_from_args(args: argparse.Namespace):
         max_tokens_per_turn=args.max_tokens_per_turn, top_k=args.top_k, judge=args.judge,
         judge_model=args.judge_model, reward_weights=parse_weights(args.reward_weights) if args.reward_weights else {},
         lora_r=args.lora_r, lora_alpha=args.lora_alpha, seed=args.seed, name=args.name,
-        save_every=args.save_every, eval_every=args.eval_every, eval_questions=args.eval_questions)
+        save_every=args.save_every, eval_every=args.eval_every, eval_questions=args.eval_questions,
+        prompt_template=args.prompt_template)
 
 
 def _train_progress_line(p) -> str:

@@ -280,6 +280,18 @@ async def test_a_hostile_database_file_name_is_shown_literally(tmp_path, capsys)
 
 
 # ------------------------------------------------------------------ trajectories screen
+async def through_steps(c, pilot, kind: str) -> None:
+    """A train run opens on its steps screen: check it, then `a` opens every trajectory."""
+    from inspector.tui.screens.steps import StepsScreen
+
+    if kind != "train":
+        return
+    text = await c.step("train steps")
+    assert isinstance(c.app.screen, StepsScreen), type(c.app.screen)
+    c.expect_clean("steps screen", text, RAW_ON_SCREEN)
+    await pilot.press("a")
+
+
 def _open_run_index(db, kind: str) -> int:
     with Store.open_readonly(db) as store:
         return next(r["id"] for r in store.runs() if r["kind"] == kind)
@@ -296,6 +308,7 @@ async def test_trajectories_screen_filters_sort_and_search(db, size, kind):
         if kind == "eval":
             await pilot.press("down")  # the eval run is the older one: second row
         await pilot.press("enter")
+        await through_steps(c, pilot, kind)
         await c.step(f"{kind} trajectories")
         screen = app.screen
         assert isinstance(screen, TrajectoriesScreen) and screen.run_id == run
@@ -424,6 +437,7 @@ async def test_every_trajectory_every_view_and_key(db, size, kind):
     app = _app(db, open_run=run)
     async with app.run_test(size=size) as pilot:
         c = Checker(pilot, size)
+        await through_steps(c, pilot, kind)
         await c.step(f"{kind} trajectories")
         listing = app.screen
         # A search first, so `m` has matches to jump to in every trajectory.
@@ -515,6 +529,7 @@ async def test_group_screen_shows_hostile_rewards_and_answers_literally(db, size
     app = _app(db, open_run=_open_run_index(db, "train"))
     async with app.run_test(size=size) as pilot:
         c = Checker(pilot, size)
+        await through_steps(c, pilot, "train")
         await c.step("train trajectories")
         await pilot.press("g")
         await c.step("g (group)")
@@ -581,6 +596,9 @@ async def test_help_and_command_palette_over_every_screen(db, size):
 
         await help_and_palette("runs")
         await pilot.press("enter")
+        await c.step("train steps")
+        await help_and_palette("steps")
+        await pilot.press("a")
         await c.step("train trajectories")
         await help_and_palette("trajectories")
         await pilot.press("enter")

@@ -72,7 +72,12 @@ def test_token_view(snap_compare, app_factory, size):
 
 @pytest.mark.parametrize("size", SIZES)
 def test_group_screen(snap_compare, app_factory, size):
-    assert snap_compare(app_factory(open_run=2), terminal_size=size, run_before=_keys("g"))
+    assert snap_compare(app_factory(open_run=2), terminal_size=size, run_before=_keys("a", "g"))
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_steps_screen(snap_compare, app_factory, size):
+    assert snap_compare(app_factory(open_run=2), terminal_size=size, run_before=_keys())
 
 
 @pytest.mark.parametrize("size", SIZES)

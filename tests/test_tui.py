@@ -156,6 +156,8 @@ async def test_group_view_shows_the_samples_of_one_question(db):
     app = _app(db, open_run=2)
     async with app.run_test(size=SIZE) as pilot:
         await _settle(pilot)
+        await pilot.press("a")  # from the steps screen, every trajectory
+        await _settle(pilot)
         await pilot.press("g")
         await _settle(pilot)
         assert isinstance(app.screen, GroupScreen)

@@ -155,6 +155,8 @@ async def test_step_filter_combines_with_a_text_search(db):
     app = _app(db, open_run=2)
     async with app.run_test(size=(140, 40)) as pilot:
         await settle(pilot)
+        await pilot.press("a")  # a train run opens on its steps: `a` lists every trajectory
+        await settle(pilot)
         screen = app.screen
         await pilot.press("c")  # correct only: the filters the keys set stay
         await pilot.press("slash")

@@ -29,7 +29,8 @@ from core.store.schema import FTS_POSITIONS
 from core.store.store import Store
 
 __all__ = ["CAP", "SORT_COLUMNS", "RunRow", "TrajectoryFilter", "TrajectoryQuery", "TrajectoryRow", "count_trajectories",
-           "finish_reasons", "group_rows", "matching_positions", "neighbour", "position", "page_trajectories", "run_rows", "steps"]
+           "finish_reasons", "group_rows", "matching_positions", "neighbour", "position", "page_trajectories", "run_rows", "steps",
+           "StepRow", "train_step_rows"]
 
 
 @dataclass(frozen=True)
@@ -171,6 +172,40 @@ def _end_time(run: dict[str, Any]) -> float:
 def finish_reasons(store: Store, run_id: int) -> list[str]:
     """The finish reasons present in a run, for the filter's choices (a skip through the index)."""
     return _distinct(store, run_id, "finish_reason")
+
+
+@dataclass(frozen=True)
+class StepRow:
+    """One optimizer step of a train run: TRL's logged metrics as stored (core.train.store), and
+    the held-out evaluation linked to the step, if --eval-every ran one."""
+
+    step: int
+    metrics: dict[str, float]
+    """loss, reward, reward_std, rewards/<name>/mean, kl, entropy, grad_norm, learning_rate,
+    completions/mean_length, frac_reward_zero_std, step_seconds, rollout_seconds, store_seconds, ..."""
+    eval_run_id: int | None = None
+    eval_accuracy: float | None = None
+    """n_correct / n_judged of the linked eval run (None: none, or nothing judged yet)."""
+
+    def get(self, key: str) -> float | None:
+        """A metric, or the linked eval's accuracy for "eval_accuracy"; None when absent."""
+        return self.eval_accuracy if key == "eval_accuracy" else self.metrics.get(key)
+
+
+def train_step_rows(store: Store, run_id: int) -> list[StepRow]:
+    """Every stored step of train run `run_id` in order, each with its linked eval run
+    (runs.parent_run_id = run_id, runs.train_step = the step; the newest if several)."""
+    evals: dict[int, tuple[int, float | None]] = {}
+    for rid, step, correct, judged in store.conn.execute(
+            "SELECT id, train_step, n_correct, n_judged FROM runs WHERE parent_run_id=? AND train_step IS NOT NULL"
+            " ORDER BY id", (run_id,)):
+        evals[step] = (rid, correct / judged if judged else None)
+    out = []
+    for s in store.train_steps(run_id):
+        step = s.pop("step")
+        rid, acc = evals.get(step, (None, None))
+        out.append(StepRow(step, {k: float(v) for k, v in s.items() if isinstance(v, (int, float))}, rid, acc))
+    return out
 
 
 def steps(store: Store, run_id: int) -> list[int]:

@@ -55,6 +55,9 @@ class TrainConfig:
     judge_model: str | None = None
     """The model --judge llm asks; loaded apart from the policy and never trained."""
     reward_weights: dict[str, float] = field(default_factory=dict)
+    prompt_template: str | None = None
+    """--prompt-template FILE: the system and user texts of each chat (core.prompts.PromptTemplate);
+    None: the default. A worked tool call in it is what lets a small model find the format (notes)."""
     lora_r: int | None = None
     lora_alpha: int | None = None
     seed: int = 0
@@ -87,7 +90,8 @@ class TrainConfig:
                           chunk_overlap=self.chunk_overlap, retriever=self.retriever, top_k=self.top_k,
                           max_generations=self.max_generations, max_new_tokens=self.max_new_tokens,
                           max_tokens_per_turn=self.max_tokens_per_turn, temperature=self.temperature,
-                          top_p=self.top_p, seed=self.seed, judge=self.judge, on_tool_error=self.on_tool_error)
+                          top_p=self.top_p, seed=self.seed, judge=self.judge, on_tool_error=self.on_tool_error,
+                          prompt_template=self.prompt_template)
 
     def held_out_config(self) -> EvalConfig:
         """The EvalConfig of --eval-every: the test split, greedy, at most eval_questions questions."""

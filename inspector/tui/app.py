@@ -64,9 +64,10 @@ class RLInspectApp(App):
     def on_mount(self) -> None:
         self.push_screen(RunsScreen())
         if self.open_run is not None:
-            from inspector.tui.screens.trajectories import TrajectoriesScreen
+            from inspector.tui.screens.runs import run_screen
 
-            self.push_screen(TrajectoriesScreen(self.open_run))
+            row = self.store.conn.execute("SELECT kind FROM runs WHERE id=?", (self.open_run,)).fetchone()
+            self.push_screen(run_screen(self.open_run, row[0] if row else None))
         if self.refresh_seconds:
             self.set_interval(self.refresh_seconds, self.poll_database)
 

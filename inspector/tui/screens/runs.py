@@ -125,9 +125,19 @@ class RunsScreen(LiveScreen):
             self._open(int(key))
 
     def _open(self, run_id: int) -> None:
-        from inspector.tui.screens.trajectories import TrajectoriesScreen
+        kind = next((r.kind for r in self.rows if r.id == run_id), None)
+        self.app.push_screen(run_screen(run_id, kind))
 
-        self.app.push_screen(TrajectoriesScreen(run_id))
+
+def run_screen(run_id: int, kind: str | None):
+    """The screen a run opens on: a train run's steps, any other run's trajectories."""
+    if kind == "train":
+        from inspector.tui.screens.steps import StepsScreen
+
+        return StepsScreen(run_id)
+    from inspector.tui.screens.trajectories import TrajectoriesScreen
+
+    return TrajectoriesScreen(run_id)
 
 
 def _cells(run: RunRow, name_width: int) -> tuple[Text, ...]:

@@ -19,6 +19,7 @@ from textual.widgets import Header, Input, Static
 
 from core.store.queries import (
     CAP,
+    TrajectoryFilter,
     TrajectoryQuery,
     TrajectoryRow,
     count_trajectories,
@@ -98,10 +99,12 @@ class TrajectoriesScreen(LiveScreen):
         Binding("escape", "back", "Back", id="traj.back"),
     ]
 
-    def __init__(self, run_id: int):
+    def __init__(self, run_id: int, step: int | None = None):
+        """`step`: open on that training step's trajectories, in group order (from the steps screen)."""
         super().__init__()
         self.run_id = run_id
-        self.query_state = TrajectoryQuery(run_id)
+        self.query_state = (TrajectoryQuery(run_id) if step is None else
+                            TrajectoryQuery(run_id, TrajectoryFilter(step=step), sort="group_id"))
         self.page_offset = 0
         self.total: int | None = None
         self.rows: list[TrajectoryRow] = []
