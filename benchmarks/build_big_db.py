@@ -21,12 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
-from core.demo_data import generate_demo
-from core.prompts import DEFAULT_SYSTEM
-from core.records import Chunk, Message, Question, RewardResult, ToolCall, ToolError
-from core.rewards import retry_value
+from core.data.demo_data import generate_demo
+from core.rollout.prompts import DEFAULT_SYSTEM
+from core.data.records import Chunk, Message, Question, RewardResult, ToolCall, ToolError
+from core.scoring.rewards import retry_value
 from core.store import FinishedTrajectory, Store, StoreError, TrajectoryOutcome
-from core.tokens import TokenSequence
+from core.rollout.tokens import TokenSequence
 
 DEFAULT_PATH = Path("/tmp/rl-inspect-big.db")
 EVAL_NAME, TRAIN_NAME = "big-eval", "big-train"

@@ -21,13 +21,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.agent import Agent, AgentConfig
+from core.rollout.agent import Agent, AgentConfig
 from core.backends import Generation
-from core.chat import ChatTokenizer, stop_token_ids
+from core.rollout.chat import ChatTokenizer, stop_token_ids
 from core.models import load_tokenizer, resolve_model
-from core.prompts import PromptTemplate
-from core.records import Question
-from core.toolcalls import parse_tool_call
+from core.rollout.prompts import PromptTemplate
+from core.data.records import Question
+from core.rollout.toolcalls import parse_tool_call
 
 RESULT = ("Result 1:\nThe Veltran Observatory, founded in 1873 on the island of Qoruna, houses the Maribel "
           "telescope and a library of 4,200 star charts.\n------\nResult 2:\nQoruna's harbour town of "

@@ -8,8 +8,8 @@ carries one worked tool call (benchmarks/prompts/worked_example.json), without w
 every group has zero reward spread and GRPO gets no signal. Everything else is the command's
 defaults. Prints one row per step from what the run stored: reward mean and std, the share of
 groups with zero spread (no signal), tool errors per trajectory, completion length, entropy,
-loss, grad norm, and step time with the share spent in this project's code (rollout
-bookkeeping is inside rollout_seconds; storage is store_seconds).
+loss, grad norm, and step time with the share spent in this project's code
+(core.store.queries.StepRow.ours_seconds: rollout minus generate, plus storage).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ def main() -> int:
     parser.add_argument("--db", default="/tmp/rl-inspect-curve.db")
     args, extra = parser.parse_known_args()
     from core.store import Store
+    from core.store.queries import train_step_rows
     from inspector.cli import main as cli
 
     argv = ["train", "--db", args.db, "--steps", str(args.steps), "--name", f"curve-{time.strftime('%H%M%S')}",
@@ -41,6 +42,7 @@ def main() -> int:
     with Store.open_readonly(args.db) as store:
         run = max(store.runs(), key=lambda r: r["id"])
         steps = store.train_steps(run["id"])
+        ours = {r.step: r.ours_seconds for r in train_step_rows(store, run["id"])}
         errors = dict(store.conn.execute(
             "SELECT step, AVG(tool_errors) FROM trajectories WHERE run_id=? GROUP BY step", (run["id"],)).fetchall())
     print(f"\nrun {run['id']} ({run['name']}): exit {code}, {len(steps)} steps in {wall:.0f} s wall")
@@ -48,12 +50,12 @@ def main() -> int:
           "| grad norm | step s | ours % |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for s in steps:
-        ours = s.get("store_seconds", 0.0) / s["step_seconds"] * 100 if s.get("step_seconds") else float("nan")
+        share = ours[s["step"]] / s["step_seconds"] * 100 if s.get("step_seconds") and ours[s["step"]] else float("nan")
         print(f"| {s['step']} | {s.get('reward', float('nan')):.3f} | {s.get('reward_std', float('nan')):.3f} "
               f"| {s.get('frac_reward_zero_std', float('nan')):.2f} | {errors.get(s['step'], float('nan')):.2f} "
               f"| {s.get('completions/mean_length', float('nan')):.1f} | {s.get('entropy', float('nan')):.2f} "
               f"| {s.get('loss', float('nan')):.4f} | {s.get('grad_norm', float('nan')):.3f} "
-              f"| {s.get('step_seconds', float('nan')):.1f} | {ours:.2f} |")
+              f"| {s.get('step_seconds', float('nan')):.1f} | {share:.2f} |")
     return code
 
 

@@ -16,9 +16,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from core.records import Message, Question, RewardResult, ToolCall
+from core.data.records import Message, Question, RewardResult, ToolCall
 from core.store import Store, TrajectoryOutcome
-from core.tokens import TokenSequence
+from core.rollout.tokens import TokenSequence
 
 N_TOKENS = 2000
 

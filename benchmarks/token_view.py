@@ -20,8 +20,8 @@ import time
 
 from textual.app import App, ComposeResult
 
-from core.records import Message, ToolError
-from core.tokens import TokenSequence
+from core.data.records import Message, ToolError
+from core.rollout.tokens import TokenSequence
 from inspector.tui.widgets.token_view import TokenView
 
 WORDS = [" the", " search", " result", "\n", " Veltran", "<|im_end|>", " 東京", "\t", " [b]x[/b]", " observatory",

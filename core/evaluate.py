@@ -16,20 +16,20 @@ from typing import Any, Callable
 
 from loguru import logger
 
-from core.agent import FINISH_MAX_TURNS, FINISH_TOOL_ERROR, Agent, AgentConfig, Trajectory
+from core.rollout.agent import FINISH_MAX_TURNS, FINISH_TOOL_ERROR, Agent, AgentConfig, Trajectory
 from core.backends import Backend, SamplingConfig, chat_complete, create_backend
 from core.config import EvalConfig
-from core.corpus import corpus_fingerprint, load_corpus
-from core.demo_data import generate_demo
-from core.judges import build_judge
+from core.data.corpus import corpus_fingerprint, load_corpus
+from core.data.demo_data import generate_demo
+from core.scoring.judges import build_judge
 from core.models import load_tokenizer, resolve_model
-from core.prompts import PromptTemplate
-from core.questions import load_questions, split_questions
-from core.records import Chunk, InputError, Question
+from core.rollout.prompts import PromptTemplate
+from core.data.questions import load_questions, split_questions
+from core.data.records import Chunk, InputError, Question
 from core.retrieval import build_retriever, format_results
-from core.rewards import RewardInput, RewardSuite, final_answer
+from core.scoring.rewards import RewardInput, RewardSuite, final_answer
 from core.store import Store, TrajectoryOutcome
-from core.templates import check_template, load_chat_template
+from core.rollout.templates import check_template, load_chat_template
 
 
 @dataclass
@@ -64,7 +64,7 @@ class EvalInputs:
     corpus_label: str
     fingerprint: str
     prompts: PromptTemplate | None = None
-    """--prompt-template FILE; None: the default for the tool format (core.prompts)."""
+    """--prompt-template FILE; None: the default for the tool format (core.rollout.prompts)."""
     chat_template: str | None = None
     """The text of --chat-template FILE, when given."""
 
@@ -268,7 +268,7 @@ def run_summary(store: Store, run_id: int) -> dict[str, Any]:
     drift = store.conn.execute(
         "SELECT COUNT(*) FROM trajectories WHERE run_id=? AND status='done' AND drift_at IS NOT NULL",
         (run_id,)).fetchone()[0]
-    # Each kind of drift apart (core.chat.DRIFT_KINDS): a template rewrite is harmless, the others
+    # Each kind of drift apart (core.rollout.chat.DRIFT_KINDS): a template rewrite is harmless, the others
     # are differences between the trained ids and a re-render. "unexplained": drift stored
     # without a kind (runs written before schema version 2).
     kinds = {kind or "unexplained": n for kind, n in store.conn.execute(

@@ -141,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _config_from_args(args: argparse.Namespace):
     from core.config import EvalConfig
-    from core.rewards import parse_weights
+    from core.scoring.rewards import parse_weights
 
     return EvalConfig(
         model=args.model, backend=args.backend, device=args.device, corpus=args.corpus,
@@ -177,7 +177,7 @@ def _print_summary(summary: dict, stream) -> None:
 
 
 def _drift_kinds(kinds: dict | None) -> str:
-    """' (template_rewrite 3, stop_token 1)': drift by kind (core.chat.DRIFT_KINDS), '' without any."""
+    """' (template_rewrite 3, stop_token 1)': drift by kind (core.rollout.chat.DRIFT_KINDS), '' without any."""
     return f" ({', '.join(f'{k} {n}' for k, n in kinds.items())})" if kinds else ""
 
 
@@ -270,7 +270,7 @@ def _run_eval(args: argparse.Namespace) -> int:
 
 
 def _train_config_from_args(args: argparse.Namespace):
-    from core.rewards import parse_weights
+    from core.scoring.rewards import parse_weights
     from core.train.config import TrainConfig
 
     return TrainConfig(
@@ -473,7 +473,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     log_nowhere()  # the terminal belongs to our one-line messages, the progress line and the TUI
     from core.models import ModelError
-    from core.records import InputError
+    from core.data.records import InputError
     from core.store import StoreError
 
     # SIGTERM (a TUI cancelling an eval, a scheduler stopping us) takes the same path as Ctrl-C.

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from core.records import Message, Question, RewardResult, ToolCall, ToolError
+from core.data.records import Message, Question, RewardResult, ToolCall, ToolError
 from core.store import Store, TrajectoryOutcome
-from core.tokens import TokenSequence
+from core.rollout.tokens import TokenSequence
 
 T0 = 1_790_000_000.0
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 from core.backends import Generation, SamplingConfig
-from core.chat import stop_token_ids
+from core.rollout.chat import stop_token_ids
 
 Script = Callable[[str, int], str]
 """(prompt text, turn number starting at 1) -> the reply text."""

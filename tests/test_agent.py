@@ -6,9 +6,9 @@ import math
 
 import pytest
 
-from core.agent import Agent, AgentConfig
-from core.chat import first_difference
-from core.records import Question
+from core.rollout.agent import Agent, AgentConfig
+from core.rollout.chat import first_difference
+from core.data.records import Question
 from tests.local_tokenizers import chatml_tokenizer, llama3_tokenizer
 from tests.scripted_backend import ScriptedBackend
 

@@ -8,13 +8,13 @@ import copy
 import pytest
 
 import core.evaluate
-from core.agent import Agent, AgentConfig
+from core.rollout.agent import Agent, AgentConfig
 from core.config import EvalConfig
 from core.evaluate import evaluate
 from core.models import ModelRef
-from core.records import InputError, Question
+from core.data.records import InputError, Question
 from core.store import Store
-from core.templates import TemplateError, load_chat_template
+from core.rollout.templates import TemplateError, load_chat_template
 from tests.local_tokenizers import family_tokenizer, trl_template
 from tests.scripted_backend import ScriptedBackend
 
@@ -114,7 +114,7 @@ def test_generation_cut_by_the_context_ends_as_context_length():
 def test_context_window_reads_the_model_config_then_the_tokenizer():
     from types import SimpleNamespace
 
-    from core.templates import context_window
+    from core.rollout.templates import context_window
 
     tok = SimpleNamespace(model_max_length=int(1e30))
     assert context_window(tok) is None
@@ -143,7 +143,7 @@ def test_tool_format_is_validated():
 
 
 def test_auto_tool_format_is_native_where_supported_and_old_runs_resume_as_seed(tmp_path):
-    from core.templates import check_template
+    from core.rollout.templates import check_template
 
     assert EvalConfig().tool_format == "auto"
     assert check_template(family_tokenizer("qwen2_5"), "", "auto").native_tools

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from core.records import Message, Question, RewardResult, ToolCall, ToolError
+from core.data.records import Message, Question, RewardResult, ToolCall, ToolError
 from core.store import FinishedTrajectory, Store, TrajectoryOutcome
-from core.tokens import TokenSequence
+from core.rollout.tokens import TokenSequence
 
 
 def _finished(i: int) -> FinishedTrajectory:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from core.chat import (DRIFT_RETOKENIZATION, DRIFT_TEMPLATE_REWRITE, ChatTokenizer, TemplateMismatch,
+from core.rollout.chat import (DRIFT_RETOKENIZATION, DRIFT_TEMPLATE_REWRITE, ChatTokenizer, TemplateMismatch,
                        first_difference, stop_token_ids)
-from core.tokens import TokenSequence
+from core.rollout.tokens import TokenSequence
 from tests.local_tokenizers import chatml_tokenizer, countdown_tokenizer, llama3_tokenizer
 
 OPENING = [{"role": "system", "content": "You are helpful."},
@@ -109,8 +109,8 @@ def test_qwen3_reply_without_think_block_gets_the_whole_tool_result_in_the_next_
     follows it; the old fallback then cut `<|im_start|>user\\n<t` off the next prompt."""
     from tests.local_tokenizers import family_tokenizer
     from tests.scripted_backend import ScriptedBackend
-    from core.agent import Agent, AgentConfig
-    from core.records import Question
+    from core.rollout.agent import Agent, AgentConfig
+    from core.data.records import Question
 
     tok = family_tokenizer("qwen3")
     prompts = []

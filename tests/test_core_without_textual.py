@@ -11,9 +11,9 @@ def test_core_imports_and_runs_without_textual(tmp_path):
     script = textwrap.dedent(f"""
         import sys
         sys.modules["textual"] = None  # any import of textual now fails loudly
-        import core.evaluate, core.agent, core.store, core.retrieval, core.rewards, core.backends.hf
+        import core.evaluate, core.rollout.agent, core.store, core.retrieval, core.scoring.rewards, core.backends.hf
         from core.store import Store
-        from core.records import Question
+        from core.data.records import Question
         with Store.open({str(tmp_path / 'runs.db')!r}) as store:
             run = store.create_run("eval", "r", "m", {{}})
             store.start_trajectory(run, 0, Question("q", "why?", "because"))

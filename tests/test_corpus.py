@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from core.corpus import corpus_fingerprint, load_corpus, split_text
-from core.records import Chunk, InputError
+from core.data.corpus import corpus_fingerprint, load_corpus, split_text
+from core.data.records import Chunk, InputError
 
 PARAGRAPHS = [
     "The Veltran Observatory stands on the island of Qoruna. It was founded in 1873 by Ilse Marrow.",

@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from core.demo_data import (DEFAULT_DEMO_CHUNKS, capacity, default_demo, entity_names, generate_demo,
+from core.data.demo_data import (DEFAULT_DEMO_CHUNKS, capacity, default_demo, entity_names, generate_demo,
                             iter_demo_chunks)
 
 KIND_MARKERS = ("Observatory", "market town", " born ", "string instrument", "barque", "Mount ", " Guild of ",

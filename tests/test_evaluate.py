@@ -8,7 +8,7 @@ import re
 import pytest
 
 from core.config import EvalConfig
-from core.demo_data import generate_demo
+from core.data.demo_data import generate_demo
 from core.evaluate import evaluate, resume
 from core.store import Store
 from tests.local_tokenizers import chatml_tokenizer

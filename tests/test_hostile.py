@@ -26,9 +26,9 @@ from rich.console import Console
 from rich.text import Text
 from textual import events
 
-from core.records import Message, RewardResult, ToolCall, ToolError
+from core.data.records import Message, RewardResult, ToolCall, ToolError
 from core.store import Store
-from core.tokens import TokenSequence
+from core.rollout.tokens import TokenSequence
 from inspector import cli
 from inspector.tui import format as fmt
 from inspector.tui import render, tokenizers

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.judges import (ContainsJudge, ExactMatchJudge, F1Judge, JudgeItem, LLMJudge, build_judge,
+from core.scoring.judges import (ContainsJudge, ExactMatchJudge, F1Judge, JudgeItem, LLMJudge, build_judge,
                          normalize_answer, read_yes_no)
 
 

@@ -11,14 +11,14 @@ import random
 
 import pytest
 
-from core.records import Message, Question, RewardResult, ToolCall, ToolError
+from core.data.records import Message, Question, RewardResult, ToolCall, ToolError
 from core.store import FinishedTrajectory, Store, TrajectoryOutcome
 from core.store import query_plan
 from core.store.queries import (
     SORT_COLUMNS, TrajectoryFilter, TrajectoryQuery, count_trajectories, finish_reasons, group_rows,
     matching_positions, neighbour, page_trajectories, run_rows, steps,
 )
-from core.tokens import TokenSequence
+from core.rollout.tokens import TokenSequence
 
 REASONS = ("answered", "max_turns", "max_tokens", "tool_error")
 NAMES = ("Qoruna", "Veltran", "Maribel", "Tyrel")

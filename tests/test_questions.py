@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from core.questions import load_questions, split_questions
-from core.records import InputError, Question
+from core.data.questions import load_questions, split_questions
+from core.data.records import InputError, Question
 
 
 def _error(path) -> InputError:

@@ -10,10 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from loguru import logger
 
-from core.judges import ExactMatchJudge
-from core.questions import load_questions
-from core.records import Message, Question
-from core.rewards import RewardInput, RewardSuite, chunk_hit, final_answer, gold_spans
+from core.scoring.judges import ExactMatchJudge
+from core.data.questions import load_questions
+from core.data.records import Message, Question
+from core.scoring.rewards import RewardInput, RewardSuite, chunk_hit, final_answer, gold_spans
 from core.store import Store
 
 CALL = '{"name": "search_corpus", "parameters": {"query": "Veltran"}}'

@@ -14,9 +14,9 @@ import pytest
 from rich.console import Console
 from rich.text import Text
 
-from core.records import Message, RewardResult, ToolCall, ToolError
-from core.tokens import TokenSequence
-from core.toolcalls import strip_reasoning
+from core.data.records import Message, RewardResult, ToolCall, ToolError
+from core.rollout.tokens import TokenSequence
+from core.rollout.toolcalls import strip_reasoning
 from inspector.tui import render
 from inspector.tui.render import (
     DRIFT_MARK,
@@ -333,7 +333,7 @@ def test_reward_rows_for_string_judges_and_misses():
 def test_tool_error_kind_is_not_red_on_red():
     from rich.console import Console
 
-    from core.records import ToolError
+    from core.data.records import ToolError
     from inspector.tui.render import tool_error_line
 
     text = tool_error_line(ToolError("unknown_tool", "unknown tool 'web'"), 2)

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import core.retrieval.dense as dense_module
-from core.demo_data import default_demo, generate_demo
-from core.records import Chunk
+from core.data.demo_data import default_demo, generate_demo
+from core.data.records import Chunk
 from core.retrieval import (BM25Retriever, DenseRetriever, Hit, MiniLMEncoder, Retriever, build_retriever,
                             format_results)
 

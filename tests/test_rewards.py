@@ -8,9 +8,9 @@ import textwrap
 
 import pytest
 
-from core.judges import ExactMatchJudge, JudgeItem, Verdict
-from core.records import Message, Question, ToolCall, ToolError
-from core.rewards import (RewardInput, RewardSuite, final_answer, load_reward_function, parse_weights,
+from core.scoring.judges import ExactMatchJudge, JudgeItem, Verdict
+from core.data.records import Message, Question, ToolCall, ToolError
+from core.scoring.rewards import (RewardInput, RewardSuite, final_answer, load_reward_function, parse_weights,
                           retry_value)
 
 CALL = '{"name": "search_corpus", "parameters": {"query": "Veltran Observatory"}}'

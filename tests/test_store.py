@@ -7,9 +7,9 @@ import sqlite3
 
 import pytest
 
-from core.records import Message, Question, RewardResult, ToolCall, ToolError
+from core.data.records import Message, Question, RewardResult, ToolCall, ToolError
 from core.store import SCHEMA_VERSION, Store, StoreError, TrajectoryOutcome
-from core.tokens import TokenSequence
+from core.rollout.tokens import TokenSequence
 
 Q = Question("q1", "Where is the Veltran Observatory?", "Qoruna", chunk_content="The Veltran Observatory ...")
 

@@ -9,10 +9,10 @@ import time
 
 import pytest
 
-from core.records import Question
+from core.data.records import Question
 from core.store import SCHEMA_VERSION, Store, TrajectoryOutcome
 from core.store.schema import MIGRATIONS, _statements
-from core.tokens import TokenSequence
+from core.rollout.tokens import TokenSequence
 
 
 def _v1_database(path):

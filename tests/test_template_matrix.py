@@ -17,11 +17,11 @@ from datetime import date
 
 import pytest
 
-from core.agent import Agent, AgentConfig
-from core.chat import DRIFT_STOP_TOKEN, DRIFT_TEMPLATE_REWRITE
-from core.prompts import SEARCH_TOOL_NAME
-from core.records import Question
-from core.templates import TemplateError, check_template, native_tool_support
+from core.rollout.agent import Agent, AgentConfig
+from core.rollout.chat import DRIFT_STOP_TOKEN, DRIFT_TEMPLATE_REWRITE
+from core.rollout.prompts import SEARCH_TOOL_NAME
+from core.data.records import Question
+from core.rollout.templates import TemplateError, check_template, native_tool_support
 from tests.local_tokenizers import (TRL_TEMPLATES, family_tokenizer, hermes_like_tokenizer,
                                     mistral_like_tokenizer)
 from tests.scripted_backend import ScriptedBackend
@@ -189,7 +189,7 @@ def test_another_stop_token_ends_the_reply_and_only_the_rest_of_the_closing_foll
 
 
 def test_date_printing_template_keeps_the_start_date_for_the_whole_trajectory(monkeypatch):
-    import core.agent
+    import core.rollout.agent
 
     days = iter([date(2024, 7, 26), date(2024, 7, 27), date(2024, 7, 28)])
 
@@ -198,7 +198,7 @@ def test_date_printing_template_keeps_the_start_date_for_the_whole_trajectory(mo
         def today(cls):
             return next(days)
 
-    monkeypatch.setattr(core.agent, "date", Clock)
+    monkeypatch.setattr(core.rollout.agent, "date", Clock)
     tok = family_tokenizer("llama3_1")
     agent, traj, backend = _run(tok, {1: CALL % "a", 2: "Qoruna"})
     assert traj.finish_reason == "answered" and traj.drift_at is None
@@ -235,7 +235,7 @@ _CALL_MARKS = (("<tool_call>", "</tool_call>"), ("<|tool_call>", "<tool_call|>")
 def _native_call(tok, query, whole=False):
     """The call as the template writes it for a structured tool call: what a model trained on
     that template generates (from its call marker to the marker's end; whole: the rendering)."""
-    from core.prompts import SEARCH_TOOL
+    from core.rollout.prompts import SEARCH_TOOL
 
     call = {"id": "call00001", "type": "function", "function": {"name": "search_corpus", "arguments": {"query": query}}}
     chat = [{"role": "user", "content": "U"}, {"role": "assistant", "content": "", "tool_calls": [call]}]

@@ -8,8 +8,8 @@ import math
 import numpy as np
 from rich.style import Style
 
-from core.records import Message, Question
-from core.tokens import TokenSequence
+from core.data.records import Message, Question
+from core.rollout.tokens import TokenSequence
 from inspector.tui import render
 from inspector.tui.render import (ADVANTAGE_LIMIT, GOLD, advantage_legend, advantage_level, gap_legend, gap_levels,
                                   message_body, token_codes, token_info, token_layout, token_style)

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from core.records import ToolCall, ToolError
-from core.toolcalls import count_call_attempts, find_call_candidates, parse_tool_call, strip_reasoning
+from core.data.records import ToolCall, ToolError
+from core.rollout.toolcalls import count_call_attempts, find_call_candidates, parse_tool_call, strip_reasoning
 
 SEED_CALL = '{"type": "function", "function": {"name": "search_corpus", "parameters": {"query": "Veltran Observatory"}}}'
 
@@ -206,7 +206,7 @@ def test_messages_are_one_line():
 
 
 def test_function_form_of_qwen3_coder_and_nemotron_templates():
-    from core.records import ToolCall
+    from core.data.records import ToolCall
 
     text = ("<think>Search.</think>\n<tool_call>\n<function=search_corpus>\n<parameter=query>\n1873 census\n"
             "</parameter>\n</function>\n</tool_call>")
@@ -218,7 +218,7 @@ def test_function_form_of_qwen3_coder_and_nemotron_templates():
 
 
 def test_gemma4_lfm2_and_glm_call_forms():
-    from core.records import ToolCall
+    from core.data.records import ToolCall
 
     gemma = parse_tool_call('<|tool_call>call:search_corpus{query:<|"|>Veltran, "the" {x}<|"|>}<tool_call|>')
     assert isinstance(gemma, ToolCall) and gemma.arguments == {"query": 'Veltran, "the" {x}'}

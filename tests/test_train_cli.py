@@ -69,4 +69,6 @@ def test_progress_line_names_step_reward_loss_kl_time_and_eta():
     from inspector.cli import _train_progress_line
 
     line = _train_progress_line(StepProgress(1, 2, 4, {"reward": 0.5, "loss": 0.01, "step_seconds": 20.0}, 40.0))
+    # A run resumed after step 3 has trained 2 steps in 20 s when it reports step 5 of 6.
+    assert StepProgress(1, 5, 6, {}, 20.0, first_step=4).eta == pytest.approx(10.0)
     assert line == "step 2/4  reward 0.500  loss 0.0100  kl –  20.0 s/step  ETA 0m40s"

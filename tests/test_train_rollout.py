@@ -7,10 +7,10 @@ import math
 
 import pytest
 
-from core.agent import Agent, AgentConfig
-from core.judges import build_judge
-from core.records import Question
-from core.rewards import RewardInput, RewardSuite, retry_value
+from core.rollout.agent import Agent, AgentConfig
+from core.scoring.judges import build_judge
+from core.data.records import Question
+from core.scoring.rewards import RewardInput, RewardSuite, retry_value
 from core.train.rewards import ScoreCache, trl_reward_functions
 from core.train.rollout import AgentRollout
 from tests.local_tokenizers import chatml_tokenizer
@@ -109,8 +109,8 @@ def test_reward_adapters_give_the_suites_values_and_weights():
 
 
 def test_empty_completion_gets_one_untrained_eos():
-    from core.agent import Trajectory
-    from core.tokens import TokenSequence
+    from core.rollout.agent import Trajectory
+    from core.rollout.tokens import TokenSequence
     from core.train.rollout import rollout_output
 
     tokens = TokenSequence()

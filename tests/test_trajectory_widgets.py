@@ -16,8 +16,8 @@ from textual.app import App, ComposeResult
 from textual.widget import Widget
 from textual.widgets import Static
 
-from core.records import Message, Question, RewardResult, ToolCall, ToolError
-from core.tokens import TokenSequence
+from core.data.records import Message, Question, RewardResult, ToolCall, ToolError
+from core.rollout.tokens import TokenSequence
 from inspector.tui.render import DRIFT_MARK
 from inspector.tui.widgets.rewards_panel import RewardsPanel
 from inspector.tui.widgets.token_view import TokenView

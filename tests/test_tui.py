@@ -192,7 +192,7 @@ async def test_viewer_never_writes(db):
 
 
 async def test_a_running_run_is_followed_as_it_is_written(tmp_path):
-    from core.records import Question
+    from core.data.records import Question
     from core.store import Store
 
     db = tmp_path / "live.db"

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from core.records import Message, Question
+from core.data.records import Message, Question
 from core.store import Store
 from inspector.tui.app import create_app
 from inspector.tui.keys import screen_keys

@@ -57,6 +57,9 @@ def test_curve_label_gives_first_and_last_value_and_is_literal():
     assert text.plain.startswith("[bold]x[/]") and "0.25 → 0.75" in text.plain
     assert curve_label("loss", [None]).plain.endswith("–")
     assert metric(StepRow(3, {"loss": float("nan")}), "loss") is None
+    # Ours: the rollout minus the model's generate, plus storage, as a share of the step.
+    row = StepRow(4, {"step_seconds": 50.0, "rollout_seconds": 20.0, "generate_seconds": 18.0, "store_seconds": 0.5})
+    assert row.ours_seconds == pytest.approx(2.5) and metric(row, "ours") == pytest.approx(5.0)
 
 
 async def test_train_run_opens_on_steps_and_a_step_opens_its_groups_down_to_the_advantage(db):

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from core.records import Message, Question, RewardResult, ToolCall, ToolError
+from core.data.records import Message, Question, RewardResult, ToolCall, ToolError
 from core.store import Store, TrajectoryOutcome
-from core.tokens import TokenSequence
+from core.rollout.tokens import TokenSequence
 
 T0 = 1_790_000_000.0  # a fixed clock for snapshots
 HOSTILE = "[bold red]not bold[/] [link=http://evil.example]click[/link] \x1b[31mred?\x1b[0m " + "x" * 10_000

@@ -15,7 +15,7 @@ from loguru import logger
 from transformers import LogitsProcessor, LogitsProcessorList
 
 from core.backends.base import Generation, SamplingConfig
-from core.chat import stop_token_ids
+from core.rollout.chat import stop_token_ids
 from core.models import ModelRef, load_causal_lm, load_tokenizer
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from core.records import Chunk
+from core.data.records import Chunk
 from core.retrieval.base import Hit, Retriever
 from core.retrieval.bm25 import BM25Retriever
 from core.retrieval.dense import DenseRetriever, MiniLMEncoder

@@ -7,7 +7,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from core.records import Chunk
+from core.data.records import Chunk
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from loguru import logger
 
-from core.corpus import corpus_fingerprint
-from core.records import Chunk
+from core.data.corpus import corpus_fingerprint
+from core.data.records import Chunk
 from core.retrieval.base import BatchSearch, Hit, hits_for, top_k
 from core.retrieval.cache import index_folder, load_or_build
 

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterable, Sequence
 
-from core.records import Message, Question
+from core.data.records import Message, Question
 from core.store.schema import FTS_INSERT_SQL, FTS_POSITIONS
 
 if TYPE_CHECKING:

@@ -187,6 +187,17 @@ class StepRow:
     eval_accuracy: float | None = None
     """n_correct / n_judged of the linked eval run (None: none, or nothing judged yet)."""
 
+    @property
+    def ours_seconds(self) -> float | None:
+        """Seconds of the step spent in this project's code: the rollout minus the model's
+        generate (agent loop, tokenising, retrieval, scoring) plus storage; storage alone for
+        steps stored before generate_seconds was recorded. None without store_seconds."""
+        m = self.metrics
+        store, rollout, generate = m.get("store_seconds"), m.get("rollout_seconds"), m.get("generate_seconds")
+        if store is None:
+            return None
+        return store + (rollout - generate if rollout is not None and generate is not None else 0.0)
+
     def get(self, key: str) -> float | None:
         """A metric, or the linked eval's accuracy for "eval_accuracy"; None when absent."""
         return self.eval_accuracy if key == "eval_accuracy" else self.metrics.get(key)

@@ -164,7 +164,7 @@ FTS_INSERT_SQL = "INSERT INTO messages_fts(rowid, content) VALUES (?, ?)"
 """How every writer of `messages` indexes a message: (trajectory_id * FTS_POSITIONS + position, content)."""
 
 _V2 = """
--- Drift explained (issue 12): what the difference at drift_at is, one of core.chat.DRIFT_KINDS:
+-- Drift explained (issue 12): what the difference at drift_at is, one of core.rollout.chat.DRIFT_KINDS:
 -- template_rewrite | retokenization | stop_token (NULL: no drift, or not checked).
 ALTER TABLE trajectories ADD COLUMN drift_kind TEXT;
 -- One line on why a trajectory ended, for finish reasons that need one (template_mismatch, context_length).

@@ -22,11 +22,11 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import sqlite_utils
 from loguru import logger
 
-from core.records import Message, Question, RewardResult, ToolCall, ToolError
+from core.data.records import Message, Question, RewardResult, ToolCall, ToolError
 from core.store.bulk import FinishedTrajectory, write_finished
 from core.store.schema import (ADDED_COLUMNS, FTS_INSERT_SQL, FTS_POSITIONS, MIN_READABLE_VERSION, SCHEMA_VERSION,
                                migrate, read_version)
-from core.tokens import TokenSequence
+from core.rollout.tokens import TokenSequence
 
 BUSY_TIMEOUT_MS = 10_000
 
@@ -52,7 +52,7 @@ class TrajectoryOutcome:
     advantage: float | None = None
     drift_at: int | None = None
     drift_kind: str | None = None
-    """What the drift is (core.chat.DRIFT_KINDS); None without drift."""
+    """What the drift is (core.rollout.chat.DRIFT_KINDS); None without drift."""
     finish_detail: str | None = None
     """One line on why it ended (template_mismatch, context_length)."""
     generation_seconds: float = 0.0

@@ -9,7 +9,7 @@ from typing import Any
 
 from core.config import EvalConfig
 from core.models import DEFAULT_MODEL
-from core.records import InputError
+from core.data.records import InputError
 
 
 @dataclass
@@ -56,7 +56,7 @@ class TrainConfig:
     """The model --judge llm asks; loaded apart from the policy and never trained."""
     reward_weights: dict[str, float] = field(default_factory=dict)
     prompt_template: str | None = None
-    """--prompt-template FILE: the system and user texts of each chat (core.prompts.PromptTemplate);
+    """--prompt-template FILE: the system and user texts of each chat (core.rollout.prompts.PromptTemplate);
     None: the default. A worked tool call in it is what lets a small model find the format (notes)."""
     lora_r: int | None = None
     lora_alpha: int | None = None
@@ -144,7 +144,7 @@ class TrainConfig:
                              f"not {self.split}")
         if self.save_every is not None and self.save_every < 1:
             raise ValueError(f"--save-every must be at least 1, not {self.save_every}")
-        from core.rewards import BUILTIN_REWARDS
+        from core.scoring.rewards import BUILTIN_REWARDS
 
         unknown = [name for name in self.reward_weights if name not in BUILTIN_REWARDS]
         if unknown:

@@ -1,4 +1,4 @@
-"""core.rewards' rewards in TRL's reward-function signature, so training and evaluation
+"""core.scoring.rewards' rewards in TRL's reward-function signature, so training and evaluation
 report the same names and values.
 
 TRL 1.16 calls each reward function as `fn(prompts=..., completions=..., completion_ids=...,
@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from core.agent import Trajectory
+from core.rollout.agent import Trajectory
 from core.evaluate import _answer
-from core.records import RewardResult
-from core.rewards import RewardInput, RewardSuite
+from core.data.records import RewardResult
+from core.scoring.rewards import RewardInput, RewardSuite
 
 
 class ScoreCache:
@@ -45,7 +45,7 @@ class ScoreCache:
 def trl_reward_functions(cache: ScoreCache) -> tuple[list[Callable[..., list[float | None]]], list[float]]:
     """One TRL reward function per reward of the suite, and their weights (GRPOConfig.reward_weights).
 
-    Each returns, per sample, the reward's value (core.rewards), or None where the reward does
+    Each returns, per sample, the reward's value (core.scoring.rewards), or None where the reward does
     not apply (chunk_hit for a question without a gold chunk). Raises KeyError without the
     `trajectory` extra key (a rollout_func other than core.train.rollout.AgentRollout).
     """

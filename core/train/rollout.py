@@ -5,14 +5,14 @@ TRL 1.16 hands `rollout_func(prompts, trainer)` the step's prompts already repea
 says otherwise) and needs exactly one completion per prompt received, in order. For each it
 returns (trl/trainer/grpo_trainer.py, `_generate`):
 
-- prompt_ids: the opening prompt's ids (core.tokens.TokenSequence.prompt_len of them);
+- prompt_ids: the opening prompt's ids (core.rollout.tokens.TokenSequence.prompt_len of them);
 - completion_ids: everything after it: generated ids, tool results and template scaffolding;
 - env_mask: the assistant mask over completion_ids (1 on generated ids only). TRL uses it as its
   tool mask: the loss, and `completions/mean_length`, count only mask-1 tokens;
 - logprobs: the rollout's logprob of each generated id, NaN elsewhere (TRL's own convention for
   tokens the generator did not score: vLLM's None becomes NaN and is neutralised in its
   importance-sampling ratio). Without vLLM, TRL does not use them in the loss;
-- trajectory: extra key, one core.agent.Trajectory per sample; TRL passes extra keys to every
+- trajectory: extra key, one core.rollout.agent.Trajectory per sample; TRL passes extra keys to every
   reward function as keyword arguments (core.train.rewards reads it).
 """
 
@@ -23,8 +23,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from core.agent import Agent, Trajectory
-from core.records import Question
+from core.rollout.agent import Agent, Trajectory
+from core.data.records import Question
 
 
 @dataclass
@@ -39,6 +39,9 @@ class RolloutBatch:
     group: list[int]
     sample: list[int]
     seconds: float
+    """Wall time of the whole call."""
+    generate_seconds: float | None = None
+    """Of which in the backend's generate (None: the backend does not count it)."""
 
 
 @dataclass
@@ -75,7 +78,8 @@ class AgentRollout:
         batch = [agent.start(self.questions[q], q) for q in qidxs]
         while not all(t.finished for t in batch):
             agent.step(batch)
-        self.batches.append(RolloutBatch(batch, group, sample, time.perf_counter() - began))
+        self.batches.append(RolloutBatch(batch, group, sample, time.perf_counter() - began,
+                                         getattr(agent.backend, "seconds", None)))
         return rollout_output(batch, eos_id=_eos_id(agent))
 
     def _groups(self, prompts: Sequence[Any], qidxs: list[int]) -> tuple[list[int], list[int]]:

@@ -7,7 +7,7 @@ import math
 import time
 from typing import Any, Callable
 
-from core.agent import Trajectory
+from core.rollout.agent import Trajectory
 from core.evaluate import _answer
 from core.store import Store, TrajectoryOutcome
 from core.train.rewards import ScoreCache
@@ -30,6 +30,8 @@ class StepRecorder:
         self.next_group = 0
         self.timing: dict[int, dict[str, float]] = {}
         self.began = time.perf_counter()
+        self.first_step: int | None = None
+        """The first step this process stored metrics for (a resumed run starts after its checkpoint)."""
         self.evaluate: Callable[[Any, int], None] | None = None
         """--eval-every: called as evaluate(policy model, step) after every eval_every-th step."""
         self.eval_every: int | None = None
@@ -59,6 +61,8 @@ class StepRecorder:
         self.cache.forget(batch.trajectories)
         t = self.timing.setdefault(step, {"rollout_seconds": 0.0, "store_seconds": 0.0})
         t["rollout_seconds"] += batch.seconds
+        if batch.generate_seconds is not None:
+            t["generate_seconds"] = t.get("generate_seconds", 0.0) + batch.generate_seconds
         t["store_seconds"] += time.perf_counter() - began
 
     def _write(self, traj: Trajectory, step: int, group: int, sample: int, advantage: float, results) -> int:
@@ -130,10 +134,12 @@ class StepRecorder:
                 metrics = {k: float(v) for k, v in logs.items() if isinstance(v, (int, float))}
                 metrics |= recorder.timing.pop(step, {})
                 recorder.store.add_train_step(recorder.run_id, step, metrics)
+                if recorder.first_step is None:
+                    recorder.first_step = step
                 if recorder.progress is not None:
                     from core.train.trainer import StepProgress
 
                     recorder.progress(StepProgress(recorder.run_id, step, recorder.steps, metrics,
-                                                   time.perf_counter() - recorder.began))
+                                                   time.perf_counter() - recorder.began, recorder.first_step))
 
         return _StepMetrics()

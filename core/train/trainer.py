@@ -7,8 +7,11 @@ Per step the store gets (core.train.store.StepRecorder):
   prompts, before TRL shuffles the batch; one of the three places the notes found identical);
 - the step's metrics as TRL logs them (loss, grad_norm, learning_rate, reward, reward_std,
   rewards/<name>/mean and /std, kl when beta > 0, entropy, clip ratios, completion lengths,
-  frac_reward_zero_std), plus step_seconds (wall time between step ends), rollout_seconds and
-  store_seconds, through a TrainerCallback's on_log (logging_steps=1).
+  frac_reward_zero_std), plus step_seconds (wall time between step ends), rollout_seconds (the
+  whole rollout_func call), generate_seconds (inside it, in the model's generate) and
+  store_seconds, through a TrainerCallback's on_log (logging_steps=1). What this project adds to
+  a step is (rollout_seconds - generate_seconds) + store_seconds: the agent loop's bookkeeping,
+  tokenising, retrieval and scoring, and the writes.
 """
 
 from __future__ import annotations
@@ -24,17 +27,17 @@ from typing import Any, Callable
 
 from loguru import logger
 
-from core.agent import Agent, AgentConfig
+from core.rollout.agent import Agent, AgentConfig
 from core.backends import SamplingConfig, chat_complete, create_backend
 from core.backends.hf import HFBackend
-from core.chat import stop_token_ids
-from core.judges import build_judge
+from core.rollout.chat import stop_token_ids
+from core.scoring.judges import build_judge
 from core.models import load_causal_lm, load_tokenizer, resolve_model
-from core.records import Question
+from core.data.records import Question
 from core.retrieval import build_retriever, format_results
-from core.rewards import RewardSuite
+from core.scoring.rewards import RewardSuite
 from core.store import Store
-from core.templates import check_template
+from core.rollout.templates import check_template
 from core.train.config import TrainConfig, load_train_inputs
 from core.train.rewards import ScoreCache, trl_reward_functions
 from core.train.rollout import AgentRollout
@@ -50,11 +53,15 @@ class StepProgress:
     steps: int
     metrics: dict[str, Any]
     elapsed: float
+    """Seconds since this process started training (a resumed run: since the resume)."""
+    first_step: int = 1
+    """The first step this process trained (a run resumed after step 3: 4)."""
 
     @property
     def eta(self) -> float:
-        """Seconds left at the mean step time so far."""
-        return self.elapsed / self.step * (self.steps - self.step) if self.step else 0.0
+        """Seconds left at this process's mean step time so far."""
+        done = self.step - self.first_step + 1
+        return self.elapsed / done * (self.steps - self.step) if done > 0 else 0.0
 
 
 StepProgressFn = Callable[[StepProgress], None]
@@ -258,7 +265,7 @@ def last_checkpoint(output_dir: str | None) -> Path:
 
 
 def reward_suite(config: TrainConfig, load_judge_backend: Callable[[], Any]) -> RewardSuite:
-    """The run's rewards (core.rewards) with its judge: a deterministic one, or for --judge llm a
+    """The run's rewards (core.scoring.rewards) with its judge: a deterministic one, or for --judge llm a
     model apart from the policy, loaded by `load_judge_backend()` and asked greedily for a
     verdict of at most 8 tokens (as eval's LLM judge)."""
     complete = None
@@ -281,19 +288,23 @@ def _generating(make_agent: Callable[[Any], Agent]) -> Callable[[Any], Agent]:
 
 
 class _EvalModeBackend:
-    """Wraps HFBackend.generate in model.eval() ... model.train(previous)."""
+    """Wraps HFBackend.generate in model.eval() ... model.train(previous); `seconds` adds up the
+    wall time spent in generate (AgentRollout reads it as the batch's generate_seconds)."""
 
     def __init__(self, inner: HFBackend):
         self.inner = inner
         self.name, self.tokenizer, self.stop_token_ids, self.model = (inner.name, inner.tokenizer,
                                                                      inner.stop_token_ids, inner.model)
+        self.seconds = 0.0
 
     def generate(self, prompts, max_tokens, sampling):
         was_training = self.model.training
         self.model.eval()
+        began = time.perf_counter()
         try:
             return self.inner.generate(prompts, max_tokens, sampling)
         finally:
+            self.seconds += time.perf_counter() - began
             self.model.train(was_training)
 
 

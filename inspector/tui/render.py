@@ -23,9 +23,9 @@ from rich.cells import cell_len, get_character_cell_size
 from rich.style import Style
 from rich.text import Text
 
-from core.records import Message, Question, RewardResult, ToolCall, ToolError
-from core.rewards import gold_spans
-from core.tokens import TokenSequence
+from core.data.records import Message, Question, RewardResult, ToolCall, ToolError
+from core.scoring.rewards import gold_spans
+from core.rollout.tokens import TokenSequence
 from inspector.literal import one_line, show_escape, visible
 
 
@@ -70,7 +70,7 @@ def literal(text: str | None, style: Style | str = "") -> Text:
 def split_reasoning(content: str) -> list[tuple[str, bool]]:
     """(segment, is_reasoning) pieces of an assistant message, in order, covering all of it.
 
-    The non-reasoning segments joined are exactly what `core.toolcalls.strip_reasoning` keeps
+    The non-reasoning segments joined are exactly what `core.rollout.toolcalls.strip_reasoning` keeps
     (what the tool-call parser and the final answer see): <think>...</think> blocks, everything
     before a stray </think> (templates that open <think> in the prompt), and an unclosed
     trailing <think>... are reasoning.
@@ -114,7 +114,7 @@ def _gaps(blocks: list[tuple[int, int]], length: int) -> list[tuple[int, int]]:
 
 Gold = Question | str | None
 """What a tool result is searched for: a question (its chunk_content, or its last supporting
-paragraph, by the chunk_hit reward's own rule: core.rewards.gold_spans), or a literal text."""
+paragraph, by the chunk_hit reward's own rule: core.scoring.rewards.gold_spans), or a literal text."""
 
 
 def gold_spans_in(message: Message, gold: Gold) -> list[tuple[int, int]]:
@@ -868,7 +868,7 @@ def reward_rows(rewards: list[RewardResult]) -> list[tuple[str, str, str, str]]:
 
 
 def reward_total(rewards: list[RewardResult]) -> float:
-    """The weighted sum, as `core.rewards.Rewards.total` computes it."""
+    """The weighted sum, as `core.scoring.rewards.Rewards.total` computes it."""
     return sum(r.value * r.weight for r in rewards)
 
 

@@ -10,7 +10,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Header, Static
 
-from core.records import RewardResult
+from core.data.records import RewardResult
 from core.store.queries import TrajectoryQuery, TrajectoryRow, group_rows
 from inspector.tui import format as fmt
 from inspector.tui.reads import read

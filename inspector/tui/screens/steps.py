@@ -47,8 +47,9 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("step_seconds", "step s", ".1f"),
     ("ours", "ours %", ".1f"),
 )
-"""(key, title, format) of the step table. "ours" is the share of the step's wall time spent
-storing (store_seconds / step_seconds), the part of a step this project adds."""
+"""(key, title, format) of the step table. "ours" is the share of the step's wall time this
+project adds (StepRow.ours_seconds)."""
+
 
 CURVE_LABEL_WIDTH = 34
 
@@ -58,8 +59,8 @@ def metric(row: StepRow, key: str) -> float | None:
     if key == "step":
         return float(row.step)
     if key == "ours":
-        store, total = row.metrics.get("store_seconds"), row.metrics.get("step_seconds")
-        return 100.0 * store / total if store is not None and total else None
+        ours, total = row.ours_seconds, row.metrics.get("step_seconds")
+        return 100.0 * ours / total if ours is not None and total else None
     value = row.get(key)
     return value if value is not None and math.isfinite(value) else None
 

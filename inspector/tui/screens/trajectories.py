@@ -51,7 +51,7 @@ SEARCH_DEBOUNCE = 0.3
 """Seconds of quiet typing before the search box applies what is typed."""
 _CYCLE = (None, True, False)
 ENGINE_STOPS = {"template_mismatch", "context_length"}
-"""Finish reasons where the engine, not the model, ended the trajectory (core.agent)."""
+"""Finish reasons where the engine, not the model, ended the trajectory (core.rollout.agent)."""
 
 
 @dataclass(frozen=True)

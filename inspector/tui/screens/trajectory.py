@@ -21,9 +21,9 @@ from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import ContentSwitcher, Header, Static
 
-from core.export import trajectory_record
+from core.store.export import trajectory_record
 from core.paths import cache_dir
-from core.records import Message, Question, RewardResult
+from core.data.records import Message, Question, RewardResult
 from core.store.queries import TrajectoryQuery, matching_positions, neighbour
 from inspector.tui import format as fmt
 from inspector.tui.reads import read
@@ -178,7 +178,7 @@ class TrajectoryScreen(LiveScreen):
             parts += [f"step {r['step']}", f"group {r['group_id']}", f"advantage {fmt.num(r['advantage'])}"]
         if r["drift_at"] is not None:
             kind = r.get("drift_kind")
-            harmless = kind == "template_rewrite"  # the stored ids are what the model saw (core.chat)
+            harmless = kind == "template_rewrite"  # the stored ids are what the model saw (core.rollout.chat)
             parts.append((f"{'drift' if harmless else '⚠ drift'} at token {r['drift_at']:,}"
                           f"{f' ({kind})' if kind else ''}", "yellow" if harmless else "bold yellow"))
         if r.get("finish_detail"):

@@ -11,7 +11,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
-from core.records import RewardResult
+from core.data.records import RewardResult
 from inspector.tui.render import reward_rows, reward_total
 
 

@@ -28,8 +28,8 @@ from textual.geometry import Size
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from core.records import Message
-from core.tokens import TokenSequence
+from core.data.records import Message
+from core.rollout.tokens import TokenSequence
 from inspector.tui.render import TOKEN_MODES, TokenLayout, TokenMode, advantage_legend, gap_legend, logprob_legend, \
     mask_legend, message_spans, token_info, \
     token_layout, token_summary, tool_error_tokens

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.records import Chunk, Question
+from core.data.records import Chunk, Question
 
 DEFAULT_DEMO_CHUNKS = 200
 """Chunks in the default demo: small enough to index instantly, large enough to be a search."""

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import date as _date
 from pathlib import Path
 
-from core.records import InputError
+from core.data.records import InputError
 
 SEARCH_TOOL_NAME = "search_corpus"
 

@@ -13,7 +13,7 @@ import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from core.records import Chunk, InputError
+from core.data.records import Chunk, InputError
 
 TEXT_SUFFIXES = (".md", ".markdown", ".txt")
 """Files cut into chunks by character count."""

@@ -18,12 +18,12 @@ from typing import Callable, Sequence
 from loguru import logger
 
 from core.backends import Backend, SamplingConfig
-from core.chat import ChatState, ChatTokenizer, TemplateMismatch
-from core.prompts import DEFAULT_USER_NATIVE, SEARCH_TOOL_NAME, PromptTemplate
-from core.templates import ChatFormat, context_window
-from core.records import Message, Question, ToolCall, ToolError
-from core.toolcalls import count_call_attempts, parse_tool_call
-from core.tokens import TokenSequence
+from core.rollout.chat import ChatState, ChatTokenizer, TemplateMismatch
+from core.rollout.prompts import DEFAULT_USER_NATIVE, SEARCH_TOOL_NAME, PromptTemplate
+from core.rollout.templates import ChatFormat, context_window
+from core.data.records import Message, Question, ToolCall, ToolError
+from core.rollout.toolcalls import count_call_attempts, parse_tool_call
+from core.rollout.tokens import TokenSequence
 
 FINISH_ANSWERED = "answered"
 FINISH_MAX_TURNS = "max_turns"
@@ -32,7 +32,7 @@ FINISH_TOOL_ERROR = "tool_error"
 FINISH_CONTEXT_LENGTH = "context_length"
 """The prompt reached the model's context length: no room left to generate."""
 FINISH_TEMPLATE_MISMATCH = "template_mismatch"
-"""The template's rendering of the chat does not extend what the model was given (see core.chat)."""
+"""The template's rendering of the chat does not extend what the model was given (see core.rollout.chat)."""
 
 TOOL_ROLE = "tool"
 """Role of tool results in stored chats (the seed's Llama 3 code called it "ipython")."""
@@ -53,7 +53,7 @@ class AgentConfig:
     check_drift: bool = True
     context_length: int | None = None
     """Tokens the model attends to (prompt and generation); None: from the backend's model config
-    and tokenizer (core.templates.context_window), unbounded when neither says."""
+    and tokenizer (core.rollout.templates.context_window), unbounded when neither says."""
 
 
 SearchFn = Callable[[str, int], str]
@@ -73,7 +73,7 @@ class Trajectory:
     tool_errors: int = 0
     drift_at: int | None = None
     drift_kind: str | None = None
-    """What the drift at drift_at is (core.chat.DRIFT_KINDS), None without drift."""
+    """What the drift at drift_at is (core.rollout.chat.DRIFT_KINDS), None without drift."""
     finish_detail: str | None = None
     """One line on why it ended, for template_mismatch and context_length."""
     chat_state: ChatState | None = None
@@ -104,7 +104,7 @@ class Agent:
     def __init__(self, backend: Backend, search: SearchFn, config: AgentConfig,
                  prompts: PromptTemplate | None = None, chat_format: ChatFormat | None = None):
         """chat_format: how messages map onto the backend's chat template; checked from the
-        template when None (raises core.templates.TemplateError for one that cannot work)."""
+        template when None (raises core.rollout.templates.TemplateError for one that cannot work)."""
         self.backend = backend
         self.search = search
         self.config = config
@@ -239,7 +239,7 @@ class Agent:
 
     def _drift(self, traj: Trajectory) -> tuple[int | None, str | None]:
         """First position where our ids differ from rendering the whole chat and tokenising it,
-        and the kind of difference (core.chat.DRIFT_KINDS).
+        and the kind of difference (core.rollout.chat.DRIFT_KINDS).
 
         Only the messages the model saw are rendered: a trailing message that ended the chat
         (a tool error, a result the template could not continue with) was never tokenised.

@@ -57,7 +57,7 @@ class Question:
 
         chunk_content when given (the seed's rule); else the last supporting paragraph that is not
         blank (the seed's later versions reward the result holding the last one); else None.
-        core.rewards.chunk_hit says how each is matched.
+        core.scoring.rewards.chunk_hit says how each is matched.
         """
         if self.chunk_content:
             return self.chunk_content

@@ -28,10 +28,10 @@ With `tool_format="native"` (or "auto" where supported) the tool's schema goes t
 template (`tools=`), a reply's parsed call is rendered as structured `tool_calls` (the template
 writes it in its own syntax; the model's own ids stay as generated) and each result is a `tool`
 message carrying the call's id. `native_tool_support` refuses a template that does not render
-the tools list, a structured call or its result, or whose call syntax core.toolcalls does not
+the tools list, a structured call or its result, or whose call syntax core.rollout.toolcalls does not
 parse (Gemma 4's `call:name{...}`, LFM2's pythonic calls, GLM's `<arg_key>`, gpt-oss harmony).
 transformers' `tokenizer.parse_response` is not used: it needs a per-family response schema,
-which TRL attaches with `add_response_schema` (the same 10-second import), and core.toolcalls
+which TRL attaches with `add_response_schema` (the same 10-second import), and core.rollout.toolcalls
 already parses the JSON, `<tool_call>` and `<function=...>` forms with specific error kinds.
 
 TRL's `trl.chat_template_utils` has `supports_tool_calling` and `is_chat_template_prefix_preserving`.
@@ -41,7 +41,7 @@ code, torch.distributed and datasets through `trl.data_utils`), and they answer 
 fails it, yet renders our tool messages intact), so it decides native tool calling, not whether
 our seed-format chats work; `is_chat_template_prefix_preserving` tokenises one fixed chat, while
 whether a template extends its earlier rendering depends on the content (Qwen3 renders a reply
-with reasoning differently from one without), so `core.chat` checks that at every turn instead.
+with reasoning differently from one without), so `core.rollout.chat` checks that at every turn instead.
 `renders_native_tool_results` makes TRL's tool-result probe without the import, to tell a user
 when a refused template would work with native tool calling; a slow test checks it against TRL.
 """
@@ -55,8 +55,8 @@ from datetime import date as _date
 from pathlib import Path
 from typing import Any, Sequence
 
-from core.prompts import SEARCH_TOOL, SEARCH_TOOL_NAME
-from core.records import InputError
+from core.rollout.prompts import SEARCH_TOOL, SEARCH_TOOL_NAME
+from core.data.records import InputError
 
 SENTINEL_TOOL = "RLINSPECT_TOOL_RESULT_7c1e"
 _SENTINEL_ASSISTANT = "RLINSPECT_ASSISTANT_REPLY_4b2d"
@@ -100,7 +100,7 @@ class ChatFormat:
 
     def adapt(self, messages: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         """Stored chat dicts (role, content; an assistant's parsed call under "tool_call", a
-        core.records.ToolCall) -> the messages handed to the template."""
+        core.data.records.ToolCall) -> the messages handed to the template."""
         out: list[dict[str, Any]] = []
         calls = 0
         for m in messages:
@@ -318,10 +318,10 @@ def native_tool_support(tokenizer: Any) -> str | None:
 
 
 def _call_syntax_parsed(tokenizer: Any, chat: list[dict]) -> str | None:
-    """None when core.toolcalls parses the call as the template writes it (what a model trained
+    """None when core.rollout.toolcalls parses the call as the template writes it (what a model trained
     on the template generates); else the reason, quoting the template's syntax."""
-    from core.toolcalls import parse_tool_call
-    from core.records import ToolCall
+    from core.rollout.toolcalls import parse_tool_call
+    from core.data.records import ToolCall
 
     try:
         plain = _render(tokenizer, chat[:1], False, tools=[SEARCH_TOOL])

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 from loguru import logger
 
-from core.corpus import csv_records, csv_rows, jsonl_records, read_text
-from core.records import InputError, Question
+from core.data.corpus import csv_records, csv_rows, jsonl_records, read_text
+from core.data.records import InputError, Question
 
 SPLITS = ("train", "test", "all")
 

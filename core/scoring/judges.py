@@ -15,7 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
-from core.toolcalls import strip_reasoning
+from core.rollout.toolcalls import strip_reasoning
 
 Complete = Callable[[list[str]], list[str]]
 """Plain user-message texts -> reply texts (the caller applies the chat template)."""

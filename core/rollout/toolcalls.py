@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from core.records import ToolCall, ToolError
+from core.data.records import ToolCall, ToolError
 
 _THINK_BLOCK = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
 _THINK_CLOSE = re.compile(r"</think>", re.IGNORECASE)

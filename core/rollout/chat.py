@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from datetime import date as _date
 from typing import Any, Sequence
 
-from core.templates import ChatFormat, check_template
-from core.tokens import TokenSequence
+from core.rollout.templates import ChatFormat, check_template
+from core.rollout.tokens import TokenSequence
 
 _SENTINEL = "RLINSPECT_ASSISTANT_SENTINEL"
 _BASE = [{"role": "system", "content": "S"}, {"role": "user", "content": "U"}]
@@ -104,7 +104,7 @@ class ChatTokenizer:
     def __init__(self, tokenizer: Any, fmt: ChatFormat | None = None, name: str = "",
                  stop_ids: Sequence[int] = ()):
         """fmt: how stored messages map onto the template; checked with check_template when None
-        (raises core.templates.TemplateError for a template that cannot run the agent).
+        (raises core.rollout.templates.TemplateError for a template that cannot run the agent).
         stop_ids: the backend's stop ids (its model's generation config may list more than the
         tokenizer's eos and end-of-turn tokens); any of them ends a reply."""
         self.tokenizer = tokenizer

@@ -25,9 +25,9 @@ from typing import Any
 
 from loguru import logger
 
-from core.judges import Judge, JudgeItem, Verdict
-from core.records import Message, Question, RewardResult
-from core.toolcalls import count_call_attempts, strip_reasoning
+from core.scoring.judges import Judge, JudgeItem, Verdict
+from core.data.records import Message, Question, RewardResult
+from core.rollout.toolcalls import count_call_attempts, strip_reasoning
 
 BUILTIN_REWARDS = ("correctness", "formatting", "retry_behavior", "chunk_hit")
 TOOL_ROLES = ("tool", "ipython")

@@ -1,0 +1,1 @@
+"""Scoring finished trajectories: the rewards (rewards) and the judges of correctness (judges)."""
