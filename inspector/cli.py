@@ -6,6 +6,8 @@
     rl-inspect runs DB             list the runs of a database, headless
     rl-inspect train [options]     GRPO training through TRL with the agent loop, every step
                                    stored (progress on stderr)
+    rl-inspect lint DB [--run N]   check every trajectory's mask, logprobs and token counts
+                                   (core.lint); exit 1 when any error-severity finding
 
 Exit codes: 0 done; 1 the run failed (model, backend or internal error); 2 bad input (options,
 files, database); 130 cancelled with Ctrl-C or SIGTERM (finished trajectories are kept; finish
@@ -111,6 +113,8 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     a("--judge-model", help="model for --judge llm, apart from the policy and never trained")
     a("--reward-weights", default="", help="e.g. correctness=1,formatting=0.5,retry_behavior=1,chunk_hit=1")
     a("--prompt-template", help="JSON file with 'system' and 'user' texts ({date}, {question}, {tool_definition})")
+    a("--reward", action="append", default=[], metavar="MODULE:FUNCTION", help="an extra reward function "
+      "(repeatable), as eval takes them")
     a("--lora-r", type=int, help="train a LoRA adapter of this rank (needs peft)")
     a("--lora-alpha", type=int, help="LoRA alpha (needs peft)")
     a("--seed", type=int, default=d.seed)
@@ -133,6 +137,16 @@ def build_parser() -> argparse.ArgumentParser:
     runs = sub.add_parser("runs", help="list the runs of a database")
     runs.add_argument("db")
     runs.add_argument("--json", action="store_true")
+    lint = sub.add_parser("lint", help="check every trajectory's mask, logprobs and token counts",
+                          description="Mask lint: every trajectory checked for loss-mask faults (kinds in "
+                          "core.lint.findings.KINDS). Exit 0 when no finding is an error, 1 when one is, 2 for "
+                          "bad input.")
+    lint.add_argument("db")
+    lint.add_argument("--run", type=int, help="lint this run only (default: every run)")
+    lint.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
+    lint.add_argument("--examples", type=int, default=5, help="example trajectory ids per kind (default: %(default)s)")
+    lint.add_argument("--no-tokenizer", action="store_true", help="do not look for the model's local tokenizer "
+                      "(skips special_trained)")
     view = sub.add_parser("view", help="open a database in the TUI (the default command)")
     view.add_argument("db")
     view.add_argument("--run", type=int, help="open this run straight away")
@@ -283,7 +297,7 @@ def _train_config_from_args(args: argparse.Namespace):
         judge_model=args.judge_model, reward_weights=parse_weights(args.reward_weights) if args.reward_weights else {},
         lora_r=args.lora_r, lora_alpha=args.lora_alpha, seed=args.seed, name=args.name,
         save_every=args.save_every, eval_every=args.eval_every, eval_questions=args.eval_questions,
-        prompt_template=args.prompt_template)
+        prompt_template=args.prompt_template, extra_rewards=list(args.reward))
 
 
 def _train_progress_line(p) -> str:
@@ -450,6 +464,44 @@ def _run_list(db: str, as_json: bool) -> int:
     return EXIT_OK
 
 
+LINT_HEADER = f"{'kind':<26} {'severity':<8} {'count':>8}  examples"
+
+
+def _run_lint(db: str, run_id: int | None, as_json: bool, examples: int, tokenizer: bool) -> int:
+    """`rl-inspect lint`: a table of findings by kind per run (or --json); EXIT_FAILED when any
+    finding has error severity, so a pipeline can gate on it."""
+    from core.lint import lint_store
+    from core.store import Store
+
+    if not Path(db).exists():
+        print(f"rl-inspect: {db}: no such database", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    _readable(db, run_id)
+    with Store.open_readonly(db) as store:
+        reports = lint_store(store, run_id, tokenizer=tokenizer)
+    errors = sum(r.errors for r in reports)
+    if as_json:
+        print(json.dumps({"db": db, "errors": errors, "runs": [r.summary(examples) for r in reports]}, indent=2))
+        return EXIT_FAILED if errors else EXIT_OK
+    if not reports:
+        print(f"{one_line(db)}: no runs to lint")
+    for r in reports:
+        print(f"run {r.run_id} ({one_line(r.run_kind, 10)}, {one_line(r.model, 60)}): {r.checked} trajectories "
+              f"checked, {r.without_tokens} without tokens, {r.seconds:.1f} s")
+        summary = r.summary(examples)
+        if summary["findings"]:
+            print("  " + LINT_HEADER)
+        for kind, entry in summary["findings"].items():
+            shown = ", ".join(str(e) for e in entry["examples"])
+            print(f"  {kind:<26} {entry['severity']:<8} {entry['count']:>8}  {shown}")
+        if not summary["findings"]:
+            print("  no findings")
+        for kind, why in r.skipped.items():
+            print(f"  skipped {kind}: {one_line(why, 200)}")
+    print(f"{errors} error finding{'s' if errors != 1 else ''}" if errors else "no error findings")
+    return EXIT_FAILED if errors else EXIT_OK
+
+
 def _quiet_stdout() -> None:
     """After a reader closed our stdout (`| head`): point it at /dev/null so the interpreter's
     last flush does not raise again (the recipe in Python's signal docs)."""
@@ -463,7 +515,7 @@ def _quiet_stdout() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (see the module's docstring)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] not in ("eval", "train", "runs", "view", "-h", "--help") and not argv[0].startswith("-"):
+    if argv and argv[0] not in ("eval", "train", "runs", "view", "lint", "-h", "--help") and not argv[0].startswith("-"):
         argv = ["view", *argv]  # `rl-inspect runs.db`
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -485,6 +537,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_train(args)
         if args.command == "view":
             return _run_view(args.db, args.run)
+        if args.command == "lint":
+            return _run_lint(args.db, args.run, args.json, args.examples, not args.no_tokenizer)
         return _run_list(args.db, args.json)
     except KeyboardInterrupt:
         kept = ("; finished trajectories are kept (continue with --resume RUN)" if args.command == "eval"

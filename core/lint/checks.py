@@ -1,0 +1,206 @@
+"""The per-trajectory mask checks, vectorised over a chunk of trajectories at once.
+
+A chunk's blobs are joined into one array per column (ids, mask, logprobs, trainer logprobs) and
+every check is a numpy expression over all of its tokens, with a segment index saying which
+trajectory each token belongs to; Python work is per chunk and per finding, never per token.
+
+The rules come from how this project stores a trajectory (core.rollout.tokens.TokenSequence,
+core.rollout.agent.Agent): the mask is 1 exactly on the ids the model generated, which are
+exactly the assistant messages' [token_start, token_end) spans; logprobs are finite there and NaN
+elsewhere; the opening prompt is [0, prompt_len); TRL is given env_mask = mask[prompt_len:]
+(core.train.rollout.rollout_output), so its completion count is the mask-1 tokens after the prompt.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from core.lint.findings import Finding
+
+TRUNCATED = frozenset({"max_tokens", "context_length"})
+"""Finish reasons of a completion cut by a token limit (core.rollout.agent)."""
+
+ROW_COLUMNS = ("id", "finish_reason", "prompt_tokens", "completion_tokens", "generated_tokens", "step",
+               "prompt_len", "ids", "mask", "logprobs", "trainer_logprobs")
+"""The order of the columns of a token row given to `check_chunk`."""
+
+
+@dataclass
+class StepTotals:
+    """Per train step: mask-1 completion tokens summed over its trajectories, and their number
+    (TRL's completions/mean_length is their ratio), and trajectories without tokens."""
+
+    trained: dict[int, int] = field(default_factory=dict)
+    count: dict[int, int] = field(default_factory=dict)
+    without_tokens: dict[int, int] = field(default_factory=dict)
+
+    def add(self, step: int, trained: int) -> None:
+        self.trained[step] = self.trained.get(step, 0) + int(trained)
+        self.count[step] = self.count.get(step, 0) + 1
+
+
+def _fmt_spans(spans: Sequence[tuple[int, int]], limit: int = 4) -> str:
+    """'40-44, 50' for [(40, 45), (50, 51)]; '...' after `limit` spans."""
+    parts = [f"{s}" if e - s == 1 else f"{s}-{e - 1}" for s, e in spans[:limit]]
+    return ", ".join(parts) + (f", ... ({len(spans)} ranges)" if len(spans) > limit else "")
+
+
+def _runs(seg: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Consecutive flagged positions of one trajectory joined into [start, end) runs.
+
+    seg, pos: the segment (trajectory index in the chunk) and position of each flagged token,
+    in token order. Returns (segment, start, end) per run.
+    """
+    if seg.size == 0:
+        return seg, pos, pos
+    cut = np.flatnonzero((np.diff(pos) != 1) | (np.diff(seg) != 0)) + 1
+    first = np.r_[0, cut]
+    last = np.r_[cut - 1, seg.size - 1]
+    return seg[first], pos[first], pos[last] + 1
+
+
+def _by_trajectory(flag: np.ndarray, seg: np.ndarray, pos: np.ndarray):
+    """Yield (segment, spans, count) for every trajectory with a flagged token."""
+    idx = np.flatnonzero(flag)
+    if idx.size == 0:
+        return
+    rseg, rstart, rend = _runs(seg[idx], pos[idx])
+    bounds = np.flatnonzero(np.diff(rseg)) + 1
+    for lo, hi in zip(np.r_[0, bounds].tolist(), np.r_[bounds, rseg.size].tolist()):
+        spans = tuple(zip(rstart[lo:hi].tolist(), rend[lo:hi].tolist()))
+        yield int(rseg[lo]), spans, int((rend[lo:hi] - rstart[lo:hi]).sum())
+
+
+def check_chunk(rows: Sequence[tuple], span_tid: np.ndarray, span_start: np.ndarray, span_end: np.ndarray,
+                special: np.ndarray | None, findings: list[Finding], steps: StepTotals) -> None:
+    """Check the trajectories of `rows` and append their findings.
+
+    rows: token rows in ascending trajectory id, columns ROW_COLUMNS (blobs as bytes; ids int32
+    LE, mask uint8, logprobs and trainer_logprobs float32 LE, trainer_logprobs may be None).
+    span_tid/start/end: int64 arrays, the assistant messages' token spans of these trajectories
+    (rows of other trajectories are ignored), ordered by trajectory then message position.
+    special: a boolean lookup table indexed by token id (True: special token), or None to skip
+    special_trained. steps: per-step completion counts are added for rows with a step.
+    Cost: O(tokens) numpy work plus O(findings) Python; no per-token Python objects.
+    """
+    good: list[tuple] = []
+    for row in rows:
+        tid, prompt_len, ids, mask, logprobs, trainer = row[0], row[6], row[7], row[8], row[9], row[10]
+        n = len(mask)
+        problems = []
+        if len(ids) != 4 * n:
+            problems.append(f"{len(ids) / 4:g} ids")
+        if len(logprobs) != 4 * n:
+            problems.append(f"{len(logprobs) / 4:g} logprobs")
+        if trainer is not None and len(trainer) != 4 * n:
+            problems.append(f"{len(trainer) / 4:g} trainer logprobs")
+        if problems or not 0 <= prompt_len <= n:
+            if not 0 <= prompt_len <= n:
+                problems.append(f"prompt_len {prompt_len}")
+            findings.append(Finding("length_mismatch", tid, f"{n} mask bytes but {', '.join(problems)}"))
+            if row[5] is not None:  # TRL was given env_mask = mask[prompt_len:] all the same
+                m = np.frombuffer(mask, dtype=np.uint8)
+                steps.add(row[5], int(np.count_nonzero(m[max(0, min(prompt_len, n)):])))
+            continue
+        good.append(row)
+    if not good:
+        return
+    k = len(good)
+    tids = np.fromiter((r[0] for r in good), dtype=np.int64, count=k)
+    plen = np.fromiter((r[6] for r in good), dtype=np.int64, count=k)
+    lens = np.fromiter((len(r[8]) for r in good), dtype=np.int64, count=k)
+    offsets = np.cumsum(lens) - lens
+    total = int(lens.sum())
+    ids = np.frombuffer(b"".join(r[7] for r in good), dtype="<i4")
+    mask = np.frombuffer(b"".join(r[8] for r in good), dtype=np.uint8)
+    lp = np.frombuffer(b"".join(r[9] for r in good), dtype="<f4")
+    seg = np.repeat(np.arange(k, dtype=np.int64), lens)
+    pos = np.arange(total, dtype=np.int64) - offsets[seg]
+    prompt = pos < plen[seg]
+    trained = mask != 0
+    nan = np.isnan(lp)
+    truncated = np.fromiter((r[1] in TRUNCATED for r in good), dtype=bool, count=k)
+
+    # Assistant spans of this chunk's trajectories, in chunk coordinates.
+    where = np.searchsorted(tids, span_tid)
+    known = where < k
+    known[known] = tids[where[known]] == span_tid[known]
+    s_seg, s_start, s_end = where[known], span_start[known], span_end[known]
+    bad = (s_start < 0) | (s_end < s_start) | (s_end > lens[s_seg])
+    for j in np.flatnonzero(bad).tolist():
+        i = int(s_seg[j])
+        findings.append(Finding("span_out_of_range", int(tids[i]),
+                                f"assistant span [{s_start[j]}, {s_end[j]}) in a sequence of {lens[i]} tokens"))
+    s_seg, s_start, s_end = s_seg[~bad], s_start[~bad], s_end[~bad]
+    g_start, g_end = offsets[s_seg] + s_start, offsets[s_seg] + s_end
+    inside = np.cumsum(np.bincount(g_start, minlength=total + 1) - np.bincount(g_end, minlength=total + 1))[:total] > 0
+    # A turn's end token: the last token of each non-empty span, except the final span of a
+    # truncated trajectory when it runs to the sequence's end (the limit cut it: no end token).
+    nonempty = s_end > s_start
+    cut = truncated[s_seg] & (s_end == lens[s_seg])
+    last_span = np.r_[s_seg[1:] != s_seg[:-1], True] if s_seg.size else np.zeros(0, dtype=bool)
+    is_end = np.zeros(total, dtype=bool)
+    is_end[(g_end - 1)[nonempty & ~(cut & last_span)]] = True
+
+    # Per trajectory: a trajectory that trains on nothing is reported once, as nothing_trained,
+    # not again token by token as masked generated tokens.
+    n_trained = np.bincount(seg, weights=trained, minlength=k).astype(np.int64)
+    n_completion = np.bincount(seg, weights=trained & ~prompt, minlength=k).astype(np.int64)
+    n_inside = np.bincount(seg, weights=inside, minlength=k).astype(np.int64)
+    nothing = (n_inside > 0) & (n_trained == 0)
+    some = ~nothing[seg]
+
+    def emit(kind: str, flag: np.ndarray, what: str) -> None:
+        for i, spans, count in _by_trajectory(flag, seg, pos):
+            findings.append(Finding(kind, int(tids[i]), f"{count} {what} at {_fmt_spans(spans)}", spans))
+
+    emit("mask_not_binary", mask > 1, "mask bytes other than 0/1")
+    emit("prompt_trained", trained & prompt, "prompt tokens trained")
+    emit("trained_outside_assistant", trained & ~prompt & ~inside,
+         "trained tokens outside every assistant message")
+    emit("logprob_missing", trained & nan, "trained tokens without a logprob")
+    emit("logprob_on_untrained", ~nan & ~inside & ~trained, "tokens not generated by the model with a logprob")
+    for i, spans, count in _by_trajectory(~trained & is_end & some, seg, pos):
+        at = ", ".join(f"{s} (id {ids[offsets[i] + s]})" for s, _ in spans[:4])
+        findings.append(Finding("end_token_masked", int(tids[i]),
+                                f"{count} end tokens the model generated are masked: {at}", spans))
+    emit("generated_untrained", ~trained & inside & ~is_end & some, "generated tokens masked")
+    if special is not None:
+        safe = np.clip(ids, 0, special.size - 1)
+        flag = trained & inside & ~is_end & special[safe] & (ids >= 0) & (ids < special.size)
+        for i, spans, count in _by_trajectory(flag, seg, pos):
+            at = np.concatenate([ids[offsets[i] + s: offsets[i] + e] for s, e in spans])
+            values, counts = np.unique(at, return_counts=True)
+            per = tuple(zip(values.tolist(), counts.tolist()))
+            findings.append(Finding("special_trained", int(tids[i]),
+                                    f"{count} special tokens trained inside turns: "
+                                    + ", ".join(f"id {t} x{c}" for t, c in per) + f" at {_fmt_spans(spans)}",
+                                    spans, token_counts=per))
+    if any(r[10] is not None for r in good):
+        tr = np.concatenate([np.frombuffer(r[10], dtype="<f4") if r[10] is not None
+                             else np.zeros(len(r[8]), dtype=np.float32) for r in good])
+        emit("trainer_logprob_missing", trained & ~prompt & np.isnan(tr), "trained tokens without a trainer logprob")
+
+    for i in np.flatnonzero(nothing).tolist():
+        spans = tuple((int(a), int(b)) for a, b in zip(s_start[s_seg == i], s_end[s_seg == i]) if b > a)
+        findings.append(Finding("nothing_trained", int(tids[i]),
+                                f"mask is 0 on all {n_inside[i]} generated tokens", spans))
+    final = np.flatnonzero(last_span & cut & nonempty)
+    for j in final[trained[g_end[final] - 1]].tolist():
+        i = int(s_seg[j])
+        a, b = int(s_start[j]), int(s_end[j])
+        span_mask = trained[g_start[j]: g_end[j]]
+        findings.append(Finding("truncated_trained", int(tids[i]),
+                                f"finish {good[i][1]}: the cut last turn [{a}, {b}) is trained "
+                                f"({int(span_mask.sum())} tokens)", ((a, b),)))
+    for i, r in enumerate(good):
+        wrong = [f"{name} {stored} (tokens say {actual})" for name, stored, actual in (
+            ("prompt_tokens", r[2], int(plen[i])), ("completion_tokens", r[3], int(lens[i] - plen[i])),
+            ("generated_tokens", r[4], int(n_trained[i]))) if stored is not None and stored != actual]
+        if wrong:
+            findings.append(Finding("count_mismatch", r[0], "; ".join(wrong)))
+        if r[5] is not None:
+            steps.add(r[5], int(n_completion[i]))
