@@ -2,11 +2,13 @@
 
     python benchmarks/learning_curve.py [--steps 16] [--db /tmp/curve.db] [train options...]
 
-Not a test. The reward is the seed's `formatting` alone (0.7 when no tool call failed, 0 when
-one did), the reward a 135M model can move (notes/trl-grpo-on-this-machine.md); the prompt
-carries one worked tool call (benchmarks/prompts/worked_example.json), without which nearly
-every group has zero reward spread and GRPO gets no signal. Everything else is the command's
-defaults. Prints one row per step from what the run stored: reward mean and std, the share of
+Not a test. The reward is benchmarks/rewards.py's `tool_call_format` alone (a user reward
+function through `--reward`: how exactly the first message is a search call, 0 to 1), the reward
+a 135M model can move (notes/trl-grpo-on-this-machine.md). The seed's own `formatting` reward
+(0.7 when no tool call failed) starts at its ceiling here: a first try gave 0.61-0.70 on every
+one of 7 steps. The prompt carries one worked tool call (benchmarks/prompts/worked_example.json),
+without which nearly every group has zero reward spread and GRPO gets no signal. Everything
+else is the command's defaults. Prints one row per step from what the run stored: reward mean and std, the share of
 groups with zero spread (no signal), tool errors per trajectory, completion length, entropy,
 loss, grad norm, and step time with the share spent in this project's code
 (core.store.queries.StepRow.ours_seconds: rollout minus generate, plus storage).
@@ -33,7 +35,8 @@ def main() -> int:
     from inspector.cli import main as cli
 
     argv = ["train", "--db", args.db, "--steps", str(args.steps), "--name", f"curve-{time.strftime('%H%M%S')}",
-            "--reward-weights", "formatting=1,correctness=0,retry_behavior=0,chunk_hit=0",
+            "--reward", "benchmarks.rewards:tool_call_format",
+            "--reward-weights", "tool_call_format=1,formatting=0,correctness=0,retry_behavior=0,chunk_hit=0",
             "--prompt-template", str(ROOT / "benchmarks/prompts/worked_example.json"), "--json", *extra]
     print("rl-inspect " + " ".join(argv), flush=True)
     began = time.perf_counter()

@@ -186,3 +186,24 @@ def test_a_checkpoint_a_kill_interrupted_is_not_resumed_from(tmp_path):
     assert last_checkpoint(str(tmp_path)).name == "checkpoint-2"
     with pytest.raises(ValueError, match="no checkpoint"):
         last_checkpoint(str(tmp_path / "nothing"))
+
+
+def longer_is_better(messages, question):
+    """A user reward for the test below: the first reply's length in characters, capped at 1."""
+    first = next((m["content"] for m in messages if m["role"] == "assistant"), "") or ""
+    return min(1.0, len(first) / 100), {"chars": len(first)}
+
+
+def test_user_reward_functions_train_and_are_stored_by_name(tiny_model, tmp_path, capsys):
+    db = tmp_path / "runs.db"
+    argv = ["train", "--model", tiny_model, "--db", str(db), "--json", *ARGS,
+            "--reward", "tests.test_train_resume:longer_is_better", "--reward-weights", "longer_is_better=2,correctness=0"]
+    assert main(argv) == 0
+    run_id = json.loads(capsys.readouterr().out)["run_id"]
+    with Store.open_readonly(db) as store:
+        tid = store.conn.execute("SELECT id FROM trajectories WHERE run_id=? LIMIT 1", (run_id,)).fetchone()[0]
+        extra = next(r for r in store.rewards(tid) if r.name == "longer_is_better")
+        assert extra.weight == 2.0 and "chars" in extra.detail
+        assert "rewards/longer_is_better/mean" in store.train_steps(run_id)[0]
+    assert main([*argv[:-2], "--reward-weights", "shorter=1"]) == 2
+    assert "unknown reward 'shorter'" in capsys.readouterr().err

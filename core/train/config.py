@@ -55,6 +55,9 @@ class TrainConfig:
     judge_model: str | None = None
     """The model --judge llm asks; loaded apart from the policy and never trained."""
     reward_weights: dict[str, float] = field(default_factory=dict)
+    extra_rewards: list[str] = field(default_factory=list)
+    """--reward MODULE:FUNCTION, repeatable: user reward functions beside the built-in ones, as
+    `eval` takes them (core.scoring.rewards.load_reward_function); weight 1 unless --reward-weights names them."""
     prompt_template: str | None = None
     """--prompt-template FILE: the system and user texts of each chat (core.rollout.prompts.PromptTemplate);
     None: the default. A worked tool call in it is what lets a small model find the format (notes)."""
@@ -144,11 +147,12 @@ class TrainConfig:
                              f"not {self.split}")
         if self.save_every is not None and self.save_every < 1:
             raise ValueError(f"--save-every must be at least 1, not {self.save_every}")
-        from core.scoring.rewards import BUILTIN_REWARDS
+        from core.scoring.rewards import BUILTIN_REWARDS, load_reward_function
 
-        unknown = [name for name in self.reward_weights if name not in BUILTIN_REWARDS]
+        names = list(BUILTIN_REWARDS) + [load_reward_function(spec).name for spec in self.extra_rewards]
+        unknown = [name for name in self.reward_weights if name not in names]
         if unknown:
-            raise ValueError(f"unknown reward {unknown[0]!r} in --reward-weights (rewards: {', '.join(BUILTIN_REWARDS)})")
+            raise ValueError(f"unknown reward {unknown[0]!r} in --reward-weights (rewards: {', '.join(names)})")
         if self.lora_r is not None or self.lora_alpha is not None:
             if importlib.util.find_spec("peft") is None:
                 raise ValueError("--lora-r/--lora-alpha need peft, which is not installed "

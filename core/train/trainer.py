@@ -267,12 +267,12 @@ def last_checkpoint(output_dir: str | None) -> Path:
 def reward_suite(config: TrainConfig, load_judge_backend: Callable[[], Any]) -> RewardSuite:
     """The run's rewards (core.scoring.rewards) with its judge: a deterministic one, or for --judge llm a
     model apart from the policy, loaded by `load_judge_backend()` and asked greedily for a
-    verdict of at most 8 tokens (as eval's LLM judge)."""
+    verdict of at most 8 tokens (as eval's LLM judge); user rewards from --reward after the built-in ones."""
     complete = None
     if config.judge == "llm":
         judge_backend = load_judge_backend()
         complete = lambda texts: chat_complete(judge_backend, texts, max_tokens=8)  # noqa: E731
-    return RewardSuite(build_judge(config.judge, complete), config.reward_weights)
+    return RewardSuite(build_judge(config.judge, complete), config.reward_weights, config.extra_rewards)
 
 
 def _generating(make_agent: Callable[[Any], Agent]) -> Callable[[Any], Agent]:

@@ -1,0 +1,39 @@
+"""A reward the embedded 135M model can move, for benchmarks/learning_curve.py.
+
+`tool_call_format` grades the first assistant message of a trajectory as a search call, in three
+steps (the format reward measured in /work/shared/notes/trl-grpo-on-this-machine.md):
+0.2 for naming search_corpus, +0.3 for a parseable JSON object, +0.5 for exactly
+{"name": "search_corpus", "parameters": {"query": <non-empty string>}} and nothing else. It is
+a user reward function (`--reward benchmarks.rewards:tool_call_format`), the same interface
+`rl-inspect eval --reward` takes: (messages as dicts, question as a dict) -> (value, detail).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from core.rollout.toolcalls import strip_reasoning
+
+
+def tool_call_format(messages: list[dict[str, Any]], question: dict[str, Any]) -> tuple[float, dict[str, Any]]:
+    """0.0 to 1.0 for the first assistant message (see the module docstring); detail names the steps met."""
+    first = next((m for m in messages if m["role"] == "assistant"), None)
+    text = strip_reasoning(first["content"] or "").strip() if first else ""
+    met = []
+    value = 0.0
+    if "search_corpus" in text:
+        value, met = 0.2, ["names search_corpus"]
+    try:
+        obj = json.loads(text)
+    except (json.JSONDecodeError, ValueError):
+        obj = None
+    if isinstance(obj, dict):
+        value += 0.3
+        met.append("JSON object")
+        params = obj.get("parameters")
+        if (set(obj) == {"name", "parameters"} and obj["name"] == "search_corpus" and isinstance(params, dict)
+                and set(params) == {"query"} and isinstance(params["query"], str) and params["query"].strip()):
+            value += 0.5
+            met.append("exact search call")
+    return round(value, 6), {"met": met}
