@@ -31,7 +31,7 @@ from core.store import Store
 from core.rollout.tokens import TokenSequence
 from inspector import cli
 from inspector.tui import format as fmt
-from inspector.tui import render, tokenizers
+from inspector.tui import render, token_render, tokenizers
 from inspector.tui.app import create_app
 from inspector.tui.screens.group import GroupScreen
 from inspector.tui.screens.help import HelpScreen
@@ -827,10 +827,10 @@ def test_token_view_shows_any_piece_literally(pieces, role, mode):
     messages = [Message("user", "q", 0, token_start=0, token_end=len(pieces) // 2),
                 Message(role, "a", 1, tool_error=ToolError("HX[/]\x1b[31m", "m\x1b"),
                         token_start=len(pieces) // 2, token_end=len(pieces))]
-    text = render.token_view(tokens, pieces, messages, drift_at=len(pieces) - 1, mode=mode)
+    text = token_render.token_view(tokens, pieces, messages, drift_at=len(pieces) - 1, mode=mode)
     _clean_text(text, one_line=False)
     assert "\t" not in text.plain
     assert _in_order([ch for piece in pieces for ch in _printable(piece)], text.plain)
-    labels = render.boundary_labels(messages, len(pieces))
+    labels = token_render.boundary_labels(messages, len(pieces))
     for label in labels.values():
         assert not _raw(RAW_ON_SCREEN, label), repr(label)

@@ -17,21 +17,9 @@ from rich.text import Text
 from core.data.records import Message, RewardResult, ToolCall, ToolError
 from core.rollout.tokens import TokenSequence
 from core.rollout.toolcalls import strip_reasoning
-from inspector.tui import render
-from inspector.tui.render import (
-    DRIFT_MARK,
-    message_body,
-    reward_rows,
-    reward_total,
-    split_reasoning,
-    token_counts,
-    token_layout,
-    token_summary,
-    token_view,
-    tool_call_line,
-    tool_error_line,
-    visible,
-)
+from inspector.tui import render, token_render
+from inspector.tui.render import message_body, reward_rows, reward_total, split_reasoning, tool_call_line, tool_error_line, visible
+from inspector.tui.token_render import DRIFT_MARK, token_counts, token_layout, token_summary, token_view
 
 MARKUP = "[bold red]x[/] [link=http://x]y[/link]"
 CONSOLE = Console(file=io.StringIO(), width=80, color_system="truecolor", legacy_windows=False)
@@ -139,8 +127,8 @@ def token_spans(layout, i: int) -> tuple[Text, int]:
     return layout.lines[layout.token_line[i]], layout.token_col[i]
 
 
-TRAINED_BG = {render.TRAINED.bgcolor, render.TRAINED_ALT.bgcolor}
-MASKED_BG = {None, render.MASKED_ALT.bgcolor}
+TRAINED_BG = {token_render.TRAINED.bgcolor, token_render.TRAINED_ALT.bgcolor}
+MASKED_BG = {None, token_render.MASKED_ALT.bgcolor}
 
 
 def test_the_mask_comes_first_and_the_token_class_second():
@@ -163,7 +151,7 @@ def test_the_mask_comes_first_and_the_token_class_second():
     on_heat = style_at(*token_spans(heat, 5))  # generated template token: heat background, class on top
     assert on_heat.bgcolor not in TRAINED_BG | MASKED_BG and on_heat.underline
     assert style_at(*token_spans(heat, 6)).dim  # the prompt's template token stays masked
-    legend = render.mask_legend()
+    legend = token_render.mask_legend()
     template_styles = {style_at(legend, i).bgcolor for i, ch in enumerate(legend.plain) if ch == "t"
                        and style_at(legend, i).underline}
     assert template_styles & TRAINED_BG and template_styles & MASKED_BG  # both kinds in the legend
@@ -190,7 +178,7 @@ def test_logprob_mode_colours_trained_tokens_by_probability():
     assert colours[1].red > 150 and colours[1].green < 30  # p=0.02: red
     assert colours[2].red == colours[2].green > 150  # p=0.5: yellow
     assert style_at(*token_spans(layout, 8)).dim  # masked stays dim
-    legend = render.logprob_legend()
+    legend = token_render.logprob_legend()
     assert " 0 " in legend.plain and " 1 " in legend.plain
     with pytest.raises(ValueError):
         token_layout(t, pieces, messages, None, "heat")  # type: ignore[arg-type]

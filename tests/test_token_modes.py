@@ -10,9 +10,9 @@ from rich.style import Style
 
 from core.data.records import Message, Question
 from core.rollout.tokens import TokenSequence
-from inspector.tui import render
-from inspector.tui.render import (ADVANTAGE_LIMIT, GOLD, advantage_legend, advantage_level, gap_legend, gap_levels,
-                                  message_body, token_codes, token_info, token_layout, token_style)
+from inspector.tui import render, token_render
+from inspector.tui.render import GOLD, message_body
+from inspector.tui.token_render import ADVANTAGE_LIMIT, advantage_legend, advantage_level, gap_legend, gap_levels, token_codes, token_info, token_layout, token_style
 from inspector.tui.widgets.token_view import TokenView
 from tests.test_trajectory_widgets import SIZE, Host, screen_rows, small_sequence
 
@@ -46,7 +46,7 @@ def test_advantage_colours_every_trained_token_alike_and_no_masked_one():
 
 def test_gap_levels_are_decades_with_the_sign():
     gaps = np.array([0.0, 5e-5, -5e-5, 2e-4, -2e-3, 0.05, -0.5, 3.0, -30.0])
-    mid = len(render.GAP_BUCKETS)
+    mid = len(token_render.GAP_BUCKETS)
     assert gap_levels(gaps).tolist() == [mid, mid, mid, mid + 1, mid - 2, mid + 3, mid - 4, mid + 5, mid - 5]
 
 

@@ -12,7 +12,7 @@ from textual.app import App, ComposeResult
 
 from core.data.records import Message, ToolError
 from core.rollout.tokens import TokenSequence
-from inspector.tui.render import ERROR_MARK
+from inspector.tui.token_render import ERROR_MARK
 from inspector.tui.widgets.token_view import TokenView
 from tests.test_trajectory_widgets import big_sequence
 

@@ -18,7 +18,7 @@ from textual.widgets import Static
 
 from core.data.records import Message, Question, RewardResult, ToolCall, ToolError
 from core.rollout.tokens import TokenSequence
-from inspector.tui.render import DRIFT_MARK
+from inspector.tui.token_render import DRIFT_MARK
 from inspector.tui.widgets.rewards_panel import RewardsPanel
 from inspector.tui.widgets.token_view import TokenView
 from inspector.tui.widgets.transcript import Fold, MessageBlock, Transcript

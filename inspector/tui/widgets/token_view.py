@@ -1,7 +1,7 @@
 """One trajectory as tokens: mask or logprob heat, template tokens, boundaries, drift, tool errors.
 
 A trajectory can hold 100k tokens. This widget is a ScrollView on Textual's Line API:
-`render.token_layout` joins the tokens into one document and finds its lines with numpy (no Text
+`token_render.token_layout` joins the tokens into one document and finds its lines with numpy (no Text
 per line), folding counts cells per line for the width, and a line is turned into strips only when
 it scrolls into view (then cached). Folding is by character cells, not words, so the row of every
 token is known exactly and `scroll_to_token` / `token_at_scroll` round-trip.
@@ -30,9 +30,7 @@ from textual.strip import Strip
 
 from core.data.records import Message
 from core.rollout.tokens import TokenSequence
-from inspector.tui.render import TOKEN_MODES, TokenLayout, TokenMode, advantage_legend, gap_legend, logprob_legend, \
-    mask_legend, message_spans, token_info, \
-    token_layout, token_summary, tool_error_tokens
+from inspector.tui.token_render import TOKEN_MODES, TokenLayout, TokenMode, advantage_legend, gap_legend, logprob_legend, mask_legend, message_spans, token_info, token_layout, token_summary, tool_error_tokens
 from inspector.tui.tokenizers import TokenPieces
 
 Parts = dict[int, tuple[int, int, str]]

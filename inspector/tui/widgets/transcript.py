@@ -19,8 +19,7 @@ from textual.widget import Widget
 from textual.widgets import Collapsible, Static
 
 from core.data.records import Message, Question
-from inspector.tui.render import REASONING, Gold, gold_badge, gold_chunk_hit, literal, message_body, split_reasoning, \
-    tool_call_line, tool_error_line, visible
+from inspector.tui.render import REASONING, Gold, gold_badge, gold_chunk_hit, literal, message_body, split_reasoning, tool_call_line, tool_error_line, visible
 
 _TITLE_WIDTH = 70
 MATCH = "bold black on yellow"
