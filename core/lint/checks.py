@@ -18,7 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
-from core.lint.findings import Finding
+from core.lint.findings import KINDS, Finding
 
 TRUNCATED = frozenset({"max_tokens", "context_length"})
 """Finish reasons of a completion cut by a token limit (core.rollout.agent)."""
@@ -84,8 +84,19 @@ def check_chunk(rows: Sequence[tuple], span_tid: np.ndarray, span_start: np.ndar
     (rows of other trajectories are ignored), ordered by trajectory then message position.
     special: a boolean lookup table indexed by token id (True: special token), or None to skip
     special_trained. steps: per-step completion counts are added for rows with a step.
+    Findings come in trajectory order, then in KINDS order.
     Cost: O(tokens) numpy work plus O(findings) Python; no per-token Python objects.
     """
+    first = len(findings)
+    _check(rows, span_tid, span_start, span_end, special, findings, steps)
+    findings[first:] = sorted(findings[first:], key=lambda f: (f.trajectory_id, _ORDER[f.kind]))
+
+
+_ORDER = {kind: i for i, kind in enumerate(KINDS)}
+
+
+def _check(rows: Sequence[tuple], span_tid: np.ndarray, span_start: np.ndarray, span_end: np.ndarray,
+           special: np.ndarray | None, findings: list[Finding], steps: StepTotals) -> None:
     good: list[tuple] = []
     for row in rows:
         tid, prompt_len, ids, mask, logprobs, trainer = row[0], row[6], row[7], row[8], row[9], row[10]
