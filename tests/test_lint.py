@@ -13,7 +13,7 @@ from hypothesis import given, settings, strategies as st
 
 from core.data.records import Message, Question, RewardResult
 from core.lint import ERROR, KINDS, lint_run, lint_store, lint_trajectory
-from core.lint.checks import StepTotals, check_chunk
+from core.lint.checks import StepTotals, _covered, _sums, check_chunk
 from core.rollout.tokens import TokenSequence
 from core.store import Store, TrajectoryOutcome
 
@@ -292,3 +292,25 @@ def test_any_flipped_mask_bit_is_found_at_its_position(case, data):
     t.mask[q] = 1 - t.mask[q]
     found = _check(t, spans)
     assert any(q in f.positions for f in found), (q, [f.message for f in found])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 6), st.integers(0, 6)), min_size=1, max_size=6), st.data())
+def test_per_trajectory_sums_and_span_cover_match_a_plain_loop(shapes, data):
+    lens = np.array([p + c for p, c in shapes], dtype=np.int64)
+    plen = np.array([p for p, _ in shapes], dtype=np.int64)
+    offsets = np.cumsum(lens) - lens
+    total = int(lens.sum())
+    flag = np.array(data.draw(st.lists(st.booleans(), min_size=total, max_size=total)), dtype=bool)
+    prompt, completion = _sums(flag, offsets, plen, lens)
+    assert prompt.tolist() == [int(flag[o:o + p].sum()) for o, p in zip(offsets, plen)]
+    assert completion.tolist() == [int(flag[o + p:o + n].sum()) for o, p, n in zip(offsets, plen, lens)]
+    ranges = data.draw(st.lists(st.tuples(st.integers(0, total), st.integers(0, total)), max_size=5))
+    start = np.array([a for a, _ in ranges], dtype=np.int64)
+    end = np.array([b for _, b in ranges], dtype=np.int64)
+    expected = np.zeros(total, dtype=bool)
+    for a, b in ranges:
+        expected[a:b] = True
+    assert _covered(start, end, total).tolist() == expected.tolist()
+    order = np.argsort(start, kind="stable")
+    assert _covered(start[order], end[order], total).tolist() == expected.tolist()

@@ -74,6 +74,36 @@ def _by_trajectory(flag: np.ndarray, seg: np.ndarray, pos: np.ndarray):
         yield int(rseg[lo]), spans, int((rend[lo:hi] - rstart[lo:hi]).sum())
 
 
+def _covered(start: np.ndarray, end: np.ndarray, total: int) -> np.ndarray:
+    """Boolean array of `total` tokens, True inside any [start, end) range (chunk coordinates)."""
+    keep = end > start
+    start, end = start[keep], end[keep]
+    if start.size == 0:
+        return np.zeros(total, dtype=bool)
+    if np.all(start[1:] >= end[:-1]):  # in order and disjoint, as a store writes them: runs of F/T
+        cuts = np.empty(2 * start.size + 2, dtype=np.int64)
+        cuts[0], cuts[1:-1:2], cuts[2:-1:2], cuts[-1] = 0, start, end, total
+        pattern = np.zeros(2 * start.size + 1, dtype=bool)
+        pattern[1::2] = True
+        return np.repeat(pattern, np.diff(cuts))
+    marks = np.zeros(total + 1, dtype=np.int32)
+    np.add.at(marks, start, 1)
+    np.add.at(marks, end, -1)
+    return np.cumsum(marks[:total], dtype=np.int32) > 0
+
+
+def _sums(flag: np.ndarray, offsets: np.ndarray, plen: np.ndarray, lens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per trajectory, the count of True in `flag` over [0, prompt_len) and [prompt_len, len)."""
+    k = offsets.size
+    if flag.size == 0:
+        return np.zeros(k, dtype=np.int64), np.zeros(k, dtype=np.int64)
+    bounds = np.stack([offsets, offsets + plen], axis=1).ravel()
+    # A bound may equal len(flag) (an empty tail), which reduceat refuses: one False more.
+    sums = np.add.reduceat(np.r_[flag, False], bounds, dtype=np.int64)
+    sums[np.stack([plen, lens - plen], axis=1).ravel() == 0] = 0  # reduceat's empty ranges are not 0
+    return sums[0::2], sums[1::2]
+
+
 def check_chunk(rows: Sequence[tuple], span_tid: np.ndarray, span_start: np.ndarray, span_end: np.ndarray,
                 special: np.ndarray | None, findings: list[Finding], steps: StepTotals) -> None:
     """Check the trajectories of `rows` and append their findings.
@@ -128,9 +158,6 @@ def _check(rows: Sequence[tuple], span_tid: np.ndarray, span_start: np.ndarray, 
     ids = np.frombuffer(b"".join(r[7] for r in good), dtype="<i4")
     mask = np.frombuffer(b"".join(r[8] for r in good), dtype=np.uint8)
     lp = np.frombuffer(b"".join(r[9] for r in good), dtype="<f4")
-    seg = np.repeat(np.arange(k, dtype=np.int64), lens)
-    pos = np.arange(total, dtype=np.int64) - offsets[seg]
-    prompt = pos < plen[seg]
     trained = mask != 0
     nan = np.isnan(lp)
     truncated = np.fromiter((r[1] in TRUNCATED for r in good), dtype=bool, count=k)
@@ -140,49 +167,64 @@ def _check(rows: Sequence[tuple], span_tid: np.ndarray, span_start: np.ndarray, 
     known = where < k
     known[known] = tids[where[known]] == span_tid[known]
     s_seg, s_start, s_end = where[known], span_start[known], span_end[known]
-    bad = (s_start < 0) | (s_end < s_start) | (s_end > lens[s_seg])
-    for j in np.flatnonzero(bad).tolist():
+    wrong = (s_start < 0) | (s_end < s_start) | (s_end > lens[s_seg])
+    for j in np.flatnonzero(wrong).tolist():
         i = int(s_seg[j])
         findings.append(Finding("span_out_of_range", int(tids[i]),
                                 f"assistant span [{s_start[j]}, {s_end[j]}) in a sequence of {lens[i]} tokens"))
-    s_seg, s_start, s_end = s_seg[~bad], s_start[~bad], s_end[~bad]
-    g_start, g_end = offsets[s_seg] + s_start, offsets[s_seg] + s_end
-    inside = np.cumsum(np.bincount(g_start, minlength=total + 1) - np.bincount(g_end, minlength=total + 1))[:total] > 0
+    s_seg, s_start, s_end = s_seg[~wrong], s_start[~wrong], s_end[~wrong]
+    # A span never covers the prompt: clipped to start after it, prompt tokens stay "outside".
+    g_start = offsets[s_seg] + np.maximum(s_start, plen[s_seg])
+    g_end = offsets[s_seg] + s_end
+    inside = _covered(g_start, g_end, total)
     # A turn's end token: the last token of each non-empty span, except the final span of a
     # truncated trajectory when it runs to the sequence's end (the limit cut it: no end token).
     nonempty = s_end > s_start
     cut = truncated[s_seg] & (s_end == lens[s_seg])
     last_span = np.r_[s_seg[1:] != s_seg[:-1], True] if s_seg.size else np.zeros(0, dtype=bool)
-    is_end = np.zeros(total, dtype=bool)
-    is_end[(g_end - 1)[nonempty & ~(cut & last_span)]] = True
+    ends = np.sort((offsets[s_seg] + s_end - 1)[nonempty & ~(cut & last_span)])
 
-    # Per trajectory: a trajectory that trains on nothing is reported once, as nothing_trained,
-    # not again token by token as masked generated tokens.
-    n_trained = np.bincount(seg, weights=trained, minlength=k).astype(np.int64)
-    n_completion = np.bincount(seg, weights=trained & ~prompt, minlength=k).astype(np.int64)
-    n_inside = np.bincount(seg, weights=inside, minlength=k).astype(np.int64)
+    # Per trajectory: trained tokens in the prompt and after it.
+    n_prompt, n_completion = _sums(trained, offsets, plen, lens)
+    n_trained = n_prompt + n_completion
+    n_inside = np.bincount(s_seg, weights=s_end - s_start, minlength=k).astype(np.int64)
+    # A trajectory that trains on nothing is reported once, as nothing_trained, not again token
+    # by token as masked generated tokens.
     nothing = (n_inside > 0) & (n_trained == 0)
+
+    # Clean tokens are trained exactly inside assistant spans and have a logprob exactly there;
+    # only the (few) other tokens are classified, so the common case costs a handful of passes.
+    bad = np.flatnonzero((trained != inside) | (trained == nan) | (mask > 1))
+    seg = np.searchsorted(offsets, bad, side="right") - 1
+    pos = bad - offsets[seg]
+    b_trained, b_inside, b_nan = trained[bad], inside[bad], nan[bad]
+    b_prompt = pos < plen[seg]
+    b_end = np.isin(bad, ends)
     some = ~nothing[seg]
 
-    def emit(kind: str, flag: np.ndarray, what: str) -> None:
+    def emit(kind: str, flag: np.ndarray, what: str, seg=seg, pos=pos) -> None:
         for i, spans, count in _by_trajectory(flag, seg, pos):
             findings.append(Finding(kind, int(tids[i]), f"{count} {what} at {_fmt_spans(spans)}", spans))
 
-    emit("mask_not_binary", mask > 1, "mask bytes other than 0/1")
-    emit("prompt_trained", trained & prompt, "prompt tokens trained")
-    emit("trained_outside_assistant", trained & ~prompt & ~inside,
+    emit("mask_not_binary", mask[bad] > 1, "mask bytes other than 0/1")
+    emit("prompt_trained", b_trained & b_prompt, "prompt tokens trained")
+    emit("trained_outside_assistant", b_trained & ~b_prompt & ~b_inside,
          "trained tokens outside every assistant message")
-    emit("logprob_missing", trained & nan, "trained tokens without a logprob")
-    emit("logprob_on_untrained", ~nan & ~inside & ~trained, "tokens not generated by the model with a logprob")
-    for i, spans, count in _by_trajectory(~trained & is_end & some, seg, pos):
+    emit("logprob_missing", b_trained & b_nan, "trained tokens without a logprob")
+    emit("logprob_on_untrained", ~b_nan & ~b_inside & ~b_trained, "tokens not generated by the model with a logprob")
+    for i, spans, count in _by_trajectory(~b_trained & b_end & some, seg, pos):
         at = ", ".join(f"{s} (id {ids[offsets[i] + s]})" for s, _ in spans[:4])
         findings.append(Finding("end_token_masked", int(tids[i]),
                                 f"{count} end tokens the model generated are masked: {at}", spans))
-    emit("generated_untrained", ~trained & inside & ~is_end & some, "generated tokens masked")
+    emit("generated_untrained", ~b_trained & b_inside & ~b_end & some, "generated tokens masked")
     if special is not None:
-        safe = np.clip(ids, 0, special.size - 1)
-        flag = trained & inside & ~is_end & special[safe] & (ids >= 0) & (ids < special.size)
-        for i, spans, count in _by_trajectory(flag, seg, pos):
+        # ids as unsigned: a negative or too large id lands on the table's last entry, made False
+        if special.size == 0 or special[-1]:
+            special = np.r_[special, False]
+        hit = np.flatnonzero(trained & special[np.minimum(ids.view(np.uint32), special.size - 1)])
+        hit = hit[inside[hit] & ~np.isin(hit, ends)]
+        s_seg_hit = np.searchsorted(offsets, hit, side="right") - 1
+        for i, spans, count in _by_trajectory(np.ones(hit.size, dtype=bool), s_seg_hit, hit - offsets[s_seg_hit]):
             at = np.concatenate([ids[offsets[i] + s: offsets[i] + e] for s, e in spans])
             values, counts = np.unique(at, return_counts=True)
             per = tuple(zip(values.tolist(), counts.tolist()))
@@ -193,7 +235,11 @@ def _check(rows: Sequence[tuple], span_tid: np.ndarray, span_start: np.ndarray, 
     if any(r[10] is not None for r in good):
         tr = np.concatenate([np.frombuffer(r[10], dtype="<f4") if r[10] is not None
                              else np.zeros(len(r[8]), dtype=np.float32) for r in good])
-        emit("trainer_logprob_missing", trained & ~prompt & np.isnan(tr), "trained tokens without a trainer logprob")
+        hit = np.flatnonzero(trained & np.isnan(tr))
+        t_seg = np.searchsorted(offsets, hit, side="right") - 1
+        t_pos = hit - offsets[t_seg]
+        emit("trainer_logprob_missing", t_pos >= plen[t_seg], "trained tokens without a trainer logprob",
+             seg=t_seg, pos=t_pos)
 
     for i in np.flatnonzero(nothing).tolist():
         spans = tuple((int(a), int(b)) for a, b in zip(s_start[s_seg == i], s_end[s_seg == i]) if b > a)
@@ -203,15 +249,19 @@ def _check(rows: Sequence[tuple], span_tid: np.ndarray, span_start: np.ndarray, 
     for j in final[trained[g_end[final] - 1]].tolist():
         i = int(s_seg[j])
         a, b = int(s_start[j]), int(s_end[j])
-        span_mask = trained[g_start[j]: g_end[j]]
+        span_mask = trained[offsets[i] + a: offsets[i] + b]
         findings.append(Finding("truncated_trained", int(tids[i]),
                                 f"finish {good[i][1]}: the cut last turn [{a}, {b}) is trained "
                                 f"({int(span_mask.sum())} tokens)", ((a, b),)))
-    for i, r in enumerate(good):
-        wrong = [f"{name} {stored} (tokens say {actual})" for name, stored, actual in (
-            ("prompt_tokens", r[2], int(plen[i])), ("completion_tokens", r[3], int(lens[i] - plen[i])),
-            ("generated_tokens", r[4], int(n_trained[i]))) if stored is not None and stored != actual]
-        if wrong:
-            findings.append(Finding("count_mismatch", r[0], "; ".join(wrong)))
-        if r[5] is not None:
-            steps.add(r[5], int(n_completion[i]))
+    stored = np.fromiter((-1 if v is None else v for r in good for v in (r[2], r[3], r[4])), dtype=np.int64,
+                         count=3 * k).reshape(k, 3)
+    actual = np.stack([plen, lens - plen, n_trained], axis=1)
+    for i in np.flatnonzero(((stored >= 0) & (stored != actual)).any(axis=1)).tolist():
+        text = [f"{name} {stored[i, c]} (tokens say {actual[i, c]})"
+                for c, name in enumerate(("prompt_tokens", "completion_tokens", "generated_tokens"))
+                if stored[i, c] >= 0 and stored[i, c] != actual[i, c]]
+        findings.append(Finding("count_mismatch", int(tids[i]), "; ".join(text)))
+    if any(r[5] is not None for r in good):
+        for i, r in enumerate(good):
+            if r[5] is not None:
+                steps.add(r[5], int(n_completion[i]))
