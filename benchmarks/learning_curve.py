@@ -7,8 +7,9 @@ function through `--reward`: how exactly the first message is a search call, 0 t
 a 135M model can move (notes/trl-grpo-on-this-machine.md). The seed's own `formatting` reward
 (0.7 when no tool call failed) starts at its ceiling here: a first try gave 0.61-0.70 on every
 one of 7 steps. The prompt carries one worked tool call (benchmarks/prompts/worked_example.json),
-without which nearly every group has zero reward spread and GRPO gets no signal. Everything
-else is the command's defaults. Prints one row per step from what the run stored: reward mean and std, the share of
+without which nearly every group has zero reward spread and GRPO gets no signal. The reward
+grades the first message only, so one generation turn of up to 64 tokens; everything else is
+the command's defaults (2 questions x 4 generations, lr 1e-5, max grad norm 0.1, beta 0). Prints one row per step from what the run stored: reward mean and std, the share of
 groups with zero spread (no signal), tool errors per trajectory, completion length, entropy,
 loss, grad norm, and step time with the share spent in this project's code
 (core.store.queries.StepRow.ours_seconds: rollout minus generate, plus storage).
@@ -37,7 +38,8 @@ def main() -> int:
     argv = ["train", "--db", args.db, "--steps", str(args.steps), "--name", f"curve-{time.strftime('%H%M%S')}",
             "--reward", "benchmarks.rewards:tool_call_format",
             "--reward-weights", "tool_call_format=1,formatting=0,correctness=0,retry_behavior=0,chunk_hit=0",
-            "--prompt-template", str(ROOT / "benchmarks/prompts/worked_example.json"), "--json", *extra]
+            "--prompt-template", str(ROOT / "benchmarks/prompts/worked_example.json"),
+            "--max-generations", "1", "--max-new-tokens", "64", "--max-tokens-per-turn", "64", "--json", *extra]
     print("rl-inspect " + " ".join(argv), flush=True)
     began = time.perf_counter()
     code = cli(argv)
