@@ -30,6 +30,7 @@ from inspector.tui.reads import read
 from inspector.literal import visible
 from inspector.tui.screens.live import LiveScreen
 from inspector.tui.widgets.key_bar import KeyBar
+from inspector.tui.widgets.lint_panel import LintPanel
 from inspector.tui.widgets.rewards_panel import RewardsPanel
 from inspector.tui.widgets.token_view import TokenView
 from inspector.tui.widgets.transcript import Transcript
@@ -79,6 +80,8 @@ class TrajectoryScreen(LiveScreen):
         """True once the trajectory on screen has been read (tests wait on it)."""
         self._tokens_loaded_for: int | None = None
         self._pending_token: int | None = None
+        self._flag_positions: list[int] | None = None
+        """First token of each mask-lint finding of the trajectory on show (None: not checked yet)."""
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -90,6 +93,7 @@ class TrajectoryScreen(LiveScreen):
             with SidePanel(id="side"):
                 yield Static("", id="answer-box")
                 yield RewardsPanel(id="rewards")
+                yield LintPanel(id="lint")
         yield KeyBar()
 
     def on_mount(self) -> None:
@@ -149,6 +153,10 @@ class TrajectoryScreen(LiveScreen):
         self.query_one("#trajectory-line", Static).update(self._line())
         self.query_one(RewardsPanel).show(loaded.rewards, self.row["reward"])
         self.query_one("#answer-box", Static).update(self._answer_text())
+        if fresh or grown:
+            self._flag_positions = None
+            self.query_one(LintPanel).show(None)
+            self._lint(trajectory_id)
         if not fresh and not grown:
             return
         transcript = self.query_one(Transcript)
@@ -200,6 +208,29 @@ class TrajectoryScreen(LiveScreen):
             text.append("✔ correct" if r["correct"] else "✘ wrong", style="bold green" if r["correct"] else "bold red")
         return text
 
+    # ------------------------------------------------------------------ lint
+    @work(thread=True, exclusive=True, group="lint", exit_on_error=False)
+    def _lint(self, trajectory_id: int) -> None:
+        """The trajectory's mask-lint findings (core.lint.lint_trajectory), off the UI thread:
+        the first check of a model may load its tokenizer (for special_trained)."""
+        from core.lint import lint_trajectory
+        from core.store import StoreError
+
+        try:
+            findings = read(self.app, lint_trajectory, self.app.store, trajectory_id)
+        except (sqlite3.DatabaseError, StoreError) as exc:
+            self.app.call_from_thread(self._show_lint, trajectory_id, None, str(exc))
+            return
+        self.app.call_from_thread(self._show_lint, trajectory_id, findings, None)
+
+    def _show_lint(self, trajectory_id: int, findings, error: str | None) -> None:
+        if trajectory_id != self.trajectory_id:
+            return
+        self.query_one(LintPanel).show(findings, error)
+        self._flag_positions = [f.first_position for f in findings or [] if f.first_position is not None]
+        if self._tokens_loaded_for == trajectory_id:
+            self.query_one(TokenView).set_flags(self._flag_positions)
+
     # ------------------------------------------------------------------ tokens
     def _load_tokens(self) -> None:
         if self._tokens_loaded_for == self.trajectory_id:
@@ -238,6 +269,7 @@ class TrajectoryScreen(LiveScreen):
         hit_tokens = [self.messages[i].token_start for i in self.hits
                       if i < len(self.messages) and self.messages[i].token_start is not None]
         view.set_search_hits(hit_tokens)
+        view.set_flags(self._flag_positions or [])
         if self._pending_token is not None:
             view.scroll_to_token(self._pending_token)
             self._pending_token = None

@@ -61,6 +61,8 @@ class TokenView(ScrollView, can_focus=True):
                 tooltip="Move the cursor to the first token where the re-rendered chat differs"),
         Binding("m", "next_search_hit", "Next match", id="tokens.match",
                 tooltip="Move the cursor to the next token of a search match"),
+        Binding("f", "next_flag", "Next lint finding", id="tokens.flag",
+                tooltip="Move the cursor to the next token a mask-lint finding names (rl-inspect lint)"),
         Binding("left", "cursor_step(-1)", "Previous token", show=False),
         Binding("right", "cursor_step(1)", "Next token", show=False),
         Binding("up", "cursor_row(-1)", "Row up", show=False),
@@ -84,6 +86,7 @@ class TokenView(ScrollView, can_focus=True):
         self._span_starts: list[int] = []
         self._errors: list[int] = []
         self._hits: list[int] = []
+        self._flags: list[int] = []
         self._goal_x: int | None = None
         """The cell column up/down keep while they pass shorter rows."""
         self._message = Text()
@@ -129,7 +132,7 @@ class TokenView(ScrollView, can_focus=True):
         self._spans = message_spans(messages)
         self._span_starts = [start for start, _, _ in self._spans]
         self._errors = sorted(tool_error_tokens(messages, len(tokens.ids)))
-        self._hits = []
+        self._hits, self._flags = [], []
         try:
             first = tokens.mask.index(1) if tokens.ids else None
         except ValueError:  # nothing trained
@@ -145,7 +148,7 @@ class TokenView(ScrollView, can_focus=True):
     def show_message(self, text: str) -> None:
         """No tokens to show (e.g. a trajectory that never finished): say why instead."""
         self._data, self._layout, self.cursor = None, None, None
-        self._errors, self._hits, self._spans, self._span_starts = [], [], [], []
+        self._errors, self._hits, self._spans, self._span_starts, self._flags = [], [], [], [], []
         self._message = Text(text, style="italic")
         self._pending_token = None
         self._relayout()
@@ -536,6 +539,20 @@ class TokenView(ScrollView, can_focus=True):
         """The token positions `next_search_hit` visits (any order; out-of-range ones dropped)."""
         n = len(self._layout.token_start) if self._layout is not None else 0
         self._hits = sorted({p for p in token_positions if 0 <= p < n})
+
+    def set_flags(self, token_positions: list[int]) -> None:
+        """The token positions mask-lint findings name, which `next_flag` visits (any order;
+        out-of-range ones dropped). show() clears them."""
+        n = len(self._layout.token_start) if self._layout is not None else 0
+        self._flags = sorted({p for p in token_positions if 0 <= p < n})
+
+    def next_flag(self) -> bool:
+        """Cursor to the next flagged token after it (wraps); False when there are none."""
+        return self._jump_after(self._flags)
+
+    def action_next_flag(self) -> None:
+        if not self.next_flag():
+            self._nowhere("f", "no mask-lint finding on a token of this trajectory")
 
     def next_search_hit(self) -> bool:
         """Cursor to the next search hit after it (wraps); False when there are none."""

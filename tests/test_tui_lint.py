@@ -1,0 +1,88 @@
+"""The mask lint in the TUI: the open trajectory's findings in its side panel, and `f` in the
+token view moving the cursor to the token a finding names."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.data.records import Message, Question
+from core.lint.findings import Finding
+from core.rollout.tokens import TokenSequence
+from core.store import Store, TrajectoryOutcome
+from inspector.tui.app import create_app
+from inspector.tui.screens.trajectory import TrajectoryScreen
+from inspector.tui.widgets.lint_panel import LintPanel, lint_text
+from inspector.tui.widgets.token_view import TokenView
+from tests.tui_fixtures import settle
+
+
+def _db(path):
+    """One eval run: trajectory 1 clean, trajectory 2 trains its tool result (tokens 8-11)."""
+    with Store.open(path) as store:
+        run = store.create_run("eval", "lint-demo", "no-such-model", {}, n_planned=2)
+        q = Question("q0", "Where?", "Qoruna")
+        store.add_questions(run, [q])
+        for bad in (False, True):
+            t = TokenSequence()
+            t.add_prompt([1, 2, 3, 4])
+            t.add_generated([10, 11, 12, 13], [-0.1] * 4)
+            if bad:
+                t._add([20, 21, 22, 23], 1, [-0.2] * 4)  # a tool result with mask 1: the fault
+            else:
+                t.add_scaffold([20, 21, 22, 23])
+            t.add_generated([30, 31], [-0.3, -0.4])
+            tid = store.start_trajectory(run, 0, q)
+            store.add_messages(tid, list(enumerate([
+                Message("user", "Where?", 0, token_start=0, token_end=4),
+                Message("assistant", "call", 1, token_start=4, token_end=8),
+                Message("tool", "result", 1, token_start=8, token_end=12),
+                Message("assistant", "Qoruna", 2, token_start=12, token_end=14)])))
+            store.finish_trajectory(run, tid, TrajectoryOutcome(
+                status="done", finish_reason="answered", final_answer="Qoruna", turns=2, tool_calls=1,
+                tool_errors=0, tokens=t))
+        store.finish_run(run, "done")
+    return path
+
+
+@pytest.fixture
+def db(tmp_path):
+    return _db(tmp_path / "lint.db")
+
+
+def test_lint_text_is_literal_and_names_kind_and_tokens():
+    f = Finding("trained_outside_assistant", 2, "mask 1 on [bold]tool[/] \x1b[31m", spans=((8, 12),))
+    text = lint_text([f]).plain
+    assert "trained_outside_assistant  tokens 8–11" in text and "[bold]tool[/] ␛[31m" in text
+    assert "no mask faults" in lint_text([]).plain and "checking" in lint_text(None).plain
+
+
+async def _wait(pilot, done) -> None:
+    for _ in range(200):
+        await settle(pilot)
+        if done():
+            return
+        await pilot.pause(0.05)
+    raise AssertionError("timed out")
+
+
+async def test_side_panel_shows_findings_and_f_jumps_to_the_flagged_token(db):
+    app = create_app(db, refresh_seconds=0, open_run=1)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(pilot)
+        await pilot.press("enter")
+        await _wait(pilot, lambda: isinstance(app.screen, TrajectoryScreen)
+                    and app.screen.query_one(LintPanel).findings is not None)
+        screen = app.screen
+        assert screen.trajectory_id == 1 and screen.query_one(LintPanel).findings == []
+        assert "no mask faults" in str(screen.query_one(LintPanel).render())
+        await pilot.press("n")
+        panel = screen.query_one(LintPanel)
+        await _wait(pilot, lambda: screen.trajectory_id == 2 and panel.findings)
+        assert "trained_outside_assistant" in {f.kind for f in panel.findings}
+        assert "trained_outside_assistant" in str(panel.render())
+        await pilot.press("t")
+        view = screen.query_one(TokenView)
+        await _wait(pilot, lambda: view._data is not None and view.cursor is not None)
+        assert view.cursor == 4  # the first trained token
+        await pilot.press("f")
+        assert view.cursor == 8  # the tool result's first token, trained by mistake
