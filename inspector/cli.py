@@ -171,7 +171,7 @@ def _config_from_args(args: argparse.Namespace):
     )
 
 
-def _print_summary(summary: dict, stream) -> None:
+def _print_summary(summary: dict, stream, db: str = "DB") -> None:
     def pct(x):
         return "–" if x is None else f"{x:.1%}"
 
@@ -188,6 +188,10 @@ def _print_summary(summary: dict, stream) -> None:
           f"{'' if tps is None else f' at {tps:.1f} tok/s'}   drift in {summary['drifted_trajectories']}"
           f"{_drift_kinds(summary.get('drift_kinds'))}",
           file=stream)
+    if "lint" in summary:
+        from core.lint.summary import lint_line
+
+        print(f"  {lint_line(summary['lint'], db, summary['run_id'])}", file=stream)
 
 
 def _drift_kinds(kinds: dict | None) -> str:
@@ -276,7 +280,7 @@ def _run_eval(args: argparse.Namespace) -> int:
         progress.close()
     if args.json:
         print(json.dumps(summary, indent=2))
-    _print_summary(summary, sys.stderr)
+    _print_summary(summary, sys.stderr, args.db)
     print(f"  stored in {args.db}; log: {log_path}", file=sys.stderr)
     if not args.no_open and not args.json and _interactive():
         return _run_view(args.db, summary["run_id"])
@@ -345,6 +349,9 @@ def _run_train(args: argparse.Namespace) -> int:
     per_step = "–" if summary["mean_step_seconds"] is None else f"{summary['mean_step_seconds']:.1f} s"
     print(f"train run {summary['run_id']} ({summary['name']}): {summary['steps']} steps, "
           f"{summary['trajectories']} trajectories; reward {first} -> {last}; {per_step} per step", file=sys.stderr)
+    from core.lint.summary import lint_line
+
+    print(f"  {lint_line(summary.get('lint'), args.db, summary['run_id'])}", file=sys.stderr)
     print(f"  stored in {args.db}; log: {log_path}", file=sys.stderr)
     return EXIT_OK
 

@@ -86,3 +86,40 @@ async def test_side_panel_shows_findings_and_f_jumps_to_the_flagged_token(db):
         assert view.cursor == 4  # the first trained token
         await pilot.press("f")
         assert view.cursor == 8  # the tool result's first token, trained by mistake
+
+
+def test_runs_table_lint_cell_reads_the_summary():
+    from inspector.tui.screens.runs import lint_cell
+
+    assert lint_cell(None).plain == "–"
+    assert lint_cell({"errors": 0, "warnings": 0, "info": 3, "kinds": {}}).plain == "✔"
+    assert lint_cell({"errors": 0, "warnings": 2, "info": 0}).plain == "2!"
+    cell = lint_cell({"errors": 4, "warnings": 2, "info": 0})
+    assert cell.plain == "4✘" and "red" in str(cell.style)
+
+
+async def test_runs_screen_shows_each_runs_lint_count(tmp_path):
+    from textual.widgets import DataTable
+
+    from tests.tui_fixtures import build
+
+    app = create_app(build(tmp_path / "f.db"), refresh_seconds=0)
+    async with app.run_test(size=(160, 30)) as pilot:
+        await _wait(pilot, lambda: getattr(app.screen, "loaded", False))
+        table = app.screen.query_one("#runs-table", DataTable)
+        cells = {str(table.get_row_at(i)[1]).strip(): str(table.get_row_at(i)[7]).strip() for i in range(2)}
+        assert cells == {"grpo-demo": "1✘", "demo-eval": "✔"}
+
+
+def test_eval_summary_carries_the_lint_counts(db, capsys):
+    from core.evaluate import run_summary
+    from inspector.cli import _print_summary
+
+    with Store.open(db) as store:
+        summary = run_summary(store, 1)
+    assert summary["lint"]["errors"] >= 1 and summary["lint"]["kinds"]["trained_outside_assistant"] == 1
+    import sys
+
+    _print_summary(summary, sys.stderr, "lint.db")
+    err = capsys.readouterr().err
+    assert "mask lint: " in err and "trained_outside_assistant 1" in err and "rl-inspect lint lint.db --run 1" in err

@@ -71,8 +71,14 @@ def build(path: Path) -> Path:
                 "rewards/formatting/mean": 0.7, "frac_reward_zero_std": 0.0, "loss": loss, "entropy": 2.5 - step / 4,
                 "grad_norm": 0.08 * step, "learning_rate": 1e-5, "completions/mean_length": trained,
                 "step_seconds": 60.0 + step, "rollout_seconds": 30.0, "store_seconds": 0.05})
-        store.finish_run(run, "done")
-        store.finish_run(train, "done")
+        # As eval and train end a run: its summary holds the mask lint's counts (the eval run is
+        # clean; the train run's step 2 is flagged, see above).
+        from core.lint.summary import lint_totals
+
+        for r in (run, train):
+            totals = lint_totals(store, r)
+            totals["seconds"] = 0.0  # a fixed summary for snapshots
+            store.finish_run(r, "done", summary={"lint": totals})
         store.conn.execute("UPDATE runs SET created_at=?, updated_at=?, finished_at=?, pid=NULL",
                            (T0, T0 + 95, T0 + 95))
         store.conn.execute("UPDATE trajectories SET started_at=?, finished_at=?", (T0, T0 + 3))

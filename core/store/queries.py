@@ -138,6 +138,9 @@ class RunRow:
     writer died), to the last update."""
     parent_run_id: int | None
     train_step: int | None
+    lint: dict[str, Any] | None = None
+    """The mask lint's counts stored with the run's summary when it ended (core.lint.lint_totals:
+    errors, warnings, info, kinds); None for a run still going, or one from before the lint."""
 
 
 _ROW_COLUMNS = ("id, run_id, qidx, sample, step, group_id, status, question, gold_answer, final_answer, correct,"
@@ -159,8 +162,18 @@ def run_rows(store: Store) -> list[RunRow]:
             tool_error_rate=r["n_with_tool_error"] / done if done else None,
             generated_tokens=r["generated_tokens"], created_at=r["created_at"],
             duration=max(0.0, _end_time(r) - r["created_at"]),
-            parent_run_id=r["parent_run_id"], train_step=r["train_step"]))
+            parent_run_id=r["parent_run_id"], train_step=r["train_step"],
+            lint=_summary_lint(r.get("summary"))))
     return out
+
+
+def _summary_lint(summary: str | None) -> dict[str, Any] | None:
+    """The "lint" entry of a run's stored summary (JSON text); None when absent or unreadable."""
+    try:
+        lint = json.loads(summary).get("lint") if summary else None
+    except (ValueError, AttributeError):
+        return None
+    return lint if isinstance(lint, dict) else None
 
 
 def _end_time(run: dict[str, Any]) -> float:

@@ -375,7 +375,10 @@ def build_trainer(model, tokenizer, args, reward_funcs, dataset, rollout: AgentR
 
 
 def train_summary(store: Store, run_id: int) -> dict[str, Any]:
-    """Steps done, first and last step's reward, mean step time, trajectories stored."""
+    """Steps done, first and last step's reward, mean step time, trajectories stored, and the
+    mask lint's counts (core.lint.summary.lint_totals)."""
+    from core.evaluate import safe_lint_totals
+
     run = store.run(run_id)
     steps = store.train_steps(run_id)
     times = [s["step_seconds"] for s in steps if s.get("step_seconds") is not None]
@@ -392,6 +395,7 @@ def train_summary(store: Store, run_id: int) -> dict[str, Any]:
         "last_loss": steps[-1].get("loss") if steps else None,
         "mean_step_seconds": sum(times) / len(times) if times else None,
         "seconds": (run["finished_at"] or time.time()) - run["created_at"],
+        "lint": safe_lint_totals(store, run_id),
     }
 
 

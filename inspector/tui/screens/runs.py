@@ -16,10 +16,11 @@ from inspector.tui.reads import read
 from inspector.tui.screens.live import LiveScreen
 from inspector.tui.widgets.key_bar import KeyBar
 
-COLUMNS = ("id", "name", "status", "done", "accuracy", "reward", "tool err", "kind", "model", "tokens",
+COLUMNS = ("id", "name", "status", "done", "accuracy", "reward", "tool err", "lint", "kind", "model", "tokens",
            "started", "duration")
-"""The figures a user compares come first, so they stay on screen at 80 columns."""
-_FIXED = 4 + 11 + 15 + 8 + 7 + 8 + 5 + 13 * 2
+"""The figures a user compares come first, so they stay on screen at 80 columns. "lint" is the
+mask lint's count when the run ended (✔ none; N✘ errors; N! warnings; – not checked)."""
+_FIXED = 4 + 11 + 15 + 8 + 7 + 8 + 6 + 5 + 13 * 2
 """Cells the columns after `name` need on an 80-column screen, with cell padding."""
 
 
@@ -145,10 +146,23 @@ def _cells(run: RunRow, name_width: int) -> tuple[Text, ...]:
     return (
         c(run.id, right=True), c(run.name, name_width), c(run.status, style=_STATUS_STYLE.get(run.status, "")),
         c(f"{run.n_done:,}/{run.n_planned:,}", right=True), c(fmt.pct(run.accuracy), right=True),
-        c(fmt.num(run.mean_reward), right=True), c(fmt.pct(run.tool_error_rate), right=True), c(run.kind),
+        c(fmt.num(run.mean_reward), right=True), c(fmt.pct(run.tool_error_rate), right=True), lint_cell(run.lint),
+        c(run.kind),
         c(run.model, 24), c(fmt.count(run.generated_tokens), right=True), c(fmt.when(run.created_at)),
         c(fmt.duration(run.duration), right=True),
     )
+
+
+def lint_cell(lint: dict | None) -> Text:
+    """The runs table's lint cell: '✔' clean, 'N✘' error findings, 'N!' warnings only, '–' unknown."""
+    if not isinstance(lint, dict):
+        return fmt.cell(fmt.DASH, right=True)
+    errors, warnings = int(lint.get("errors") or 0), int(lint.get("warnings") or 0)
+    if errors:
+        return fmt.cell(f"{errors}✘", style="bold red", right=True)
+    if warnings:
+        return fmt.cell(f"{warnings}!", style="yellow", right=True)
+    return fmt.cell("✔", style="green", right=True)
 
 
 _STATUS_STYLE = {"running": "bold green", "interrupted": "bold yellow", "failed": "bold red", "cancelled": "yellow"}
