@@ -10,9 +10,7 @@ the median and its ratio to the cheapest full scan of the same table:
 - baseline `SELECT length(ids), length(mask) FROM tokens`: SQLite walks every token row;
 - blob read: the three blobs of every row fetched into Python (the floor of any lint in Python);
 - spans read: the assistant messages' token spans, as the lint reads them;
-- lint: core.lint.lint_run over the big eval run: with the spans read on the same connection
-  (THREADED off), as it runs (spans read by a thread on a second connection), and with special
-  ids (the embedded SmolLM2 tokenizer's, the same vocabulary as the big database's model;
+- lint: core.lint.lint_run over the big eval run, without and with special ids (the embedded SmolLM2 tokenizer's, the same vocabulary as the big database's model;
   skipped if absent). The big database's ids are random, so special ids land in its turns.
 
 --build N builds a database of N trajectories at PATH first when PATH does not hold one.
@@ -31,7 +29,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import core.lint.run as lint_module  # noqa: E402
 from core.lint import lint_run, special_token_ids  # noqa: E402
 from core.store import Store  # noqa: E402
 
@@ -84,9 +81,8 @@ def main() -> None:
     special = special_token_ids("embedded:smollm2-135m")
     reports = {}
 
-    def lint(ids, threaded=True):
+    def lint(ids):
         def run(store, run_id):
-            lint_module.THREADED = threaded
             report = lint_run(store, run_id, special_ids=ids, tokenizer=False)
             reports[ids is not None] = report
             return report.checked
@@ -95,7 +91,6 @@ def main() -> None:
     cases = [("baseline: SELECT length(ids), length(mask) FROM tokens", _scan_lengths),
              ("blob read: SELECT ids, mask, logprobs FROM tokens", _read_blobs),
              ("spans read: assistant token spans of the run", _read_spans),
-             ("lint_run, spans read on the same connection", lint(None, threaded=False)),
              ("lint_run (no tokenizer)", lint(None))]
     if special is not None:
         cases.append((f"lint_run + special_trained ({len(special)} special ids)", lint(special)))

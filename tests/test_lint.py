@@ -241,8 +241,6 @@ def test_a_run_read_in_many_chunks_gives_the_same_findings(faults_db, monkeypatc
     whole = _report(faults_db).findings
     monkeypatch.setattr(lint_module, "CHUNK", 2)
     assert _report(faults_db).findings == whole
-    monkeypatch.setattr(lint_module, "THREADED", False)  # spans on the same connection
-    assert _report(faults_db).findings == whole
 
 
 def test_sample_database_has_no_error_finding():

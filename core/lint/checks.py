@@ -1,8 +1,10 @@
 """The per-trajectory mask checks, vectorised over a chunk of trajectories at once.
 
-A chunk's blobs are joined into one array per column (ids, mask, logprobs, trainer logprobs) and
-every check is a numpy expression over all of its tokens, with a segment index saying which
-trajectory each token belongs to; Python work is per chunk and per finding, never per token.
+A chunk's blobs are joined into one array per column (ids, mask, logprobs, trainer logprobs).
+A clean token is trained exactly when it lies inside an assistant span, and has a logprob exactly
+then; a few whole-array numpy passes find the tokens that break this, and only those are located
+(their trajectory by a binary search over the chunk's offsets) and classified by kind. Python
+work is per chunk and per finding, never per token.
 
 The rules come from how this project stores a trajectory (core.rollout.tokens.TokenSequence,
 core.rollout.agent.Agent): the mask is 1 exactly on the ids the model generated, which are

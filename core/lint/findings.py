@@ -113,6 +113,7 @@ class LintReport:
     without_tokens: int = 0
     skipped: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
+    _index: tuple[int, dict[int, list[Finding]]] | None = field(default=None, init=False, repr=False, compare=False)
 
     def counts(self) -> dict[str, int]:
         """Findings per kind, in KINDS order, only kinds that occur."""
@@ -125,7 +126,15 @@ class LintReport:
                        if f.trajectory_id is not None and (kind is None or f.kind == kind)})
 
     def of_trajectory(self, trajectory_id: int) -> list[Finding]:
-        return [f for f in self.findings if f.trajectory_id == trajectory_id]
+        """The findings naming `trajectory_id` (a table row's lint marker): O(1) after the first
+        call, which indexes the findings by trajectory."""
+        if self._index is None or self._index[0] != len(self.findings):
+            by_id: dict[int, list[Finding]] = {}
+            for f in self.findings:
+                if f.trajectory_id is not None:
+                    by_id.setdefault(f.trajectory_id, []).append(f)
+            self._index = (len(self.findings), by_id)
+        return list(self._index[1].get(trajectory_id, ()))
 
     @property
     def errors(self) -> int:

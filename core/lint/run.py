@@ -4,7 +4,8 @@ The data path is built for a million trajectories: one SELECT streams the run's 
 trajectory id order (tokens' rowid order) joined with the few trajectory columns the checks
 need, a second streams the assistant messages' token spans in the same order, and both are read
 in chunks that core.lint.checks checks with numpy. Both run inside one read transaction, so a
-writer committing meanwhile cannot make them disagree. Nothing is written: a read-only Store works.
+writer committing meanwhile cannot make them disagree. Nothing is written: a read-only Store works. Cost: about one full read of the run's token blobs
+and of its assistant messages' rows; memory: a few chunks.
 """
 
 from __future__ import annotations
@@ -26,8 +27,6 @@ CHUNK = 2048
 """Trajectories checked per numpy pass (about 3 MB of blobs at 200 tokens each)."""
 ZERO_SPREAD_ATOL = 1e-8
 """A group's rewards have no spread when max - min <= this (TRL: torch.isclose(std, 0), atol 1e-8)."""
-THREADED = True
-"""lint_run reads the assistant spans on a second connection in a thread (see _chunks)."""
 MEAN_LENGTH_TOLERANCE = 1e-3
 """Relative (and, below 1 token, absolute) tolerance of trainer_count_mismatch: TRL logs its mean in float32."""
 
@@ -67,7 +66,7 @@ def lint_run(store: Store, run_id: int, *, special_ids: SpecialIds = None, token
     steps = StepTotals()
     try:
         with _snapshot(store.conn):
-            for rows, spans in _chunks(store, "", (run_id,), threaded=THREADED):
+            for rows, spans in _chunks(store, "", (run_id,)):
                 with_tokens = [r for r in rows if r[8] is not None]
                 for r in rows:
                     if r[8] is None:
@@ -151,106 +150,38 @@ def _has_trainer_column(store: Store) -> bool:
     return any(r[1] == "trainer_logprobs" for r in store.conn.execute("PRAGMA table_info(tokens)"))
 
 
-def _chunks(store: Store, extra: str, args: tuple,
-            threaded: bool = False) -> Iterator[tuple[list[tuple], tuple[np.ndarray, ...]]]:
+def _chunks(store: Store, extra: str, args: tuple) -> Iterator[tuple[list[tuple], tuple[np.ndarray, ...]]]:
     """(token rows, (span trajectory ids, starts, ends)) per chunk of CHUNK trajectories, in id order.
 
-    The spans are read alongside: each chunk takes the span rows up to its largest id. threaded:
-    read them on a second read-only connection in a thread (SQLite releases the GIL while it
-    steps, so the two reads overlap on two cores); its snapshot is taken after the token
-    cursor's, so it holds every message of every trajectory the token rows show finished
-    (messages are written before a trajectory's tokens)."""
+    The spans cursor is read alongside on the same connection (one read transaction: the caller's
+    _snapshot): each chunk takes the span rows up to its largest id. Reading the spans on a
+    second connection in a thread was measured slower on this project's 2-core machine
+    (benchmarks/lint.py, 27 s against 32 s for 1M trajectories), so it is not done."""
     trainer = "k.trainer_logprobs" if _has_trainer_column(store) else "NULL"
     tokens = store.conn.execute(_TOKEN_SQL.format(trainer=trainer, extra=extra), args)
-    rows = tokens.fetchmany(CHUNK)  # takes the token read's snapshot
-    if not rows:
-        return
-    if threaded:
-        reader = _SpanReader(store.path, _SPAN_SQL.format(extra=extra), args)
-        batches = reader.batches()
-    else:
-        cur = store.conn.cursor().execute(_SPAN_SQL.format(extra=extra), args)
-        batches = (_span_arrays(b) for b in iter(lambda: cur.fetchmany(4 * CHUNK), []))
-    try:
-        held: list[np.ndarray] = []
-        done = False
-        while rows:
-            last = rows[-1][0]
-            while not done and (not held or held[-1][-1, 0] <= last):
-                batch = next(batches, None)
-                if batch is None:
-                    done = True
-                elif batch.size:
-                    held.append(batch)
-            spans = np.concatenate(held) if len(held) > 1 else held[0] if held else np.zeros((0, 3), np.int64)
-            cut = int(np.searchsorted(spans[:, 0], last, side="right"))
-            held = [spans[cut:]] if cut < len(spans) else []
-            mine = spans[:cut]
-            yield rows, (mine[:, 0], mine[:, 1], mine[:, 2])
-            rows = tokens.fetchmany(CHUNK)
-    finally:
-        if threaded:
-            reader.close()
+    cur = store.conn.cursor().execute(_SPAN_SQL.format(extra=extra), args)
+    batches = (_span_arrays(b) for b in iter(lambda: cur.fetchmany(4 * CHUNK), []))
+    held: list[np.ndarray] = []
+    done = False
+    while rows := tokens.fetchmany(CHUNK):
+        last = rows[-1][0]
+        while not done and (not held or held[-1][-1, 0] <= last):
+            batch = next(batches, None)
+            if batch is None:
+                done = True
+            elif batch.size:
+                held.append(batch)
+        spans = np.concatenate(held) if len(held) > 1 else held[0] if held else np.zeros((0, 3), np.int64)
+        cut = int(np.searchsorted(spans[:, 0], last, side="right"))
+        held = [spans[cut:]] if cut < len(spans) else []
+        mine = spans[:cut]
+        yield rows, (mine[:, 0], mine[:, 1], mine[:, 2])
 
 
 def _span_arrays(rows: list[tuple]) -> np.ndarray:
     """(n, 3) int64 array of (trajectory id, token_start, token_end) rows; NULL reads -1."""
     flat = np.fromiter((-1 if v is None else v for r in rows for v in r), dtype=np.int64, count=3 * len(rows))
     return flat.reshape(-1, 3)
-
-
-class _SpanReader:
-    """Reads the span rows on its own read-only connection in a thread, a few batches ahead."""
-
-    def __init__(self, path, sql: str, args: tuple):
-        import queue
-        import threading
-
-        self.queue: queue.Queue = queue.Queue(maxsize=8)
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, args=(path, sql, args), daemon=True,
-                                       name="lint-spans")
-        self.thread.start()
-
-    def _run(self, path, sql: str, args: tuple) -> None:
-        try:
-            conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-            try:
-                conn.execute("BEGIN")
-                cur = conn.execute(sql, args)
-                while not self.stop.is_set():
-                    rows = cur.fetchmany(4 * CHUNK)
-                    if not rows:
-                        break
-                    self._put(_span_arrays(rows))
-            finally:
-                conn.close()
-            self._put(None)
-        except BaseException as exc:  # handed to the reading thread, which raises it
-            self._put(exc)
-
-    def _put(self, item) -> None:
-        import queue
-
-        while not self.stop.is_set():
-            try:
-                self.queue.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                continue
-
-    def batches(self) -> Iterator[np.ndarray]:
-        while True:
-            item = self.queue.get()
-            if item is None:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join()
 
 
 def _zero_spread(store: Store, run_id: int, group_id: int | None = None) -> list[Finding]:
