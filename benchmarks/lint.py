@@ -10,8 +10,9 @@ the median and its ratio to the cheapest full scan of the same table:
 - baseline `SELECT length(ids), length(mask) FROM tokens`: SQLite walks every token row;
 - blob read: the three blobs of every row fetched into Python (the floor of any lint in Python);
 - spans read: the assistant messages' token spans, as the lint reads them;
-- lint: core.lint.lint_run over the big eval run, without and with special ids (the embedded SmolLM2 tokenizer's, the same vocabulary as the big database's model;
-  skipped if absent). The big database's ids are random, so special ids land in its turns.
+- lint: core.lint.lint_run over the big eval run, without and with special ids (the embedded
+  SmolLM2 tokenizer's, the same vocabulary as the big database's model; skipped if absent).
+  The big database's ids are random, so special ids land in its turns.
 
 --build N builds a database of N trajectories at PATH first when PATH does not hold one.
 """
