@@ -493,8 +493,8 @@ def _run_lint(db: str, run_id: int | None, as_json: bool, examples: int, tokeniz
     if not reports:
         print(f"{one_line(db)}: no runs to lint")
     for r in reports:
-        print(f"run {r.run_id} ({one_line(r.run_kind, 10)}, {one_line(r.model, 60)}): {r.checked} trajectories "
-              f"checked, {r.without_tokens} without tokens, {r.seconds:.1f} s")
+        print(f"run {r.run_id} ({one_line(r.run_kind, 10)}, {one_line(r.model, 60)}): {r.checked:,} trajectories "
+              f"checked, {r.without_tokens:,} without tokens, {r.seconds:.1f} s")
         summary = r.summary(examples)
         if summary["findings"]:
             print("  " + LINT_HEADER)
