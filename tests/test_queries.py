@@ -112,6 +112,8 @@ def _expected(store: Store, query: TrajectoryQuery) -> list[int]:
             continue
         if f.search and f.search.strip() and not _contains_words(store, r["id"], f.search):
             continue
+        if f.ids is not None and r["id"] not in f.ids:
+            continue
         rows.append(r)
     col = SORT_COLUMNS[query.sort]
     rows.sort(key=lambda r: (r[col] is not None, r[col] if r[col] is not None else 0, r["id"]),
@@ -145,6 +147,12 @@ FILTERS = [
     TrajectoryFilter(search="Isle 2."),
     TrajectoryFilter(correct=False, has_tool_error=True, finish_reason="answered"),
     TrajectoryFilter(question="observatory", search="Isle 1", correct=True),
+    # An id set (the mask lint's findings), alone and with the criteria above; ids of another
+    # run and ids that do not exist are simply not there.
+    TrajectoryFilter(ids=tuple(range(1, 200, 3)) + (10**9,), ids_label="lint any"),
+    TrajectoryFilter(ids=tuple(range(2, 200, 5)), correct=False, search="Veltran"),
+    TrajectoryFilter(ids=tuple(range(1, 200, 2)), question="observatory", has_tool_error=False),
+    TrajectoryFilter(ids=(), ids_label="lint none"),
 ]
 
 

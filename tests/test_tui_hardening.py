@@ -101,7 +101,7 @@ async def test_help_and_palette_list_widget_keys(db):
         await pilot.press("question_mark")
         await settle(pilot)
         listed = {(heading, description) for heading, _key, description in app.screen.rows}
-        assert ("Transcript", "Fold reasoning") in listed and ("Token view", "Mask/logprob") in listed
+        assert ("Transcript", "Fold reasoning") in listed and ("Token view", "Colour: mask/logprob/advantage/gap") in listed
 
 
 async def test_help_and_quit_keys_are_visible_at_80_columns(db):
@@ -322,8 +322,11 @@ async def test_a_locked_database_is_retried_with_a_notice(db):
         locker.close()
         await pilot.pause(1.0)
         await settle(pilot)
-        assert app.return_code is None and isinstance(app.screen, TrajectoriesScreen)
-        assert app.screen.query_one(PagedTable).row_count == 8  # the newest run: the train run
+        from inspector.tui.screens.steps import StepsScreen
+
+        # The newest run is the train run: it opens on its steps.
+        assert app.return_code is None and isinstance(app.screen, StepsScreen)
+        assert app.screen.query_one("#steps-table").row_count == 2
 
 
 async def test_a_damaged_trajectory_shows_an_error_and_the_app_goes_on(db, monkeypatch):
@@ -367,3 +370,24 @@ async def test_trajectory_line_names_the_drift_kind_and_the_finish_detail(tmp_pa
         await settle(pilot)
         line = str(app.screen.query_one("#trajectory-line").render())
         assert "drift at token 12 (template_rewrite)" in line and "rewrote turn 1's closing" in line
+
+
+def test_connection_guard_closes_only_after_the_last_read():
+    """Closing the app's connection while a worker reads from it crashed the interpreter (a
+    segfault when a test app exited during a poll): the guard defers the close."""
+    from inspector.tui.reads import ConnectionClosed, ConnectionGuard
+
+    closed = []
+    guard = ConnectionGuard(lambda: closed.append(True))
+    with guard.in_use():
+        with guard.in_use():
+            guard.close()
+            assert not closed
+        assert not closed
+    assert closed == [True]
+    with pytest.raises(ConnectionClosed):
+        with guard.in_use():
+            pass
+    fresh = ConnectionGuard(lambda: closed.append("now"))
+    fresh.close()
+    assert closed[-1] == "now"

@@ -123,3 +123,27 @@ def test_eval_summary_carries_the_lint_counts(db, capsys):
     _print_summary(summary, sys.stderr, "lint.db")
     err = capsys.readouterr().err
     assert "mask lint: " in err and "trained_outside_assistant 1" in err and "rl-inspect lint lint.db --run 1" in err
+
+
+async def test_l_filters_the_trajectories_by_lint_findings_kind_by_kind(db):
+    from inspector.tui.screens.trajectories import TrajectoriesScreen
+
+    app = create_app(db, refresh_seconds=0, open_run=1)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, TrajectoriesScreen) and [r.id for r in screen.rows] == [1, 2]
+        seen = []
+        for _ in range(6):
+            await pilot.press("l")
+            await _wait(pilot, lambda: screen.shown is not None and screen.shown[0] == screen.query_state
+                        and screen._lint is not None)
+            f = screen.query_state.filter
+            seen.append((f.ids_label, [r.id for r in screen.rows]))
+            if f.ids_label is None:
+                break
+        assert seen[0] == ("lint any", [2])
+        assert ("lint trained_outside_assistant", [2]) in seen
+        assert seen[-1] == (None, [1, 2])  # around again: every trajectory
+        line = str(screen.query_one("#filter-line").render())
+        assert "lint" not in line

@@ -47,6 +47,10 @@ class TrajectoryFilter:
     search: str | None = None
     """Full-text search over every message, as one phrase of whole words (punctuation is ignored);
     a trailing `*` makes its last word a prefix (`Claess*`)."""
+    ids: tuple[int, ...] | None = None
+    """Only these trajectories (a set computed elsewhere, e.g. the mask lint's findings)."""
+    ids_label: str | None = None
+    """What `ids` are, for describe() ("lint any", "lint prompt_trained")."""
 
     @property
     def is_empty(self) -> bool:
@@ -69,6 +73,8 @@ class TrajectoryFilter:
             parts.append(f"question '{self.question.strip()}'")
         if has_text(self.search):
             parts.append(f"search '{self.search.strip()}'")
+        if self.ids is not None:
+            parts.append(f"{self.ids_label or 'ids'} ({len(self.ids):,})")
         return " · ".join(parts)
 
 

@@ -120,6 +120,12 @@ class Plan:
             self._search(f.search)
         if has_text(f.question) and not self.empty:
             self._question(f.question)
+        if f.ids is not None and not self.empty:
+            # A given id set: rowid lookups of those ids, intersected with a search's or a
+            # question's ids already read (a question left as a term still filters in SQL).
+            given = sorted(set(f.ids))
+            self.ids = given if self.ids is None else sorted(set(self.ids) & set(given))
+            self.empty = not self.ids
         if self.ids is None and not self.empty:
             self._choose_index()
 

@@ -25,7 +25,7 @@ from textual.screen import Screen
 from core.store import Store, StoreError
 from inspector.tui.format import one_line
 from inspector.tui.keys import screen_keys
-from inspector.tui.reads import VIEWER_BUSY_MS, is_locked
+from inspector.tui.reads import VIEWER_BUSY_MS, ConnectionGuard, is_locked
 from inspector.tui.screens.help import HelpScreen
 from inspector.tui.screens.runs import RunsScreen
 from inspector.tui.tokenizers import TokenizerCache
@@ -59,6 +59,8 @@ class RLInspectApp(App):
         self.crash: BaseException | None = None
         """The unexpected error that ended the app, if one did (logged with its traceback)."""
         self.db_name = one_line(str(store.path))
+        self.store_guard = ConnectionGuard(store.close)
+        """Every worker's read holds it; the connection closes only when none is in flight."""
         self.sub_title = one_line(store.path.name)
 
     def on_mount(self) -> None:
@@ -76,9 +78,10 @@ class RLInspectApp(App):
         """Read the change counter; tell the screen on top when another process committed.
         Also ticks screens that show time-dependent figures (a running run's duration)."""
         try:
-            version = self.store.data_version()
-        except sqlite3.DatabaseError:
-            return  # locked or damaged: the screen's own reads report it
+            with self.store_guard.in_use():
+                version = self.store.data_version()
+        except sqlite3.Error:
+            return  # locked, damaged or closing: the screen's own reads report it
         changed = version != self.data_version
         self.data_version = version
         self.call_from_thread(self._tell_screen, changed)
@@ -102,7 +105,7 @@ class RLInspectApp(App):
         yield from super().get_system_commands(screen)
 
     def on_unmount(self) -> None:
-        self.store.close()
+        self.store_guard.close()  # now, or when the last worker's read ends
 
     def _handle_exception(self, error: Exception) -> None:
         # A lock that outlived the retries, or a file broken under a read that had no place to

@@ -9,8 +9,10 @@ as long as a writer likes. The viewer's connection waits only briefly (VIEWER_BU
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
-from typing import Any, Callable, TypeVar
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, TypeVar
 
 from textual.app import App
 from textual.worker import get_current_worker
@@ -28,6 +30,46 @@ def is_locked(exc: BaseException) -> bool:
         word in str(exc).lower() for word in ("locked", "busy"))
 
 
+class ConnectionClosed(sqlite3.ProgrammingError):
+    """The app is closing its connection: a worker's read came too late (nothing to show)."""
+
+
+class ConnectionGuard:
+    """Closes the app's store only when no worker is reading from it.
+
+    Workers share the app's sqlite3 connection; closing it while another thread is inside a
+    call on it crashes the interpreter (a segfault seen when a test app exited during a poll).
+    Every read goes through `in_use()`; `close()` closes at once when none is in flight, else
+    the last read to finish closes it. A read begun after close() raises ConnectionClosed.
+    """
+
+    def __init__(self, close: Callable[[], None]):
+        self._close, self._lock = close, threading.Lock()
+        self._active, self._closing = 0, False
+
+    @contextmanager
+    def in_use(self) -> Iterator[None]:
+        with self._lock:
+            if self._closing:
+                raise ConnectionClosed("the viewer is closing its database connection")
+            self._active += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._active -= 1
+                last = self._closing and self._active == 0
+            if last:
+                self._close()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closing = True
+            now = self._active == 0
+        if now:
+            self._close()
+
+
 def read(app: App, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Call `fn(*args, **kwargs)` from a thread worker, retrying every RETRY_SECONDS while the
     database is locked (a warning is shown once, and a note when it reads again). Other
@@ -36,9 +78,14 @@ def read(app: App, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     Raises: sqlite3.DatabaseError (not a lock); the worker's cancellation ends the retries
     by re-raising the lock error."""
     warned = False
+    guard: ConnectionGuard | None = getattr(app, "store_guard", None)
     while True:
         try:
-            result = fn(*args, **kwargs)
+            if guard is None:
+                result = fn(*args, **kwargs)
+            else:
+                with guard.in_use():
+                    result = fn(*args, **kwargs)
         except sqlite3.OperationalError as exc:
             if not is_locked(exc):
                 raise

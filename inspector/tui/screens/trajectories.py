@@ -94,6 +94,8 @@ class TrajectoriesScreen(LiveScreen):
                 "cursor (←/→ move it); again to reverse"),
         Binding("x", "clear", "Clear filters", id="traj.clear"),
         Binding("g", "group", "Group", id="traj.group"),
+        Binding("l", "cycle_lint", "Lint findings", id="traj.lint", tooltip="Only trajectories with mask-lint "
+                "findings: any kind, then each kind found in turn, then all again (the run is linted once)"),
         Binding("right_square_bracket", "page(1)", "Next page", id="traj.next_page"),
         Binding("left_square_bracket", "page(-1)", "Prev page", id="traj.prev_page"),
         Binding("escape", "back", "Back", id="traj.back"),
@@ -114,6 +116,10 @@ class TrajectoriesScreen(LiveScreen):
         self._typing: Timer | None = None
         self._filled_widths: dict[str, int] = {}
         """The text columns' widths the page on screen was clipped to."""
+        self._lint = None
+        """The run's mask-lint report (core.lint.LintReport) once `l` asked for it, and the
+        database version it was read at."""
+        self._lint_version = -1
         self._opened = None
         """The trajectory screen opened from here: on return the cursor goes to what it showed last."""
         self.shown: tuple[TrajectoryQuery, int] | None = None
@@ -276,6 +282,45 @@ class TrajectoriesScreen(LiveScreen):
         nxt = choices[(choices.index(current) + 1) % len(choices)] if current in choices else None
         self._set_filter(finish_reason=nxt)
 
+    def action_cycle_lint(self) -> None:
+        """Filter by mask-lint findings: any, then each kind with trajectories, then none."""
+        if self._lint is None or self._lint_version != self.app.data_version:
+            self.query_one("#filter-line", Static).update(Text("Filter: mask lint: checking the run…", style="italic"))
+            self._run_lint(self.app.data_version)
+            return
+        self._next_lint_filter()
+
+    @work(thread=True, exclusive=True, group="lint", exit_on_error=False)
+    def _run_lint(self, version: int) -> None:
+        from core.store import StoreError
+
+        try:
+            report = read(self.app, lint_whole_run, self.app.store.path, self.run_id)
+        except (sqlite3.DatabaseError, StoreError) as exc:
+            self.app.call_from_thread(self._show_error, exc)
+            return
+        self.app.call_from_thread(self._lint_ready, report, version)
+
+    def _lint_ready(self, report, version: int) -> None:
+        self._lint, self._lint_version = report, version
+        self._next_lint_filter()
+
+    def _next_lint_filter(self) -> None:
+        report = self._lint
+        kinds = [k for k in report.counts() if report.trajectory_ids(k)]
+        if not kinds:
+            self.notify("mask lint: no trajectory of this run has a finding", timeout=3)
+            self.query_one("#filter-line", Static).update(self._filter_text())
+            return
+        labels = [None, "lint any", *(f"lint {k}" for k in kinds)]
+        current = self.query_state.filter.ids_label
+        label = labels[(labels.index(current) + 1) % len(labels)] if current in labels else labels[1]
+        if label is None:
+            self._set_filter(ids=None, ids_label=None)
+        else:
+            kind = None if label == "lint any" else label[len("lint "):]
+            self._set_filter(ids=tuple(report.trajectory_ids(kind)), ids_label=label)
+
     def action_clear(self) -> None:
         self.query_state = TrajectoryQuery(self.run_id, sort=self.query_state.sort,
                                            descending=self.query_state.descending)
@@ -384,3 +429,12 @@ class TrajectoriesScreen(LiveScreen):
         tid = self._current_id()
         if tid is not None:
             self.app.push_screen(GroupScreen(tid, self.query_state, self.run_info))
+
+
+def lint_whole_run(path, run_id: int):
+    """core.lint.lint_run on a connection of its own (its read transaction lasts the whole run)."""
+    from core.lint import lint_run
+    from core.store import Store
+
+    with Store.open_readonly(path) as store:
+        return lint_run(store, run_id)

@@ -213,11 +213,10 @@ class TrajectoryScreen(LiveScreen):
     def _lint(self, trajectory_id: int) -> None:
         """The trajectory's mask-lint findings (core.lint.lint_trajectory), off the UI thread:
         the first check of a model may load its tokenizer (for special_trained)."""
-        from core.lint import lint_trajectory
         from core.store import StoreError
 
         try:
-            findings = read(self.app, lint_trajectory, self.app.store, trajectory_id)
+            findings = read(self.app, lint_one, self.app.store.path, trajectory_id)
         except (sqlite3.DatabaseError, StoreError) as exc:
             self.app.call_from_thread(self._show_lint, trajectory_id, None, str(exc))
             return
@@ -368,3 +367,13 @@ def _message_at_token(messages, token: int) -> int:
         if m.token_start is not None and m.token_start <= token:
             best = i
     return best
+
+
+def lint_one(path: Path, trajectory_id: int):
+    """core.lint.lint_trajectory on a connection of its own: the lint holds a read transaction,
+    which must not meet the other workers' reads on the app's shared connection."""
+    from core.lint import lint_trajectory
+    from core.store import Store
+
+    with Store.open_readonly(path) as store:
+        return lint_trajectory(store, trajectory_id)
