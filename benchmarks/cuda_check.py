@@ -26,23 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def tiny_model(folder: Path) -> str:
-    import torch
-    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+    from tests.tiny_models import save_tiny_llama
 
-    from tests.local_tokenizers import chatml_tokenizer
-
-    tok = chatml_tokenizer()
-    if tok.pad_token_id is None:
-        tok.pad_token = tok.eos_token
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=256, intermediate_size=512,
-                                         num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=4,
-                                         max_position_embeddings=4096, eos_token_id=tok.eos_token_id,
-                                         pad_token_id=tok.pad_token_id))
-    model.generation_config = GenerationConfig(eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-    model.save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return str(folder)
+    return save_tiny_llama(folder, hidden_size=256, layers=4, heads=4, max_positions=4096)
 
 
 def gaps(db: Path, run_id: int) -> tuple[int, float]:

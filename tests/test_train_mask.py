@@ -25,18 +25,11 @@ def trainer(tmp_path_factory):
 
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
     from datasets import Dataset
-    from transformers import LlamaConfig, LlamaForCausalLM
     from trl import GRPOConfig, GRPOTrainer
 
-    from tests.local_tokenizers import chatml_tokenizer
+    from tests.tiny_models import tiny_llama
 
-    tok = chatml_tokenizer()
-    if tok.pad_token_id is None:
-        tok.pad_token = tok.eos_token
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64,
-                                         num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
-                                         max_position_embeddings=128))
+    model, tok = tiny_llama(max_positions=128)
     args = GRPOConfig(output_dir=str(tmp_path_factory.mktemp("grpo")), use_cpu=True, bf16=False,
                       per_device_train_batch_size=2, num_generations=2, max_steps=1, report_to="none",
                       gradient_checkpointing=False, disable_tqdm=True, save_strategy="no")

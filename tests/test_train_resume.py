@@ -14,25 +14,10 @@ from inspector.cli import EXIT_BAD_INPUT, main
 
 @pytest.fixture
 def tiny_model(tmp_path, monkeypatch):
-    import torch
-    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
-
-    from tests.local_tokenizers import chatml_tokenizer
+    from tests.tiny_models import save_tiny_llama
 
     monkeypatch.setenv("RL_INSPECT_CACHE", str(tmp_path / "cache"))
-    tok = chatml_tokenizer()
-    if tok.pad_token_id is None:
-        tok.pad_token = tok.eos_token
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64,
-                                         num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
-                                         max_position_embeddings=2048, eos_token_id=tok.eos_token_id,
-                                         pad_token_id=tok.pad_token_id))
-    model.generation_config = GenerationConfig(eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-    folder = tmp_path / "tiny-llama"
-    model.save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return str(folder)
+    return save_tiny_llama(tmp_path / "tiny-llama")
 
 
 ARGS = ["--steps", "2", "--questions-per-step", "2", "--num-generations", "2", "--max-new-tokens", "12",
