@@ -147,3 +147,17 @@ async def test_l_filters_the_trajectories_by_lint_findings_kind_by_kind(db):
         assert seen[-1] == (None, [1, 2])  # around again: every trajectory
         line = str(screen.query_one("#filter-line").render())
         assert "lint" not in line
+
+
+async def test_id_cells_carry_the_worst_finding_of_their_trajectory(db):
+    from inspector.tui.screens.trajectories import TrajectoriesScreen
+    from inspector.tui.widgets.paged_table import PagedTable
+
+    app = create_app(db, refresh_seconds=0, open_run=1)
+    async with app.run_test(size=(120, 36)) as pilot:
+        screen = app.screen
+        assert isinstance(screen, TrajectoriesScreen)
+        await _wait(pilot, lambda: screen._lint is not None)
+        table = screen.query_one(PagedTable)
+        ids = [str(table.get_row_at(i)[0]).strip() for i in range(table.row_count)]
+        assert ids == ["1", "✘ 2"]

@@ -47,6 +47,10 @@ TEXT_SHARE = {"question": 0.5, "final_answer": 0.3, "gold_answer": 0.2}
 TEXT_MIN = {"question": 20, "final_answer": 12, "gold_answer": 10}
 NUMERIC = {"id", "reward", "tool_errors", "tool_calls", "turns", "tokens", "step", "group_id", "advantage"}
 DESCENDING_FIRST = {"reward", "tokens", "tool_errors", "tool_calls", "turns", "advantage"}
+AUTO_LINT_MAX = 20_000
+"""Runs up to this many trajectories are linted as their list opens (about 0.5 s at the limit),
+to mark the id cells; larger ones when `l` asks."""
+_MARKS = {"error": ("✘", "bold red"), "warning": ("!", "yellow")}
 SEARCH_DEBOUNCE = 0.3
 """Seconds of quiet typing before the search box applies what is typed."""
 _CYCLE = (None, True, False)
@@ -120,6 +124,8 @@ class TrajectoriesScreen(LiveScreen):
         """The run's mask-lint report (core.lint.LintReport) once `l` asked for it, and the
         database version it was read at."""
         self._lint_version = -1
+        self._lint_marks: dict[int, str] = {}
+        """Trajectory id -> the severity of its worst finding ("error" or "warning")."""
         self._opened = None
         """The trajectory screen opened from here: on return the cursor goes to what it showed last."""
         self.shown: tuple[TrajectoryQuery, int] | None = None
@@ -179,6 +185,8 @@ class TrajectoriesScreen(LiveScreen):
         self.run_info = run
         if not self.columns:
             self._add_columns(run)
+            if run["n_done"] <= AUTO_LINT_MAX:
+                self._run_lint(self.app.data_version, False)
         self._update_run_line()
         if query != self.query_state:
             return  # a newer query is on its way
@@ -235,6 +243,10 @@ class TrajectoriesScreen(LiveScreen):
         styles = {"correct": "green" if row.correct else "red" if row.correct is False else "",
                   "tool_errors": "bold red" if row.tool_errors else "",
                   "finish_reason": "bold red" if row.finish_reason in ENGINE_STOPS else ""}
+        mark = self._lint_marks.get(row.id)
+        if mark is not None:  # the id cell carries the trajectory's worst mask-lint finding
+            values["id"] = f"{_MARKS[mark][0]} {row.id}"
+            styles["id"] = _MARKS[mark][1]
         return tuple(fmt.cell(values[key], widths.get(key, 16), style=styles.get(key, ""), right=key in NUMERIC)
                      for key in self.columns)
 
@@ -286,12 +298,13 @@ class TrajectoriesScreen(LiveScreen):
         """Filter by mask-lint findings: any, then each kind with trajectories, then none."""
         if self._lint is None or self._lint_version != self.app.data_version:
             self.query_one("#filter-line", Static).update(Text("Filter: mask lint: checking the run…", style="italic"))
-            self._run_lint(self.app.data_version)
+            self._run_lint(self.app.data_version, True)
             return
         self._next_lint_filter()
 
     @work(thread=True, exclusive=True, group="lint", exit_on_error=False)
-    def _run_lint(self, version: int) -> None:
+    def _run_lint(self, version: int, apply: bool) -> None:
+        """Lint the run; mark the id cells; with `apply`, then step the lint filter (the `l` key)."""
         from core.store import StoreError
 
         try:
@@ -299,11 +312,24 @@ class TrajectoriesScreen(LiveScreen):
         except (sqlite3.DatabaseError, StoreError) as exc:
             self.app.call_from_thread(self._show_error, exc)
             return
-        self.app.call_from_thread(self._lint_ready, report, version)
+        self.app.call_from_thread(self._lint_ready, report, version, apply)
 
-    def _lint_ready(self, report, version: int) -> None:
+    def _lint_ready(self, report, version: int, apply: bool) -> None:
+        from core.lint import ERROR, WARNING
+
         self._lint, self._lint_version = report, version
-        self._next_lint_filter()
+        marks: dict[int, str] = {}
+        for f in report.findings:
+            if f.trajectory_id is not None and f.severity in (ERROR, WARNING):
+                marks[f.trajectory_id] = ERROR if f.severity == ERROR else marks.get(f.trajectory_id, WARNING)
+        self._lint_marks = marks
+        if self.rows:
+            table = self.query_one(PagedTable)
+            row = table.cursor_row
+            self._fill(table)
+            table.move_cursor(row=min(row, len(self.rows) - 1))
+        if apply:
+            self._next_lint_filter()
 
     def _next_lint_filter(self) -> None:
         report = self._lint
