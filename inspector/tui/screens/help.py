@@ -13,7 +13,7 @@ from textual.widgets import Static
 from inspector.tui.keys import heading_of, screen_keys
 
 GUIDE = (
-    "Runs → Enter opens a run's trajectories → Enter opens one trajectory.\n"
+    "Runs → Enter opens a run's trajectories (a train run's steps first) → Enter opens one trajectory.\n"
     "In a trajectory, t switches between the transcript and its tokens (green: trained by the loss; "
     "dim: masked), n/p move through the filtered list, y copies it as JSON. Esc goes back.\n"
     "Ctrl+P opens the command palette with every key of this screen."

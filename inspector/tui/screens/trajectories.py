@@ -323,11 +323,11 @@ class TrajectoriesScreen(LiveScreen):
             if f.trajectory_id is not None and f.severity in (ERROR, WARNING):
                 marks[f.trajectory_id] = ERROR if f.severity == ERROR else marks.get(f.trajectory_id, WARNING)
         self._lint_marks = marks
-        if self.rows:
+        if any(r.id in marks for r in self.rows):  # redraw only a page that gains marks
             table = self.query_one(PagedTable)
-            row = table.cursor_row
+            row, column = table.cursor_coordinate
             self._fill(table)
-            table.move_cursor(row=min(row, len(self.rows) - 1))
+            table.move_cursor(row=min(row, len(self.rows) - 1), column=column)
         if apply:
             self._next_lint_filter()
 
