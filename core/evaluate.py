@@ -26,6 +26,7 @@ from core.models import load_tokenizer, resolve_model
 from core.rollout.prompts import PromptTemplate
 from core.data.questions import load_questions, split_questions
 from core.data.records import Chunk, InputError, Question
+from core.lint.summary import lint_totals_or_none
 from core.retrieval import build_retriever, format_results
 from core.scoring.rewards import RewardInput, RewardSuite, final_answer
 from core.store import Store, TrajectoryOutcome
@@ -257,7 +258,8 @@ def _answer(traj: Trajectory) -> str:
 
 def run_summary(store: Store, run_id: int) -> dict[str, Any]:
     """Accuracy, mean of each reward, tool-error rate, finish reasons, drift by kind, speed, and
-    the mask lint's counts (core.lint.summary.lint_totals) of a run."""
+    the mask lint's counts (core.lint.summary.lint_totals_or_none) of a run."""
+
     run = store.run(run_id)
     done = run["n_done"]
     means = {name: mean for name, mean in store.conn.execute(
@@ -292,20 +294,8 @@ def run_summary(store: Store, run_id: int) -> dict[str, Any]:
         "generated_tokens": run["generated_tokens"],
         "tokens_per_second": run["generated_tokens"] / seconds if seconds > 0 else None,
         "seconds": (run["finished_at"] or time.time()) - run["created_at"],
-        "lint": safe_lint_totals(store, run_id),
+        "lint": lint_totals_or_none(store, run_id),
     }
-
-
-def safe_lint_totals(store: Store, run_id: int) -> dict[str, Any] | None:
-    """lint_totals, or None (logged) when the lint itself fails: a run's summary is written as
-    it ends, also after a failure, and must not be lost to a fault of the checker."""
-    from core.lint.summary import lint_totals
-
-    try:
-        return lint_totals(store, run_id)
-    except Exception as exc:  # noqa: BLE001 - see the docstring
-        logger.warning("mask lint of run {} failed: {}: {}", run_id, exc.__class__.__name__, exc)
-        return None
 
 
 def _default_name(config: EvalConfig) -> str:

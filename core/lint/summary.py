@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from loguru import logger
+
 from core.lint.findings import ERROR, INFO, WARNING
 from core.lint.run import lint_run
 from core.store import Store
@@ -20,6 +22,16 @@ def lint_totals(store: Store, run_id: int) -> dict[str, Any]:
         by_severity[f.severity] += 1
     return {"errors": by_severity[ERROR], "warnings": by_severity[WARNING], "info": by_severity[INFO],
             "kinds": report.counts(), "seconds": round(report.seconds, 3)}
+
+
+def lint_totals_or_none(store: Store, run_id: int) -> dict[str, Any] | None:
+    """lint_totals, or None (logged) when the lint itself fails: a run's summary is written as
+    it ends, also after a failure, and must not be lost to a fault of the checker."""
+    try:
+        return lint_totals(store, run_id)
+    except Exception as exc:  # noqa: BLE001 - see the docstring
+        logger.warning("mask lint of run {} failed: {}: {}", run_id, exc.__class__.__name__, exc)
+        return None
 
 
 def lint_line(totals: dict[str, Any] | None, db: str, run_id: int) -> str:

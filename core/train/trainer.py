@@ -34,6 +34,7 @@ from core.rollout.chat import stop_token_ids
 from core.scoring.judges import build_judge
 from core.models import load_causal_lm, load_tokenizer, resolve_model
 from core.data.records import Question
+from core.lint.summary import lint_totals_or_none
 from core.retrieval import build_retriever, format_results
 from core.scoring.rewards import RewardSuite
 from core.store import Store
@@ -377,7 +378,6 @@ def build_trainer(model, tokenizer, args, reward_funcs, dataset, rollout: AgentR
 def train_summary(store: Store, run_id: int) -> dict[str, Any]:
     """Steps done, first and last step's reward, mean step time, trajectories stored, and the
     mask lint's counts (core.lint.summary.lint_totals)."""
-    from core.evaluate import safe_lint_totals
 
     run = store.run(run_id)
     steps = store.train_steps(run_id)
@@ -395,7 +395,7 @@ def train_summary(store: Store, run_id: int) -> dict[str, Any]:
         "last_loss": steps[-1].get("loss") if steps else None,
         "mean_step_seconds": sum(times) / len(times) if times else None,
         "seconds": (run["finished_at"] or time.time()) - run["created_at"],
-        "lint": safe_lint_totals(store, run_id),
+        "lint": lint_totals_or_none(store, run_id),
     }
 
 
