@@ -6,7 +6,7 @@ small but shaped like real ones: system and user prompt, a search call, its resu
 chunk or another one), an answer; about 10% stop on a malformed call, a few run out of turns or
 tokens, a few were interrupted; four rewards each, and ~200 tokens with mask and logprobs.
 
-    .venv/bin/python benchmarks/build_big_db.py [PATH] [--n 1000000] [--force]
+    .venv/bin/python benchmarks/build_big_db.py [PATH] [--n 1000000] [--force] [--real-ids]
 
 An existing database with the right counts is kept unless --force.
 """
@@ -49,8 +49,12 @@ def _n_tokens(text: str) -> int:
 class TrajectoryMaker:
     """Makes one finished trajectory of a question; deterministic for a seed."""
 
-    def __init__(self, chunks: list[Chunk], questions: list[Question], seed: int):
+    def __init__(self, chunks: list[Chunk], questions: list[Question], seed: int, tokenizer=None):
+        """tokenizer: when given, the model's turns hold their text's real ids (and its end token
+        unless cut), so their text is what they decode to (mask lint's text check passes)."""
         self.chunks, self.questions, self.seed = chunks, questions, seed
+        self.tokenizer = tokenizer
+        self.end_id = tokenizer.convert_tokens_to_ids("<|im_end|>") if tokenizer is not None else None
         self.rng = random.Random(seed)
         pool = np.random.default_rng(seed)
         self.ids = pool.integers(0, 49152, size=_POOL).tolist()
@@ -70,8 +74,15 @@ class TrajectoryMaker:
         tokens.logprobs += self.logprobs[at: at + n] if generated else _NANS[:n]
         return start, len(tokens.ids)
 
-    def _generated(self, tokens: TokenSequence, text: str) -> tuple[int, int]:
-        return self._span(tokens, _n_tokens(text), True)
+    def _generated(self, tokens: TokenSequence, text: str, end: bool = True) -> tuple[int, int]:
+        if self.tokenizer is None:
+            return self._span(tokens, _n_tokens(text), True)
+        ids = self.tokenizer.encode(text, add_special_tokens=False) + ([self.end_id] if end else [])
+        at, start = self.rng.randrange(_POOL - len(ids)), len(tokens.ids)
+        tokens.ids += ids
+        tokens.mask += _ONES[:len(ids)]
+        tokens.logprobs += self.logprobs[at: at + len(ids)]
+        return start, len(tokens.ids)
 
     def make(self, qidx: int) -> tuple[list[Message], TrajectoryOutcome]:
         rng, q = self.rng, self.questions[qidx]
@@ -110,7 +121,7 @@ class TrajectoryMaker:
         answer = q.answer if right else self.questions[(qidx * 7 + 3) % len(self.questions)].answer
         reason = "max_tokens" if fate > 0.91 else "answered"
         text = f"The answer is {answer}" + (" and, to be thorough, let me" if reason == "max_tokens" else ".")
-        span = self._generated(tokens, text)
+        span = self._generated(tokens, text, end=reason != "max_tokens")
         msgs.append(Message("assistant", text, 2, token_start=span[0], token_end=span[1]))
         return msgs, self._outcome(q, msgs, tokens, reason, answer, 2, 0, hit, correct=right)
 
@@ -135,14 +146,26 @@ def _existing_counts(path: Path) -> dict[str, int]:
         return {}
 
 
-def build(path: Path, n: int, n_train: int, group: int, seed: int) -> None:
+def build(path: Path, n: int, n_train: int, group: int, seed: int, real_ids: bool = False) -> None:
     began = time.perf_counter()
     chunks, questions = generate_demo(n, seed=seed)
     print(f"demo corpus of {n:,} chunks and questions: {time.perf_counter() - began:.1f} s")
-    maker = TrajectoryMaker(chunks, questions, seed)
+    tokenizer = None
+    if real_ids:
+        from core.lint import local_tokenizer
+
+        from core.models import DEFAULT_MODEL
+
+        model = DEFAULT_MODEL  # the embedded SmolLM2: its name finds the tokenizer offline, as lint does
+        tokenizer = local_tokenizer(model)
+        if tokenizer is None:
+            raise SystemExit(f"--real-ids needs the embedded model's tokenizer ({model}): run the main job once")
+    else:
+        model = MODEL
+    maker = TrajectoryMaker(chunks, questions, seed, tokenizer)
     with Store.open(path) as store:
         store.conn.execute("PRAGMA cache_size=-262144")  # 256 MiB: index pages stay in memory
-        run = store.create_run("eval", EVAL_NAME, MODEL, {"model": MODEL, "questions": "demo", "n": n}, n)
+        run = store.create_run("eval", EVAL_NAME, model, {"model": model, "questions": "demo", "n": n}, n)
         for lo in range(0, n, 100_000):
             store.add_questions(run, questions[lo: lo + 100_000], start=lo)
         written = time.perf_counter()
@@ -153,17 +176,18 @@ def build(path: Path, n: int, n_train: int, group: int, seed: int) -> None:
                 print(f"  {done:>9,} trajectories, {done / (time.perf_counter() - written):,.0f}/s", flush=True)
         eval_seconds = time.perf_counter() - written
         store.finish_run(run, "done")
-        _build_train(store, maker, questions, n_train, group)
+        _build_train(store, maker, questions, n_train, group, model)
         store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     size = path.stat().st_size
     print(f"{n:,} eval trajectories in {eval_seconds:.0f} s ({n / eval_seconds:,.0f} rows/s); "
           f"total {time.perf_counter() - began:.0f} s; {path}: {size / 2**30:.2f} GiB ({size / n:,.0f} bytes/trajectory)")
 
 
-def _build_train(store: Store, maker: TrajectoryMaker, questions: list[Question], n: int, group: int) -> None:
+def _build_train(store: Store, maker: TrajectoryMaker, questions: list[Question], n: int, group: int,
+                 model: str = MODEL) -> None:
     """GRPO steps of `per_step` groups of `group` samples; advantages normalised within a group."""
     per_step = 10
-    run = store.create_run("train", TRAIN_NAME, MODEL, {"model": MODEL, "num_generations": group}, n)
+    run = store.create_run("train", TRAIN_NAME, model, {"model": model, "num_generations": group}, n)
     store.add_questions(run, questions[: n // group])
     items = []
     for g in range(n // group):
@@ -188,6 +212,8 @@ def main() -> None:
     parser.add_argument("--group", type=int, default=8, help="samples per GRPO group")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--force", action="store_true", help="rebuild even if the database looks right")
+    parser.add_argument("--real-ids", action="store_true", help="the model's turns hold their text's real ids "
+                        "(SmolLM2's tokenizer), for the mask lint's text check; the rest stays random")
     args = parser.parse_args()
     want = {EVAL_NAME: args.n, TRAIN_NAME: args.train // args.group * args.group}
     if not args.force and _existing_counts(args.path) == want:
@@ -195,7 +221,7 @@ def main() -> None:
         return
     for suffix in ("", "-wal", "-shm"):
         Path(f"{args.path}{suffix}").unlink(missing_ok=True)
-    build(args.path, args.n, args.train, args.group, args.seed)
+    build(args.path, args.n, args.train, args.group, args.seed, args.real_ids)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,9 @@ the median and its ratio to the cheapest full scan of the same table:
 - lint: core.lint.lint_run over the big eval run, without and with special ids (the embedded
   SmolLM2 tokenizer's, the same vocabulary as the big database's model; skipped if absent).
   The big database's ids are random, so special ids land in its turns.
+- lint with the tokenizer (special_trained and text_mismatch, which decodes every assistant turn):
+  only on a database built with `build_big_db.py --real-ids`, whose model is the embedded SmolLM2
+  and whose turns hold their text's real ids.
 
 --build N builds a database of N trajectories at PATH first when PATH does not hold one.
 """
@@ -30,7 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from core.lint import lint_run, special_token_ids  # noqa: E402
+from core.lint import lint_run, local_tokenizer, special_token_ids  # noqa: E402
 from core.store import Store  # noqa: E402
 
 DEFAULT_PATH = Path("/tmp/rl-inspect-big.db")
@@ -82,19 +85,23 @@ def main() -> None:
     special = special_token_ids("embedded:smollm2-135m")
     reports = {}
 
-    def lint(ids):
+    def lint(label, ids, tokenizer=False):
         def run(store, run_id):
-            report = lint_run(store, run_id, special_ids=ids, tokenizer=False)
-            reports[ids is not None] = report
+            report = lint_run(store, run_id, special_ids=ids, tokenizer=tokenizer)
+            reports[label] = report
             return report.checked
         return run
 
     cases = [("baseline: SELECT length(ids), length(mask) FROM tokens", _scan_lengths),
              ("blob read: SELECT ids, mask, logprobs FROM tokens", _read_blobs),
              ("spans read: assistant token spans of the run", _read_spans),
-             ("lint_run (no tokenizer)", lint(None))]
+             ("lint_run (no tokenizer)", lint("no tokenizer", None))]
     if special is not None:
-        cases.append((f"lint_run + special_trained ({len(special)} special ids)", lint(special)))
+        cases.append((f"lint_run + special_trained ({len(special)} special ids)", lint("special ids", special)))
+    model = store.run(run_id)["model"]
+    tokenizer = local_tokenizer(model)
+    if tokenizer is not None:  # a --real-ids database: its turns decode to their text
+        cases.append(("lint_run + tokenizer (special_trained, text_mismatch)", lint("tokenizer", None, tokenizer)))
     _read_blobs(store, run_id)  # warm the OS cache
     times: dict[str, list[float]] = {name: [] for name, _ in cases}
     rows: dict[str, int] = {}
@@ -111,9 +118,9 @@ def main() -> None:
     for name, _ in cases:
         t = statistics.median(times[name])
         print(f"{name:<58} {t:>7.2f} {rows[name] / t:>10,.0f} {t / base:>5.1f}x  {rows[name]:>9,}")
-    for with_special, report in reports.items():
-        print(f"findings{' (with special ids)' if with_special else ''}: "
-              + (", ".join(f"{k} {v:,}" for k, v in report.counts().items()) or "none"))
+    for label, report in reports.items():
+        print(f"findings ({label}): " + (", ".join(f"{k} {v:,}" for k, v in report.counts().items()) or "none")
+              + (f"; skipped: {', '.join(report.skipped)}" if report.skipped else ""))
     print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
 
 

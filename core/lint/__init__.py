@@ -10,7 +10,7 @@ Kinds and severities: core.lint.findings.KINDS.
 
 from core.lint.findings import ERROR, INFO, KINDS, WARNING, Finding, Kind, LintReport
 from core.lint.run import lint_run, lint_store, lint_trajectory
-from core.lint.special import special_token_ids
+from core.lint.special import local_tokenizer, special_token_ids
 
 __all__ = ["ERROR", "INFO", "KINDS", "WARNING", "Finding", "Kind", "LintReport", "lint_run", "lint_store",
-           "lint_trajectory", "special_token_ids"]
+           "lint_trajectory", "local_tokenizer", "special_token_ids"]

@@ -21,6 +21,7 @@ from typing import Sequence
 import numpy as np
 
 from core.lint.findings import KINDS, Finding
+from core.lint.text import SpanDecoder, check_texts
 
 TRUNCATED = frozenset({"max_tokens", "context_length"})
 """Finish reasons of a completion cut by a token limit (core.rollout.agent)."""
@@ -107,7 +108,8 @@ def _sums(flag: np.ndarray, offsets: np.ndarray, plen: np.ndarray, lens: np.ndar
 
 
 def check_chunk(rows: Sequence[tuple], span_tid: np.ndarray, span_start: np.ndarray, span_end: np.ndarray,
-                special: np.ndarray | None, findings: list[Finding], steps: StepTotals) -> None:
+                special: np.ndarray | None, findings: list[Finding], steps: StepTotals, *,
+                texts: tuple[np.ndarray, np.ndarray] | None = None, decoder: SpanDecoder | None = None) -> None:
     """Check the trajectories of `rows` and append their findings.
 
     rows: token rows in ascending trajectory id, columns ROW_COLUMNS (blobs as bytes; ids int32
@@ -116,11 +118,14 @@ def check_chunk(rows: Sequence[tuple], span_tid: np.ndarray, span_start: np.ndar
     (rows of other trajectories are ignored), ordered by trajectory then message position.
     special: a boolean lookup table indexed by token id (True: special token), or None to skip
     special_trained. steps: per-step completion counts are added for rows with a step.
+    texts: (turns int64, contents object array) aligned with the spans, and decoder: the run's
+    tokenizer's (core.lint.text.SpanDecoder); with both, text_mismatch is checked.
     Findings come in trajectory order, then in KINDS order.
     Cost: O(tokens) numpy work plus O(findings) Python; no per-token Python objects.
     """
     first = len(findings)
-    _check(rows, span_tid, span_start, span_end, special, findings, steps)
+    _check(rows, span_tid, span_start, span_end, special, findings, steps, texts if decoder is not None else None,
+           decoder)
     findings[first:] = sorted(findings[first:], key=lambda f: (f.trajectory_id, _ORDER[f.kind]))
 
 
@@ -128,7 +133,8 @@ _ORDER = {kind: i for i, kind in enumerate(KINDS)}
 
 
 def _check(rows: Sequence[tuple], span_tid: np.ndarray, span_start: np.ndarray, span_end: np.ndarray,
-           special: np.ndarray | None, findings: list[Finding], steps: StepTotals) -> None:
+           special: np.ndarray | None, findings: list[Finding], steps: StepTotals,
+           texts: tuple[np.ndarray, np.ndarray] | None, decoder: SpanDecoder | None) -> None:
     good: list[tuple] = []
     for row in rows:
         tid, prompt_len, ids, mask, logprobs, trainer = row[0], row[6], row[7], row[8], row[9], row[10]
@@ -169,12 +175,13 @@ def _check(rows: Sequence[tuple], span_tid: np.ndarray, span_start: np.ndarray, 
     known = where < k
     known[known] = tids[where[known]] == span_tid[known]
     s_seg, s_start, s_end = where[known], span_start[known], span_end[known]
+    s_index = np.flatnonzero(known)  # each kept span's index in the given arrays (texts align with those)
     wrong = (s_start < 0) | (s_end < s_start) | (s_end > lens[s_seg])
     for j in np.flatnonzero(wrong).tolist():
         i = int(s_seg[j])
         findings.append(Finding("span_out_of_range", int(tids[i]),
                                 f"assistant span [{s_start[j]}, {s_end[j]}) in a sequence of {lens[i]} tokens"))
-    s_seg, s_start, s_end = s_seg[~wrong], s_start[~wrong], s_end[~wrong]
+    s_seg, s_start, s_end, s_index = s_seg[~wrong], s_start[~wrong], s_end[~wrong], s_index[~wrong]
     # A span never covers the prompt: clipped to start after it, prompt tokens stay "outside".
     g_start = offsets[s_seg] + np.maximum(s_start, plen[s_seg])
     g_end = offsets[s_seg] + s_end
@@ -255,6 +262,10 @@ def _check(rows: Sequence[tuple], span_tid: np.ndarray, span_start: np.ndarray, 
         findings.append(Finding("truncated_trained", int(tids[i]),
                                 f"finish {good[i][1]}: the cut last turn [{a}, {b}) is trained "
                                 f"({int(span_mask.sum())} tokens)", ((a, b),)))
+    if texts is not None and decoder is not None:
+        turns, contents = texts
+        check_texts(decoder, tids, offsets, plen, lens, ids, mask, s_seg, s_start, s_end,
+                    turns[s_index], contents[s_index], findings)
     stored = np.fromiter((-1 if v is None else v for r in good for v in (r[2], r[3], r[4])), dtype=np.int64,
                          count=3 * k).reshape(k, 3)
     actual = np.stack([plen, lens - plen, n_trained], axis=1)

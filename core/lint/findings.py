@@ -39,6 +39,9 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
          "so these tokens are silently dropped or misaligned)"),
     Kind("trained_outside_assistant", ERROR, "mask 1 on tokens outside every assistant message: tool results, "
          "template scaffolding or the generation prompt"),
+    Kind("text_mismatch", ERROR, "an assistant message's trained tokens do not decode (with the model's local "
+         "tokenizer) to its stored text: the transcript shows one reply, the loss trains on another",
+         needs_tokenizer=True),
     Kind("logprob_missing", ERROR, "mask 1 with a NaN rollout logprob"),
     Kind("logprob_on_untrained", ERROR, "a finite rollout logprob on a token outside every assistant message "
          "(the model did not generate it)"),

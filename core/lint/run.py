@@ -14,13 +14,14 @@ import json
 import math
 import sqlite3
 import time
-from typing import Callable, Collection, Iterator
+from typing import Any, Callable, Collection, Iterator
 
 import numpy as np
 
 from core.lint.checks import StepTotals, check_chunk
 from core.lint.findings import Finding, LintReport
-from core.lint.special import special_token_ids
+from core.lint.special import local_tokenizer, special_ids_of
+from core.lint.text import SpanDecoder
 from core.store import Store, StoreError
 
 CHUNK = 2048
@@ -36,7 +37,7 @@ _TOKEN_SQL = (
     " LEFT JOIN tokens k ON k.trajectory_id = t.id WHERE t.run_id = ? {extra} ORDER BY t.id"
 )
 _SPAN_SQL = (
-    "SELECT m.trajectory_id, m.token_start, m.token_end FROM trajectories t"
+    "SELECT m.trajectory_id, m.token_start, m.token_end{text} FROM trajectories t"
     " JOIN messages m ON m.trajectory_id = t.id"
     " WHERE t.run_id = ? {extra} AND m.role = 'assistant' AND m.token_start IS NOT NULL"
     " ORDER BY t.id, m.position"
@@ -45,13 +46,14 @@ _SPAN_SQL = (
 SpecialIds = Collection[int] | None
 
 
-def lint_run(store: Store, run_id: int, *, special_ids: SpecialIds = None, tokenizer: bool = True,
+def lint_run(store: Store, run_id: int, *, special_ids: SpecialIds = None, tokenizer: Any = True,
              progress: Callable[[int], None] | None = None) -> LintReport:
     """Check every trajectory of run `run_id`, and for a train run its steps and groups.
 
-    special_ids: the token ids special_trained looks for; None: the special ids of the run's
-    model's local tokenizer when `tokenizer` is true and one loads offline
-    (core.lint.special), else that check is skipped and the report says why.
+    tokenizer: True: the run's model's local tokenizer when one loads offline (core.lint.special);
+    False: none; or a transformers tokenizer to use. Without one, text_mismatch is skipped and,
+    unless `special_ids` are given, special_trained too; the report says why.
+    special_ids: the token ids special_trained looks for; None: the tokenizer's special ids.
     progress: called with the number of trajectories read so far, after each chunk.
     Returns the run's LintReport (findings in trajectory order, then step findings).
     Raises StoreError for an unknown run or a database that cannot be read.
@@ -59,14 +61,18 @@ def lint_run(store: Store, run_id: int, *, special_ids: SpecialIds = None, token
     """
     run = store.run(run_id)
     report = LintReport(run_id, run["kind"], run["model"])
-    lut, why = _special_lut(run["model"], special_ids, tokenizer)
+    tok, why = _tokenizer(run["model"], tokenizer)
+    lut, special_why = _special_lut(tok, why, special_ids)
+    decoder = SpanDecoder.of(tok) if tok is not None else None
     began = time.perf_counter()  # the lint itself, without a tokenizer's first load
-    if why:
-        report.skipped["special_trained"] = why
+    if special_why:
+        report.skipped["special_trained"] = special_why
+    if decoder is None:
+        report.skipped["text_mismatch"] = why
     steps = StepTotals()
     try:
         with _snapshot(store.conn):
-            for rows, spans in _chunks(store, "", (run_id,)):
+            for rows, spans in _chunks(store, "", (run_id,), text=decoder is not None):
                 with_tokens = [r for r in rows if r[8] is not None]
                 for r in rows:
                     if r[8] is None:
@@ -74,7 +80,8 @@ def lint_run(store: Store, run_id: int, *, special_ids: SpecialIds = None, token
                         if r[5] is not None:
                             steps.without_tokens[r[5]] = steps.without_tokens.get(r[5], 0) + 1
                 report.checked += len(with_tokens)
-                check_chunk(with_tokens, *spans, lut, report.findings, steps)
+                check_chunk(with_tokens, *spans[:3], lut, report.findings, steps, texts=spans[3:] or None,
+                            decoder=decoder)
                 if progress is not None:
                     progress(report.checked + report.without_tokens)
             if run["kind"] == "train" or steps.count:
@@ -96,7 +103,7 @@ def lint_store(store: Store, run_id: int | None = None, **options) -> list[LintR
 
 
 def lint_trajectory(store: Store, trajectory_id: int, *, special_ids: SpecialIds = None,
-                    tokenizer: bool = True) -> list[Finding]:
+                    tokenizer: Any = True) -> list[Finding]:
     """The findings of one trajectory, as lint_run would report them (same checks, same text),
     plus a zero_spread_groups finding when its GRPO group has no reward spread. Step findings
     (trainer_count_mismatch) concern a whole step and are left out. Cost: one trajectory's
@@ -106,24 +113,35 @@ def lint_trajectory(store: Store, trajectory_id: int, *, special_ids: SpecialIds
     if row is None:
         raise StoreError(f"{store.path}: no trajectory {trajectory_id}")
     run_id, model, group_id = row
-    lut, _ = _special_lut(model, special_ids, tokenizer)
+    tok, why = _tokenizer(model, tokenizer)
+    lut, _ = _special_lut(tok, why, special_ids)
+    decoder = SpanDecoder.of(tok) if tok is not None else None
     findings: list[Finding] = []
     with _snapshot(store.conn):
-        for rows, spans in _chunks(store, "AND t.id = ?", (run_id, trajectory_id)):
-            check_chunk([r for r in rows if r[8] is not None], *spans, lut, findings, StepTotals())
+        for rows, spans in _chunks(store, "AND t.id = ?", (run_id, trajectory_id), text=decoder is not None):
+            check_chunk([r for r in rows if r[8] is not None], *spans[:3], lut, findings, StepTotals(),
+                        texts=spans[3:] or None, decoder=decoder)
         if group_id is not None:
             findings += _zero_spread(store, run_id, group_id)
     return findings
 
 
-def _special_lut(model: str, special_ids: SpecialIds, tokenizer: bool) -> tuple[np.ndarray | None, str | None]:
+def _tokenizer(model: str, tokenizer: Any) -> tuple[Any | None, str | None]:
+    """(the tokenizer to use, None) or (None, why there is none)."""
+    if tokenizer is False or tokenizer is None:
+        return None, "tokenizer not requested"
+    if tokenizer is not True:
+        return tokenizer, None
+    tok = local_tokenizer(model)
+    return (tok, None) if tok is not None else (None, f"no local tokenizer for {model}")
+
+
+def _special_lut(tok: Any | None, why: str | None, special_ids: SpecialIds) -> tuple[np.ndarray | None, str | None]:
     """A boolean table indexed by token id, or (None, why the check is skipped)."""
     if special_ids is None:
-        if not tokenizer:
-            return None, "tokenizer not requested"
-        special_ids = special_token_ids(model)
-        if special_ids is None:
-            return None, f"no local tokenizer for {model}"
+        if tok is None:
+            return None, why
+        special_ids = special_ids_of(tok)
     ids = [i for i in special_ids if i >= 0]
     lut = np.zeros(max(ids, default=-1) + 2, dtype=bool)
     lut[ids] = True
@@ -150,8 +168,10 @@ def _has_trainer_column(store: Store) -> bool:
     return any(r[1] == "trainer_logprobs" for r in store.conn.execute("PRAGMA table_info(tokens)"))
 
 
-def _chunks(store: Store, extra: str, args: tuple) -> Iterator[tuple[list[tuple], tuple[np.ndarray, ...]]]:
-    """(token rows, (span trajectory ids, starts, ends)) per chunk of CHUNK trajectories, in id order.
+def _chunks(store: Store, extra: str, args: tuple, text: bool = False) -> Iterator[tuple[list[tuple], tuple]]:
+    """(token rows, spans) per chunk of CHUNK trajectories, in id order; spans: (trajectory ids,
+    starts, ends) int64 arrays, with `text` also (turns, contents): the assistant messages' turn
+    numbers and stored texts (an object array), for the text check.
 
     The spans cursor is read alongside on the same connection (one read transaction: the caller's
     _snapshot): each chunk takes the span rows up to its largest id. Reading the spans on a
@@ -159,29 +179,42 @@ def _chunks(store: Store, extra: str, args: tuple) -> Iterator[tuple[list[tuple]
     (benchmarks/lint.py, 27 s against 32 s for 1M trajectories), so it is not done."""
     trainer = "k.trainer_logprobs" if _has_trainer_column(store) else "NULL"
     tokens = store.conn.execute(_TOKEN_SQL.format(trainer=trainer, extra=extra), args)
-    cur = store.conn.cursor().execute(_SPAN_SQL.format(extra=extra), args)
-    batches = (_span_arrays(b) for b in iter(lambda: cur.fetchmany(4 * CHUNK), []))
-    held: list[np.ndarray] = []
+    cur = store.conn.cursor().execute(_SPAN_SQL.format(extra=extra, text=", m.turn, m.content" if text else ""), args)
+    batches = (_span_arrays(b, text) for b in iter(lambda: cur.fetchmany(4 * CHUNK), []))
+    held: list[tuple[np.ndarray, np.ndarray | None]] = []
     done = False
     while rows := tokens.fetchmany(CHUNK):
         last = rows[-1][0]
-        while not done and (not held or held[-1][-1, 0] <= last):
+        while not done and (not held or held[-1][0][-1, 0] <= last):
             batch = next(batches, None)
             if batch is None:
                 done = True
-            elif batch.size:
+            elif batch[0].size:
                 held.append(batch)
-        spans = np.concatenate(held) if len(held) > 1 else held[0] if held else np.zeros((0, 3), np.int64)
+        if len(held) > 1:
+            spans = np.concatenate([h[0] for h in held])
+            contents = np.concatenate([h[1] for h in held]) if text else None
+        elif held:
+            spans, contents = held[0]
+        else:
+            spans, contents = np.zeros((0, 4), np.int64), np.zeros(0, dtype=object) if text else None
         cut = int(np.searchsorted(spans[:, 0], last, side="right"))
-        held = [spans[cut:]] if cut < len(spans) else []
+        held = [(spans[cut:], contents[cut:] if text else None)] if cut < len(spans) else []
         mine = spans[:cut]
-        yield rows, (mine[:, 0], mine[:, 1], mine[:, 2])
+        yield rows, (mine[:, 0], mine[:, 1], mine[:, 2]) + ((mine[:, 3], contents[:cut]) if text else ())
 
 
-def _span_arrays(rows: list[tuple]) -> np.ndarray:
-    """(n, 3) int64 array of (trajectory id, token_start, token_end) rows; NULL reads -1."""
-    flat = np.fromiter((-1 if v is None else v for r in rows for v in r), dtype=np.int64, count=3 * len(rows))
-    return flat.reshape(-1, 3)
+def _span_arrays(rows: list[tuple], text: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """((n, 4) int64 array of (trajectory id, token_start, token_end, turn) rows, NULL reads -1
+    and turn is -1 without `text`; the contents as an object array, or None without `text`)."""
+    width = 4 if text else 3
+    flat = np.fromiter((-1 if v is None else v for r in rows for v in r[:width]), dtype=np.int64,
+                       count=width * len(rows)).reshape(-1, width)
+    if text:
+        contents = np.empty(len(rows), dtype=object)
+        contents[:] = [r[4] for r in rows]
+        return flat, contents
+    return np.c_[flat, np.full(len(rows), -1, dtype=np.int64)], None
 
 
 def _zero_spread(store: Store, run_id: int, group_id: int | None = None) -> list[Finding]:
