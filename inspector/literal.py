@@ -31,11 +31,13 @@ def visible(text: str | None) -> str:
 
 
 def show_escape(match: re.Match[str]) -> str:
-    """The escape shown for one matched character (a `re.sub` callback): ␛, \\xNN or \\uNNNN."""
+    """The escape shown for one matched character (a `re.sub` callback): ␛, \\xNN, \\uNNNN, or
+    \\UNNNNNNNN above U+FFFF (Python's own escapes, so each reads back as one character)."""
     ch = match.group(0)
     if ch == "\x1b":
         return "␛"
-    return f"\\x{ord(ch):02x}" if ord(ch) <= 0xFF else f"\\u{ord(ch):04x}"
+    code = ord(ch)
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
 
 
 def one_line(text: str | None, max_cells: int | None = None) -> str:

@@ -19,7 +19,7 @@ import re
 import unicodedata
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from rich.cells import cell_len
 from rich.console import Console
@@ -30,6 +30,7 @@ from core.data.records import Message, RewardResult, ToolCall, ToolError
 from core.store import Store
 from core.rollout.tokens import TokenSequence
 from inspector import cli
+from inspector.literal import show_escape, visible
 from inspector.tui import format as fmt
 from inspector.tui import render, token_render, tokenizers
 from inspector.tui.app import create_app
@@ -819,6 +820,7 @@ def test_reward_rows_show_any_detail_on_one_clean_line(specs):
 
 @PROPERTY
 @given(st.lists(TEXT, min_size=1, max_size=12), ROLES, st.sampled_from(["mask", "logprob"]))
+@example(["a\U000e0100b", "\ufe0f"], "assistant", "mask")  # invisible: shown as \U000e0100, \ufe0f
 def test_token_view_shows_any_piece_literally(pieces, role, mode):
     tokens = TokenSequence()
     tokens.add_prompt(list(range(len(pieces) // 2)))
@@ -830,7 +832,15 @@ def test_token_view_shows_any_piece_literally(pieces, role, mode):
     text = token_render.token_view(tokens, pieces, messages, drift_at=len(pieces) - 1, mode=mode)
     _clean_text(text, one_line=False)
     assert "\t" not in text.plain
-    assert _in_order([ch for piece in pieces for ch in _printable(piece)], text.plain)
+    # Characters that draw nothing are shown as their escape (token_render._INVISIBLE).
+    shown = [token_render._INVISIBLE.sub(show_escape, piece) for piece in pieces]
+    assert _in_order([ch for piece in shown for ch in _printable(piece)], text.plain)
     labels = token_render.boundary_labels(messages, len(pieces))
     for label in labels.values():
         assert not _raw(RAW_ON_SCREEN, label), repr(label)
+
+
+@pytest.mark.parametrize("ch, shown", [("\x07", "\\x07"), ("\u200b", "\\u200b"), ("\U000e0100", "\\U000e0100")])
+def test_an_escape_names_its_character_unambiguously(ch, shown):
+    """An escape reads back as the one character it stands for (\\ue0100 would read as U+E010 then '0')."""
+    assert token_render._INVISIBLE.sub(show_escape, visible(f"a{ch}b")) == f"a{shown}b"
