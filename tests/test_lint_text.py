@@ -129,3 +129,14 @@ def test_text_findings_do_not_depend_on_chunking(tmp_path, monkeypatch):
         assert sum(f.kind == "text_mismatch" for f in whole) == 5
         monkeypatch.setattr(lint_module, "CHUNK", 2)
         assert lint_run(store, 1, tokenizer=tok).findings == whole
+
+
+def test_the_tokenizer_is_looked_up_where_the_cache_points(tmp_path, monkeypatch):
+    """The embedded tokenizer is found through RL_INSPECT_CACHE; a lookup made for one cache
+    folder is not reused for another (the snapshots rely on having none)."""
+    from core.lint.special import local_tokenizer
+    from core.models import DEFAULT_MODEL
+
+    local_tokenizer(DEFAULT_MODEL)  # found (and cached) when the main job ran on this machine
+    monkeypatch.setenv("RL_INSPECT_CACHE", str(tmp_path / "empty"))
+    assert local_tokenizer(DEFAULT_MODEL) is None

@@ -21,11 +21,13 @@ _lock = threading.Lock()
 
 def local_tokenizer(model: str) -> Any | None:
     """The transformers tokenizer of `model` loaded with local_files_only, or None when none
-    loads offline. Cached per model name; the first call imports transformers (seconds)."""
+    loads offline. Cached per model name and folder looked in; the first call imports transformers
+    (seconds)."""
+    key = f"{model}\0{_location(model)}"  # where it is looked for: RL_INSPECT_CACHE may move the embedded one
     with _lock:
-        if model not in _cache:
-            _cache[model] = _load(model)
-        return _cache[model]
+        if key not in _cache:
+            _cache[key] = _load(model)
+        return _cache[key]
 
 
 def special_token_ids(model: str) -> frozenset[int] | None:
@@ -41,15 +43,19 @@ def special_ids_of(tok: Any) -> frozenset[int]:
     return frozenset(tok.all_special_ids) | {i for i, t in added.items() if getattr(t, "special", False)}
 
 
-def _load(model: str) -> Any | None:
+def _location(model: str):
     from pathlib import Path
 
+    from core.models import embedded_model_folder, is_embedded
+
+    return embedded_model_folder() if is_embedded(model) else Path(model).expanduser()
+
+
+def _load(model: str) -> Any | None:
     try:
         from transformers import AutoTokenizer
 
-        from core.models import embedded_model_folder, is_embedded
-
-        location = embedded_model_folder() if is_embedded(model) else Path(model).expanduser()
+        location = _location(model)
         source = str(location) if location.is_dir() else model
         return AutoTokenizer.from_pretrained(source, local_files_only=True)
     except Exception as exc:  # no local tokenizer: the checks needing one are skipped, and the report says so
