@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sqlite3
 import time
 from contextlib import contextmanager
@@ -24,6 +23,7 @@ from loguru import logger
 
 from core.data.records import Message, Question, RewardResult, ToolCall, ToolError
 from core.store.bulk import FinishedTrajectory, write_finished
+from core.store.liveness import Heartbeat, RunBusyError, busy_error, effective_status, this_host
 from core.store.schema import (ADDED_COLUMNS, FTS_INSERT_SQL, FTS_POSITIONS, MIN_READABLE_VERSION, SCHEMA_VERSION,
                                migrate, read_version)
 from core.rollout.tokens import TokenSequence
@@ -79,6 +79,8 @@ class Store:
         """The file's schema version: SCHEMA_VERSION, or older for a file opened read-only."""
         self.db = sqlite_utils.Database(conn)
         self._depth = 0
+        self.heartbeat = None if readonly else Heartbeat(path)
+        """Refreshes runs.updated_at of the runs this store created or claimed (core.store.liveness)."""
 
     # ----------------------------------------------------------------- opening
     @classmethod
@@ -123,6 +125,8 @@ class Store:
         return cls(path, conn, readonly=True, version=version)
 
     def close(self) -> None:
+        if self.heartbeat is not None:
+            self.heartbeat.stop()
         self.conn.close()
 
     def __enter__(self) -> "Store":
@@ -160,22 +164,45 @@ class Store:
         parent_run_id: int | None = None,
         train_step: int | None = None,
     ) -> int:
-        now = time.time()
+        """A new run, 'running' in this process (pid and host stored, heartbeat started); its id."""
+        now, pid, host = time.time(), os.getpid(), this_host()
         with self.transaction():
             cur = self.conn.execute(
                 "INSERT INTO runs(kind, name, model, status, config, parent_run_id, train_step, n_planned,"
                 " created_at, updated_at, pid, host) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                 (kind, name, model, "running", json.dumps(config, sort_keys=True), parent_run_id,
-                 train_step, n_planned, now, now, os.getpid(), socket.gethostname()),
+                 train_step, n_planned, now, now, pid, host),
             )
-        return int(cur.lastrowid)
+        run_id = int(cur.lastrowid)
+        self.heartbeat.add(run_id, pid, host)
+        return run_id
 
     def claim_run(self, run_id: int) -> None:
-        """Mark a run as running in this process again (resume)."""
+        """Make run `run_id` running in this process again (resume): atomically, so of two
+        processes claiming the same run at once exactly one wins.
+
+        Inside one write transaction the row is read, its effective status decided
+        (core.store.liveness), and it is rewritten only if it is the row that was read; a run
+        whose writer lives raises RunBusyError (a ValueError), as does losing the race. The dead
+        writer's unfinished trajectories become 'interrupted' (the resume redoes their questions),
+        and this process's heartbeat starts. StoreError when there is no such run."""
+        now, pid, host = time.time(), os.getpid(), this_host()
         with self.transaction():
-            self.conn.execute(
+            rows = self._query("SELECT id, status, pid, host, updated_at FROM runs WHERE id=?", (run_id,))
+            if not rows:
+                raise StoreError(f"{self.path}: no run {run_id}")
+            row = rows[0]
+            if effective_status(row, now=now, host=host) == "running":
+                raise busy_error(run_id, row, now=now)
+            cur = self.conn.execute(
                 "UPDATE runs SET status='running', pid=?, host=?, updated_at=?, finished_at=NULL, error=NULL"
-                " WHERE id=?", (os.getpid(), socket.gethostname(), time.time(), run_id))
+                " WHERE id=? AND status=? AND pid IS ? AND host IS ? AND updated_at IS ?",
+                (pid, host, now, run_id, row["status"], row["pid"], row["host"], row["updated_at"]))
+            if cur.rowcount != 1:
+                raise RunBusyError(f"run {run_id} was claimed by another process at the same time")
+            self.conn.execute(
+                "UPDATE trajectories SET status='interrupted' WHERE run_id=? AND status='running'", (run_id,))
+        self.heartbeat.add(run_id, pid, host)
 
     def add_questions(self, run_id: int, questions: Sequence[Question], start: int = 0) -> None:
         rows = [
@@ -189,6 +216,10 @@ class Store:
                 " VALUES (?,?,?,?,?,?,?)", rows)
 
     def finish_run(self, run_id: int, status: str, *, summary: dict | None = None, error: str | None = None) -> None:
+        """Record how run `run_id` ended (done, failed, cancelled, interrupted) and stop its heartbeat;
+        its trajectories still running become 'interrupted'."""
+        if self.heartbeat is not None:
+            self.heartbeat.remove(run_id)
         now = time.time()
         with self.transaction():
             self.conn.execute(
@@ -478,16 +509,3 @@ def _checked_version(conn: sqlite3.Connection, path: Path) -> int:
         raise StoreError(
             f"{path}: schema version {version} is newer than this program's ({SCHEMA_VERSION}); upgrade rl-inspect")
     return version
-
-
-def effective_status(row: dict[str, Any]) -> str:
-    """'running' only while the writing process lives; a killed writer's run reads 'interrupted'."""
-    if row["status"] != "running" or row.get("host") != socket.gethostname() or not row.get("pid"):
-        return row["status"]
-    try:
-        os.kill(int(row["pid"]), 0)
-    except ProcessLookupError:
-        return "interrupted"
-    except PermissionError:
-        pass
-    return "running"
