@@ -1,7 +1,12 @@
-"""Lexical search with bm25s: exact names and numbers, which invented-fact corpora are made of."""
+"""Lexical search with bm25s: exact names and numbers, which invented-fact corpora are made of.
+
+Terms come from core.retrieval.terms: words as bm25s splits them, and character unigrams+bigrams
+in scripts written without spaces (Chinese, Japanese, Thai ...), so a word inside a sentence is found.
+"""
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -13,12 +18,16 @@ from core.data.corpus import corpus_fingerprint
 from core.data.records import Chunk
 from core.retrieval.base import BatchSearch, Hit, hits_for, top_k
 from core.retrieval.cache import index_folder, load_or_build
+from core.retrieval.terms import TERMS_VERSION, terms_of
 
 if TYPE_CHECKING:
     import bm25s
 
-BM25_PARAMS: dict[str, Any] = {"method": "lucene", "k1": 1.5, "b": 0.75, "stopwords": "en"}
-"""bm25s defaults, English stopwords, no stemming; part of the cache key."""
+BM25_PARAMS: dict[str, Any] = {"method": "lucene", "k1": 1.5, "b": 0.75, "stopwords": "en",
+                               "tokenizer": TERMS_VERSION, "unicode": unicodedata.unidata_version}
+"""bm25s defaults, English stopwords, no stemming; part of the cache key, with the splitting rule
+and the Unicode version whose character categories it reads (core.retrieval.terms), so an index
+cached under another rule is never reused."""
 
 
 class BM25Retriever(BatchSearch):
@@ -48,11 +57,7 @@ class BM25Retriever(BatchSearch):
 
     def _search_batch(self, queries: list[str], k: int) -> list[list[Hit]]:
         """The k best chunks for each query (fewer if fewer contain a query term), tokenised in one call."""
-        import bm25s
-
-        tokens = bm25s.tokenize(list(queries), stopwords=BM25_PARAMS["stopwords"], return_ids=False,
-                                show_progress=False)
-        return [self._search_tokens(query_tokens, k) for query_tokens in tokens]
+        return [self._search_tokens(query_tokens, k) for query_tokens in terms_of(queries)]
 
     def _search_tokens(self, query_tokens: list[str], k: int) -> list[Hit]:
         vocab = self.index.vocab_dict
@@ -69,10 +74,20 @@ def _build_index(chunks: list[Chunk]) -> bm25s.BM25:
     import bm25s
 
     logger.debug("building BM25 index over {} chunks", len(chunks))
-    tokens = bm25s.tokenize([c.text for c in chunks], stopwords=BM25_PARAMS["stopwords"], show_progress=False)
+    tokens = _as_ids(terms_of([c.text for c in chunks]))
     index = bm25s.BM25(method=BM25_PARAMS["method"], k1=BM25_PARAMS["k1"], b=BM25_PARAMS["b"])
     index.index(tokens, show_progress=False)
     return index
+
+
+def _as_ids(docs: list[list[str]]) -> bm25s.tokenization.Tokenized:
+    """Term ids numbered by first appearance, as bm25s.tokenize numbers them (same vocabulary for
+    English text as before terms.py existed)."""
+    from bm25s.tokenization import Tokenized
+
+    vocab: dict[str, int] = {}
+    ids = [[vocab.setdefault(term, len(vocab)) for term in doc] for doc in docs]
+    return Tokenized(ids=ids, vocab=vocab)
 
 
 def _save_index(index: bm25s.BM25, folder: Path) -> None:
