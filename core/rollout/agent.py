@@ -6,6 +6,13 @@ errors are fed back to the model), when its token budget is spent, after `max_ge
 turns, when its prompt reaches the model's context length, or when the chat template renders
 the chat so far differently from what the model was given (it is never fed a cut prompt); the
 reason is recorded as its finish_reason, with a one-line finish_detail for the last two.
+
+A generation stopped by a token limit (the backend's finish_reason "length": the per-turn limit,
+the trajectory's budget or the context) ends the trajectory as max_tokens, or context_length when
+the context is full, whatever the cut text holds: a call in it is never run, even one that looks
+complete (its turn never ended), and no tool error is recorded, so a cut tagged call and a cut
+bare call score the same. The reply keeps its text, and is always the trajectory's last message
+(TRUNCATED names these finish reasons).
 """
 
 from __future__ import annotations
@@ -33,6 +40,9 @@ FINISH_CONTEXT_LENGTH = "context_length"
 """The prompt reached the model's context length: no room left to generate."""
 FINISH_TEMPLATE_MISMATCH = "template_mismatch"
 """The template's rendering of the chat does not extend what the model was given (see core.rollout.chat)."""
+TRUNCATED = (FINISH_MAX_TOKENS, FINISH_CONTEXT_LENGTH)
+"""Finish reasons of a trajectory stopped by a token limit; when its last message is an assistant
+reply, that reply was cut mid-generation (see the module docstring)."""
 
 TOOL_ROLE = "tool"
 """Role of tool results in stored chats (the seed's Llama 3 code called it "ipython")."""
@@ -174,15 +184,21 @@ class Agent:
         reply = Message("assistant", out.text, turn=turn, token_start=start, token_end=end)
         traj.messages.append(reply)
         added = [reply]
-        parsed = parse_tool_call(out.text, tools=(SEARCH_TOOL_NAME,))
         traj.tool_calls += count_call_attempts(out.text)
-        if parsed is None:
-            if out.finish_reason != "length":
-                self._finish(traj, FINISH_ANSWERED)
-            elif self._context_left(traj) < 1:
+        if out.finish_reason == "length":
+            # A truncation is a truncation, whatever the cut text holds (a call cut inside
+            # <tool_call>, a bare call, an answer, even a call that looks complete but whose turn
+            # never ended): one finish reason, no call run, no tool error, so the rewards do not
+            # depend on the shape of the cut text. TRL and verl likewise mark truncated
+            # completions as such (and can mask them) instead of acting on them.
+            if self._context_left(traj) < 1:
                 self._finish(traj, FINISH_CONTEXT_LENGTH, self._context_detail(traj))
             else:
                 self._finish(traj, FINISH_MAX_TOKENS)
+            return added
+        parsed = parse_tool_call(out.text, tools=(SEARCH_TOOL_NAME,))
+        if parsed is None:
+            self._finish(traj, FINISH_ANSWERED)
             return added
         result, error = self._run_tool(parsed)
         if isinstance(parsed, ToolCall):

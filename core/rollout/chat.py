@@ -407,12 +407,28 @@ class ChatTokenizer:
         the generation prompt before it, or any earlier scaffolding) differently now; stop_token
         when the difference is the model's stop id and it is not the template's end-of-turn
         token; retokenization otherwise (same text, other ids).
+
+        A chat that does not end on a reply may end on the next generation prompt (the budget ran
+        out right after it was appended): ids equal to the rendering with the generation prompt
+        are no drift either, and a difference is judged against whichever of the two renderings
+        agrees with the ids for longer.
         """
         try:
             text = self._render(messages, False, state.fmt)
         except Exception:  # the template cannot render the final chat: no canonical ids to compare
             return None, None
         at = first_difference(tokens.ids, self.encode(text))
+        if at is not None and messages and messages[-1].get("role") != "assistant":
+            try:
+                prompted = self._render(messages, True, state.fmt)
+            except Exception:  # noqa: BLE001  (a template that cannot add the prompt: judge without it)
+                prompted = text
+            if prompted != text:
+                at_prompted = first_difference(tokens.ids, self.encode(prompted))
+                if at_prompted is None:
+                    return None, None
+                if at_prompted > at:
+                    text, at = prompted, at_prompted
         if at is None:
             return None, None
         turn, in_reply, last_of_reply = _turn_at(tokens, at)

@@ -4,7 +4,7 @@ The seed treated any JSON object in a reply as a function call and a reply witho
 final answer. That contract is kept: `parse_tool_call` returns None when the model answered.
 What changes is how objects are found and how failures are reported:
 
-- reasoning is removed first, so JSON the model only thought about is not a call;
+- reasoning is left out, so JSON the model only thought about is not a call;
 - objects are decoded with `json.JSONDecoder.raw_decode`, so a brace inside a string (a query
   such as "set {x}") does not derail the scan the way the seed's brace counter did;
 - Qwen/Hermes `<tool_call>...</tool_call>` tags (holding JSON, the `<function=NAME>` XML form of
@@ -12,7 +12,13 @@ What changes is how objects are found and how failures are reported:
   `<|tool_call>call:NAME{...}<tool_call|>`, LFM2's `<|tool_call_start|>[name(k=v)]<|tool_call_end|>`
   and ```json fences are understood, and broken
   JSON inside them is reported as a call that failed (the intent to call is unambiguous),
-  whereas broken JSON in plain prose is ignored, since prose with braces is an answer;
+  whereas broken JSON in plain prose is ignored, since prose with braces is an answer (except a
+  JSON object left open at the end of the reply: a call cut off mid-way, counted like a cut
+  region, so the retry reward does not depend on the shape of a cut call);
+- tags and think blocks are recognised only outside the string literals of a call: a query
+  about "</tool_call>" or "</think>" is data, and a region ends at its end tag outside strings;
+  a tag mentioned in prose, not followed by a call ("Qwen marks calls with a <tool_call> tag."),
+  is part of the answer;
 - every failure becomes a `ToolError` with a specific kind and a one-line message, instead of
   the seed's generic exception text.
 """
@@ -26,19 +32,40 @@ from typing import Any, Sequence
 
 from core.data.records import ToolCall, ToolError
 
-_THINK_BLOCK = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
-_THINK_CLOSE = re.compile(r"</think>", re.IGNORECASE)
-_THINK_OPEN = re.compile(r"<think>", re.IGNORECASE)
+# Why a scanner of our own: the parsers of the field (vLLM's hermes/qwen3 parsers, verifiers' XML
+# parser, Qwen's own template) cut regions with `<tool_call>(.*?)</tool_call>` and reasoning with
+# `.partition("</think>")`, which reads a tag inside a JSON string (a query about the tag itself)
+# as the end of the call. No maintained library scans model text for tags while skipping the string
+# literals of the JSON, Gemma and Python syntaxes used inside them, so this module does: every
+# region's end is found with a regex that consumes whole string literals before it can match a tag.
 
-# Explicit call regions. An unclosed region runs to the end of the text: a reply cut off by the
-# token limit mid-call is still an attempted call.
-_REGIONS = re.compile(
-    r"<tool_call>(?P<tag>.*?)(?:</tool_call>|\Z)"
-    r"|<\|tool_call>(?P<gemma>.*?)(?:<tool_call\|>|\Z)"
-    r"|<\|tool_call_start\|>(?P<pythonic>.*?)(?:<\|tool_call_end\|>|\Z)"
-    r"|```[ \t]*json(?![A-Za-z0-9])[ \t]*\n?(?P<fence>.*?)(?:```|\Z)",
-    re.DOTALL | re.IGNORECASE,
+# What the scan looks for in prose (outside reasoning, call regions and JSON values).
+_OPENERS = re.compile(
+    r"(?P<think_open><think>)|(?P<think_close></think>)|(?P<tag><tool_call>)|(?P<gemma><\|tool_call>)"
+    r"|(?P<pythonic><\|tool_call_start\|>)|(?P<fence>```[ \t]*json(?![A-Za-z0-9])[ \t]*\n?)|(?P<brace>\{)",
+    re.IGNORECASE,
 )
+_THINK_CLOSE = re.compile(r"</think>", re.IGNORECASE)
+# A JSON string literal; an unterminated one stops at the end of its line (JSON strings hold no raw
+# newline), so one missing quote does not hide every tag after it.
+_JSON_STRING = r'"(?:[^"\\\n]|\\.)*"?'
+_JSON_LEX = re.compile(_JSON_STRING + r"|(?P<close></think>)|[{}\[\]]", re.IGNORECASE)
+"""Tokens of a JSON value in prose: strings (skipped whole), brackets, and a </think> outside strings."""
+_TAG_JSON_END = re.compile(_JSON_STRING + r"|(?P<close></think>)|(?P<end></tool_call>)", re.IGNORECASE)
+_FENCE_END = re.compile(_JSON_STRING + r"|(?P<close></think>)|(?P<end>```)", re.IGNORECASE)
+_GEMMA_END = re.compile(r'<\|"\|>.*?(?:<\|"\|>|\Z)|(?P<close></think>)|(?P<end><tool_call\|>)',
+                        re.DOTALL | re.IGNORECASE)
+_PYTHONIC_END = re.compile(r"'(?:[^'\\\n]|\\.)*'?|\"(?:[^\"\\\n]|\\.)*\"?|(?P<close></think>)"
+                           r"|(?P<end><\|tool_call_end\|>)", re.IGNORECASE)
+_XML_END = re.compile(r"</function>\s*(?P<end></tool_call>)", re.IGNORECASE)
+_PLAIN_END = {"tag": re.compile(r"</tool_call>", re.IGNORECASE), "gemma": re.compile(r"<tool_call\|>", re.IGNORECASE),
+              "pythonic": re.compile(r"<\|tool_call_end\|>", re.IGNORECASE), "fence": re.compile(r"```")}
+_NAMED_CALL = re.compile(r"[\w.\-]+(?:[(\[{]|\s*<arg_key>)")
+"""A name followed by its arguments: GLM's `name<arg_key>`, `name(...)`, `name{...}` (no space
+before a bracket: "with {" is prose)."""
+_JSON_ERRORS = (json.JSONDecodeError, RecursionError)
+"""What decoding model text can raise: the json module recurses per nesting level, so a reply of
+thousands of nested brackets raises RecursionError; it is broken JSON like any other."""
 
 _JSON_TYPE_NAMES = {list: "an array", str: "a string", int: "a number", float: "a number",
                     bool: "a boolean", type(None): "null", dict: "an object"}
@@ -60,49 +87,190 @@ class Candidate:
     source: str = "text"
     """Where it was found: "text" (bare), "fence" (```json block) or "tag" (<tool_call>)."""
     start: int = 0
-    """Offset of the candidate in the reasoning-free text, to keep candidates in order."""
+    """Offset of the candidate in the reply's text, to keep candidates in order."""
 
     @property
     def ok(self) -> bool:
         return self.error is None
 
 
+@dataclass
+class _Layout:
+    """A reply cut into reasoning and attempted calls (everything else is prose)."""
+
+    reasoning: list[tuple[int, int]]
+    candidates: list[Candidate]
+
+
+def reasoning_spans(text: str) -> list[tuple[int, int]]:
+    """Half-open character spans of `text` that are reasoning, in order, not overlapping.
+
+    Reasoning is every <think>...</think> block (up to the first </think> after its <think>: what a
+    model thinks is free text, read as chat templates read it), everything before a </think> with
+    no <think> before it (templates such as Qwen3's and DeepSeek-R1's put the opening <think> in
+    the prompt, so the reply starts inside the reasoning; the last such </think> counts), and an
+    unclosed trailing <think>... (a reply cut off while thinking). Think tags are recognised only
+    in prose: inside the string literals of a call (a query about the tag itself) they are data.
+    """
+    return _layout(text).reasoning
+
+
 def strip_reasoning(text: str) -> str:
     """Remove reasoning so that only what the model said to the outside world remains.
 
-    Removes every <think>...</think> block, then everything before a leftover </think> (chat
-    templates such as Qwen3's and DeepSeek-R1's put the opening <think> in the prompt, so the
-    generated text starts inside the reasoning), then an unclosed trailing <think>... (a reply
-    cut off while thinking).
+    The spans removed are `reasoning_spans(text)`.
     """
-    text = _THINK_BLOCK.sub("", text)
-    closes = list(_THINK_CLOSE.finditer(text))
-    if closes:
-        text = text[closes[-1].end():]
-    opened = _THINK_OPEN.search(text)
-    if opened:
-        text = text[: opened.start()]
-    return text
+    kept, pos = [], 0
+    for start, end in reasoning_spans(text):
+        kept.append(text[pos:start])
+        pos = end
+    kept.append(text[pos:])
+    return "".join(kept)
 
 
 def find_call_candidates(text: str) -> list[Candidate]:
-    """Every attempted tool call in a reply, in order of appearance (reasoning excluded)."""
-    text = strip_reasoning(text)
+    """Every attempted tool call in a reply, in order of appearance (reasoning excluded).
+
+    Attempts are: each call region (<tool_call>, Gemma 4's <|tool_call>, LFM2's
+    <|tool_call_start|>, a ```json fence) whose content starts like a call (JSON, the XML function
+    form, `name<arg_key>`, `name(...)`; a Gemma or LFM2 region closed by its end token); each
+    top-level JSON object in prose; and a JSON object in prose left open at the end of the reply
+    (a call cut off mid-way, as an unclosed region is). A tag followed by prose is a mention, not a
+    call. Tags inside string literals of a call are data, never the end of a region.
+    """
+    return _layout(text).candidates
+
+
+def _layout(text: str) -> _Layout:
+    """One left-to-right scan of a reply (see reasoning_spans and find_call_candidates)."""
+    reasoning: list[tuple[int, int]] = []
     found: list[Candidate] = []
     pos = 0
-    for region in _REGIONS.finditer(text):
-        found += _bare_objects(text, pos, region.start())
-        if region.group("tag") is not None:
-            found += _block(region.group("tag"), region.start("tag"), "tag", keep_non_objects=True)
-        elif region.group("gemma") is not None:
-            found.append(_gemma_call(region.group("gemma"), region.start("gemma")))
-        elif region.group("pythonic") is not None:
-            found += _pythonic_calls(region.group("pythonic"), region.start("pythonic"))
+
+    def orphan_close(end: int) -> None:
+        # Everything before a </think> without its <think> is reasoning; what was found there is not.
+        reasoning[:] = [(0, end)]
+        found.clear()
+
+    while True:
+        m = _OPENERS.search(text, pos)
+        if m is None:
+            break
+        kind = m.lastgroup
+        if kind == "think_open":
+            close = _THINK_CLOSE.search(text, m.end())
+            end = close.end() if close else len(text)
+            reasoning.append((m.start(), end))
+            pos = end
+        elif kind == "think_close":
+            orphan_close(m.end())
+            pos = m.end()
+        elif kind == "brace":
+            pos = _prose_json(text, m.start(), found, orphan_close)
         else:
-            found += _block(region.group("fence"), region.start("fence"), "fence", keep_non_objects=False)
-        pos = region.end()
-    found += _bare_objects(text, pos, len(text))
-    return found
+            pos = _region(text, kind, m, found, orphan_close)
+    return _Layout(reasoning, found)
+
+
+def _prose_json(text: str, i: int, found: list[Candidate], orphan_close) -> int:
+    """Read the JSON value at text[i] == "{" in prose; returns where the scan goes on.
+
+    A valid object is a candidate (objects nested in it belong to it). Broken JSON in prose is
+    prose, except that valid objects nested in it are still candidates (a model that dropped the
+    outer object's last brace) and an object left open at the end of the reply is a cut-off call.
+    """
+    decoder = json.JSONDecoder()
+    try:
+        value, stop = decoder.raw_decode(text, i)
+    except _JSON_ERRORS:
+        pass
+    else:
+        if isinstance(value, dict):
+            found.append(Candidate(raw=text[i:stop], value=value, source="text", start=i))
+        return stop
+    if not re.match(r"\{\s*\"", text[i:i + 64]):
+        return i + 1  # a brace in prose ("the set {a, b}")
+    depth, end, closed, nested = 0, len(text), False, []
+    j = i
+    for tok in _JSON_LEX.finditer(text, i):
+        if tok.lastgroup == "close":  # JSON never holds </think> outside a string: reasoning ended
+            orphan_close(tok.end())
+            return tok.end()
+        if tok.start() < j:
+            continue  # inside a nested object already taken
+        c = tok.group()
+        if c in "{[":
+            if c == "{" and depth >= 1:
+                try:
+                    value, stop = decoder.raw_decode(text, tok.start())
+                except _JSON_ERRORS:
+                    pass
+                else:
+                    if isinstance(value, dict):
+                        nested.append(Candidate(raw=text[tok.start():stop], value=value, source="text",
+                                                start=tok.start()))
+                        j = stop
+                        continue
+            depth += 1
+        elif c in "}]":
+            depth -= 1
+            if depth == 0:
+                end, closed = tok.end(), True
+                break
+    found.extend(nested)
+    if not closed and not nested:
+        try:
+            json.loads(text[i:])
+        except _JSON_ERRORS as exc:
+            found.append(Candidate(raw=text[i:].strip(), error=_describe(exc), source="text", start=i))
+    return end
+
+
+def _region(text: str, kind: str, opener: re.Match, found: list[Candidate], orphan_close) -> int:
+    """Read a call region opened at `opener`; returns where the scan goes on.
+
+    The region ends at its end tag outside string literals (or runs to the end of the reply: a
+    call cut off mid-way is still an attempt). An opener followed by prose is a mention of the
+    tag, and the scan goes on right after it.
+    """
+    body_start = opener.end()
+    plain = _PLAIN_END[kind].search(text, body_start)
+    lead = text[body_start:plain.start() if plain else len(text)].lstrip()
+    if kind == "tag":
+        looks = (not lead or lead[0] in '{["' or lead.startswith("<function=") or bool(_NAMED_CALL.match(lead)))
+    elif kind == "fence":
+        looks = bool(lead) and lead[0] in '{["'
+    else:  # Gemma's and LFM2's call tokens are special tokens: a closed region is an attempt
+        looks = (not lead or plain is not None or lead.startswith("call:") or lead[0] == "["
+                 or bool(_NAMED_CALL.match(lead)))
+    if not looks:
+        return body_start
+    if kind == "tag" and lead.startswith("<function="):
+        end = _XML_END.search(text, body_start) or plain
+        body_end, resume = (end.start("end") if end.re is _XML_END else end.start(), end.end()) if end else (
+            len(text), len(text))
+    elif kind == "tag" and not (lead and lead[0] in '{["'):
+        body_end, resume = (plain.start(), plain.end()) if plain else (len(text), len(text))
+    else:
+        pattern = {"tag": _TAG_JSON_END, "fence": _FENCE_END, "gemma": _GEMMA_END, "pythonic": _PYTHONIC_END}[kind]
+        body_end, resume = len(text), len(text)
+        for tok in pattern.finditer(text, body_start):
+            if tok.lastgroup == "close":  # outside any string: the reply started inside reasoning
+                orphan_close(tok.end())
+                return tok.end()
+            if tok.lastgroup == "end":
+                body_end, resume = tok.start(), tok.end()
+                break
+    body = text[body_start:body_end]
+    if kind == "tag":
+        found += _block(body, body_start, "tag", keep_non_objects=True)
+    elif kind == "gemma":
+        found.append(_gemma_call(body, body_start))
+    elif kind == "pythonic":
+        found += _pythonic_calls(body, body_start)
+    else:
+        found += _block(body, body_start, "fence", keep_non_objects=False)
+    return resume
 
 
 def count_call_attempts(text: str) -> int:
@@ -169,30 +337,11 @@ def _arguments(body: dict[str, Any], name: str) -> dict[str, Any] | ToolError:
     if isinstance(args, str):
         try:
             args = json.loads(args)
-        except json.JSONDecodeError as exc:
+        except _JSON_ERRORS as exc:
             return ToolError("invalid_json", f"{name} '{key}' string is not valid JSON: {_describe(exc)}")
     if not isinstance(args, dict):
         return ToolError("malformed_call", f"{name} '{key}' must be an object, not {_json_type(args)}")
     return args
-
-
-def _bare_objects(text: str, start: int, end: int) -> list[Candidate]:
-    """Valid top-level JSON objects in text[start:end]; anything else with braces is prose."""
-    decoder = json.JSONDecoder()
-    segment = text[:end]
-    found: list[Candidate] = []
-    i = segment.find("{", start)
-    while i != -1:
-        try:
-            value, stop = decoder.raw_decode(segment, i)
-        except json.JSONDecodeError:
-            i = segment.find("{", i + 1)
-            continue
-        if isinstance(value, dict):
-            found.append(Candidate(raw=segment[i:stop], value=value, source="text", start=i))
-        # Objects nested in this one belong to it: resume after it.
-        i = segment.find("{", stop)
-    return found
 
 
 _FUNCTION_FORM = re.compile(r"<function=(?P<name>[^>\n]*)>(?P<body>.*?)(?:</function>|\Z)", re.DOTALL)
@@ -214,7 +363,7 @@ def _function_form(body: str, offset: int) -> list[Candidate] | None:
             value = param.group("value")
             try:
                 decoded = json.loads(value)
-            except json.JSONDecodeError:
+            except _JSON_ERRORS:
                 decoded = None
             args[param.group("name")] = decoded if isinstance(decoded, (dict, list)) else value
         found.append(Candidate(raw=fn.group(0), value={"name": fn.group("name").strip(), "arguments": args},
@@ -241,7 +390,7 @@ def _glm_form(body: str, offset: int) -> list[Candidate] | None:
 def _text_or_json(value: str) -> Any:
     try:
         decoded = json.loads(value)
-    except json.JSONDecodeError:
+    except _JSON_ERRORS:
         return value
     return decoded if isinstance(decoded, (dict, list)) else value
 
@@ -266,7 +415,7 @@ def _gemma_call(body: str, offset: int) -> Candidate:
     text = re.sub(r"\x00(\d+)\x00", lambda m: json.dumps(strings[int(m.group(1))]), text)
     try:
         args = json.loads(text)
-    except json.JSONDecodeError as exc:
+    except _JSON_ERRORS as exc:
         return Candidate(raw=body.strip(), error=_describe(exc), source="tag", start=offset)
     return Candidate(raw=body.strip(), value={"name": match.group("name"), "arguments": args}, source="tag",
                      start=offset)
@@ -318,7 +467,7 @@ def _block(body: str, offset: int, source: str, keep_non_objects: bool) -> list[
     while i < len(body):
         try:
             value, stop = decoder.raw_decode(body, i)
-        except json.JSONDecodeError as exc:
+        except _JSON_ERRORS as exc:
             if not decoded:
                 return [Candidate(raw=body.strip(), error=_describe(exc), source=source, start=offset + i)]
             break
@@ -337,7 +486,9 @@ def _skip_space(s: str, i: int) -> int:
     return i
 
 
-def _describe(exc: json.JSONDecodeError) -> str:
+def _describe(exc: Exception) -> str:
+    if not isinstance(exc, json.JSONDecodeError):
+        return "JSON nested too deeply to decode"
     return f"{exc.msg} at line {exc.lineno} column {exc.colno}"
 
 

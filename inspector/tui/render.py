@@ -11,20 +11,17 @@ check them without an app.
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 from rich.style import Style
 from rich.text import Text
 
 from core.data.records import Message, Question, RewardResult, ToolCall, ToolError
+from core.rollout.toolcalls import reasoning_spans
 from core.scoring.rewards import gold_spans
 from inspector.literal import one_line, visible
 
 
-_THINK_BLOCK = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
-_THINK_OPEN = re.compile(r"<think>", re.IGNORECASE)
-_THINK_CLOSE = re.compile(r"</think>", re.IGNORECASE)
 _NOT_TOOL_ROLES = ("system", "user", "assistant")
 """Any other role is a tool result ("tool", or "ipython" in the seed's Llama 3 chats)."""
 
@@ -46,46 +43,26 @@ def literal(text: str | None, style: Style | str = "") -> Text:
 def split_reasoning(content: str) -> list[tuple[str, bool]]:
     """(segment, is_reasoning) pieces of an assistant message, in order, covering all of it.
 
-    The non-reasoning segments joined are exactly what `core.rollout.toolcalls.strip_reasoning` keeps
-    (what the tool-call parser and the final answer see): <think>...</think> blocks, everything
-    before a stray </think> (templates that open <think> in the prompt), and an unclosed
-    trailing <think>... are reasoning.
+    The reasoning pieces are `core.rollout.toolcalls.reasoning_spans` (so the other pieces joined
+    are exactly what `strip_reasoning` keeps, what the tool-call parser and the final answer see):
+    <think>...</think> blocks, everything before a stray </think> (templates that open <think> in
+    the prompt), and an unclosed trailing <think>...; think tags inside a call's strings are data.
     """
     if not content:
         return []
-    reasoning = [False] * (len(content) + 1)  # per character; +1 keeps the loop below simple
-    blocks = [(m.start(), m.end()) for m in _THINK_BLOCK.finditer(content)]
-    for start, end in blocks:
-        reasoning[start:end] = [True] * (end - start)
-    outside = _gaps(blocks, len(content))
-    stray_end = 0
-    for start, end in outside:
-        for m in _THINK_CLOSE.finditer(content, start, end):
-            stray_end = m.end()
-    reasoning[:stray_end] = [True] * stray_end
-    for start, end in outside:
-        opened = _THINK_OPEN.search(content, max(start, stray_end), end) if end > stray_end else None
-        if opened:
-            reasoning[opened.start():len(content)] = [True] * (len(content) - opened.start())
-            break
     segments: list[tuple[str, bool]] = []
-    begin = 0
-    for i in range(1, len(content) + 1):
-        if i == len(content) or reasoning[i] != reasoning[begin]:
-            segments.append((content[begin:i], reasoning[begin]))
-            begin = i
-    return segments
-
-
-def _gaps(blocks: list[tuple[int, int]], length: int) -> list[tuple[int, int]]:
-    out, pos = [], 0
-    for start, end in blocks:
+    pos = 0
+    for start, end in reasoning_spans(content):
         if start > pos:
-            out.append((pos, start))
+            segments.append((content[pos:start], False))
+        if end > start and segments and segments[-1][1] and start == pos:  # adjacent blocks read as one
+            segments[-1] = (segments[-1][0] + content[start:end], True)
+        elif end > start:
+            segments.append((content[start:end], True))
         pos = end
-    if pos < length:
-        out.append((pos, length))
-    return out
+    if pos < len(content):
+        segments.append((content[pos:], False))
+    return segments
 
 
 Gold = Question | str | None
@@ -164,6 +141,25 @@ def tool_error_line(error: ToolError, turn: int) -> Text:
     return text
 
 
+CUT_LABEL = Style(color="black", bgcolor="yellow", bold=True)
+_CUT_BY = {"max_tokens": "the token limit", "context_length": "the model's context length"}
+"""The finish reasons of a reply stopped by a token limit (core.rollout.agent.TRUNCATED), and which."""
+
+
+def cut_line(finish_reason: str | None) -> Text | None:
+    """The mark under a reply cut by a token limit (a trajectory finished as max_tokens or
+    context_length on an assistant reply, core.rollout.agent): the reply did not end and any call
+    in it was not run. None for any other finish reason."""
+    limit = _CUT_BY.get(finish_reason or "")
+    if limit is None:
+        return None
+    text = Text(overflow="fold")
+    text.append(" ✂ CUT ", style=CUT_LABEL)
+    text.append(f" {finish_reason}: ", style="bold")
+    text.append(f"generation stopped by {limit}; the reply is unfinished and a call in it was not run")
+    return text
+
+
 # ----------------------------------------------------------------------------- rewards
 _DETAIL_WIDTH = 240
 
@@ -196,6 +192,11 @@ def _explained(name: str, d: dict[str, Any]) -> str:
         judge = d.get("judge", "judge")
         if d.get("verdict") == "empty_answer":
             return f"{judge}: empty answer, not asked"
+        if d.get("verdict") == "unparseable":  # no yes/no once reasoning is stripped: not judged, not wrong
+            cut = f", cut at {d.get('max_tokens', '?')} tokens" if d.get("cut") else ""
+            reply = str(d.get("reply", ""))
+            return f"{judge}: no verdict (unparseable reply{cut}), not judged: {reply}" if reply.strip() \
+                else f"{judge}: no verdict (empty reply{cut}), not judged"
         if "reply" in d:
             return f"{judge} replied: {d['reply']}" if str(d["reply"]).strip() else f"{judge}: empty reply"
         if "f1" in d:

@@ -165,7 +165,7 @@ class TrajectoryScreen(LiveScreen):
         r = self.row
         transcript.show(self.messages, loaded.question, r["final_answer"], r["gold_answer"],
                         None if r["correct"] is None else bool(r["correct"]),
-                        search=self.list_query.filter.search, hits=self.hits)
+                        search=self.list_query.filter.search, hits=self.hits, finish_reason=r["finish_reason"])
         if following:
             transcript.call_after_refresh(transcript.scroll_end, animate=False)
         elif place:

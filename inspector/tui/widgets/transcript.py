@@ -19,7 +19,7 @@ from textual.widget import Widget
 from textual.widgets import Collapsible, Static
 
 from core.data.records import Message, Question
-from inspector.tui.render import REASONING, Gold, gold_badge, gold_chunk_hit, literal, message_body, split_reasoning, tool_call_line, tool_error_line, visible
+from inspector.tui.render import REASONING, Gold, cut_line, gold_badge, gold_chunk_hit, literal, message_body, split_reasoning, tool_call_line, tool_error_line, visible
 
 _TITLE_WIDTH = 70
 MATCH = "bold black on yellow"
@@ -77,12 +77,13 @@ class Transcript(VerticalScroll, can_focus=True):
 
     def show(self, messages: list[Message], question: Question | None, final_answer: str | None,
              gold_answer: str | None, correct: bool | None, *, search: str | None = None,
-             hits: Iterable[int] = ()) -> None:
+             hits: Iterable[int] = (), finish_reason: str | None = None) -> None:
         """Replace what is shown with this trajectory, from the top.
 
         `search`: the list's full-text phrase (a trailing * is a prefix), lit wherever it occurs;
         `hits`: positions of the messages the search index matched, marked and reachable with
-        `next_search_hit`."""
+        `next_search_hit`; `finish_reason`: the trajectory's, to mark a last reply cut by a token
+        limit (render.cut_line)."""
         self.remove_children()
         self._messages = messages
         self._hits = sorted(set(hits))
@@ -100,6 +101,9 @@ class Transcript(VerticalScroll, can_focus=True):
                 parts.append(_prompt(message, phrase))
             elif message.role == "assistant":
                 parts += _assistant(message, phrase, show_error=message.turn not in errors_at_tool)
+                cut = cut_line(finish_reason) if index == len(messages) - 1 else None
+                if cut is not None:
+                    parts.append(Static(cut, classes="cut"))
             else:
                 parts += _tool_result(message, gold_chunk, phrase)
             hit = gold_chunk_hit(message, gold_chunk)
