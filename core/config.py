@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from core.models import DEFAULT_MODEL
+from core.scoring.judges import JUDGE_CHOICES, JUDGE_MAX_TOKENS
 
 
 @dataclass
@@ -33,9 +34,14 @@ class EvalConfig:
     top_p: float = 1.0
     seed: int = 0
     batch_size: int = 8
-    judge: str = "llm"
+    judge: str = "auto"
+    """exact, f1, contains, llm, or auto: the LLM judge when judge_model names a model, else f1
+    (core.scoring.judges.effective_judge; evaluate stores the judge it resolved, never "auto").
+    Before issue 13 the default was llm on the policy itself, which passed its own nonsense."""
     judge_model: str | None = None
-    """Model for the LLM judge; None uses the policy model, as the seed did."""
+    """Model for the LLM judge; None with --judge llm asks the policy model, as the seed did."""
+    judge_max_tokens: int = JUDGE_MAX_TOKENS
+    """Reply budget of the LLM judge: room for a thinking model to reason before its yes or no."""
     reward_weights: dict[str, float] = field(default_factory=dict)
     extra_rewards: list[str] = field(default_factory=list)
     on_tool_error: str = "stop"
@@ -58,12 +64,15 @@ class EvalConfig:
         """Rebuild from a stored configuration, ignoring keys this version does not know."""
         known = {f.name for f in fields(cls)}
         data = {"tool_format": "seed"} | dict(data)  # stored before --tool-format: the seed's format
+        # Stored before --judge-max-tokens: the 8-token budget those runs were judged with, so a
+        # resumed run judges its remaining answers as it judged the first ones.
+        data = {"judge_max_tokens": 8} | data
         return cls(**{k: v for k, v in data.items() if k in known})
 
     def validate(self) -> None:
         """Range checks that need no files; raises ValueError naming the option."""
         positive = ("max_generations", "max_new_tokens", "max_tokens_per_turn", "top_k", "batch_size",
-                    "chunk_size", "demo_chunks")
+                    "chunk_size", "demo_chunks", "judge_max_tokens")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1, not {getattr(self, name)}")
@@ -79,5 +88,9 @@ class EvalConfig:
             raise ValueError(f"--on-tool-error must be stop or continue, not {self.on_tool_error!r}")
         if self.tool_format not in ("seed", "native", "auto"):
             raise ValueError(f"--tool-format must be seed, native or auto, not {self.tool_format!r}")
+        if self.judge not in JUDGE_CHOICES:
+            raise ValueError(f"--judge must be one of {', '.join(JUDGE_CHOICES)}, not {self.judge!r}")
+        if self.judge_model and self.judge not in ("llm", "auto"):
+            raise ValueError(f"--judge-model is only asked by the LLM judge, not --judge {self.judge}")
         if self.retriever not in ("bm25", "dense"):
             raise ValueError(f"--retriever must be bm25 or dense, not {self.retriever!r}")

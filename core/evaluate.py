@@ -9,7 +9,7 @@ written, and new questions take their places, so one long chat does not hold up 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
@@ -17,19 +17,21 @@ from typing import Any, Callable
 from loguru import logger
 
 from core.rollout.agent import FINISH_MAX_TURNS, FINISH_TOOL_ERROR, Agent, AgentConfig, Trajectory
-from core.backends import Backend, SamplingConfig, chat_complete, create_backend
+from core.backends import Backend, SamplingConfig, chat_generate, create_backend
 from core.config import EvalConfig
 from core.data.corpus import corpus_fingerprint, load_corpus
 from core.data.demo_data import generate_demo
-from core.scoring.judges import build_judge
+from core.scoring.judges import build_judge, effective_judge, judge_label, verdict_correct
 from core.models import load_tokenizer, resolve_model
 from core.rollout.prompts import PromptTemplate
 from core.data.questions import load_questions, split_questions
 from core.data.records import Chunk, InputError, Question
 from core.lint.summary import lint_totals_or_none
 from core.retrieval import build_retriever, format_results
-from core.scoring.rewards import RewardInput, RewardSuite, final_answer
+from core.scoring.rewards import (RewardInput, RewardSuite, final_answer, load_user_rewards,
+                                  reward_failures)
 from core.store import Store, TrajectoryOutcome
+from core.store.liveness import check_resumable
 from core.rollout.templates import check_template, load_chat_template
 
 
@@ -76,6 +78,7 @@ ProgressFn = Callable[[Progress], None]
 def load_inputs(config: EvalConfig) -> EvalInputs:
     """Read the corpus, questions and prompt template named by the configuration."""
     config.validate()
+    load_user_rewards(config.extra_rewards, config.reward_weights)  # a bad --reward is refused before the model loads
     if config.corpus:
         chunks = load_corpus(config.corpus, chunk_size=config.chunk_size, chunk_overlap=config.chunk_overlap)
         label = str(config.corpus)
@@ -107,6 +110,8 @@ def evaluate(config: EvalConfig, db: str | Path, progress: ProgressFn | None = N
     (a server client of your own, say); `config.model` is then only the name stored.
     """
     inputs = load_inputs(config)
+    # The judge that decides is stored, never "auto": the summary, `runs` and the TUI name it.
+    config = replace(config, judge=effective_judge(config.judge, config.judge_model))
     session = _Session.build(config, inputs, backend)
     with Store.open(db) as store:
         stored = config.to_dict() | {"corpus_fingerprint": inputs.fingerprint, "corpus_label": inputs.corpus_label,
@@ -126,8 +131,7 @@ def resume(db: str | Path, run_id: int, progress: ProgressFn | None = None,
         run = store.run(run_id)
         if run["kind"] != "eval":
             raise ValueError(f"run {run_id} is a {run['kind']} run; only eval runs resume here")
-        if run["status"] == "running":
-            raise ValueError(f"run {run_id} is still running (pid {run['pid']})")
+        check_resumable(run_id, run)  # a fast refusal; claim_run below decides atomically
         stored = run["config"]
         config = EvalConfig.from_dict(stored)
         inputs = load_inputs(config)
@@ -185,13 +189,16 @@ class _Session:
 
         agent = Agent(backend, search, agent_config, inputs.prompts, chat_format)
         complete = None
-        if config.judge == "llm":
-            judge_backend = backend
+        judge = effective_judge(config.judge, config.judge_model)
+        if judge == "llm":
+            judge_backend = backend  # --judge llm without --judge-model: the policy, as the seed
             if config.judge_model:
                 judge_backend = create_backend(config.backend, resolve_model(config.judge_model),
                                                device=config.device, dtype=config.dtype)
-            complete = lambda texts: chat_complete(judge_backend, texts, max_tokens=8)  # noqa: E731
-        suite = RewardSuite(build_judge(config.judge, complete), config.reward_weights, config.extra_rewards)
+            budget = config.judge_max_tokens
+            complete = lambda texts: chat_generate(judge_backend, texts, max_tokens=budget)  # noqa: E731
+        suite = RewardSuite(build_judge(judge, complete, config.judge_max_tokens), config.reward_weights,
+                            config.extra_rewards)
         return cls(config, agent, suite)
 
     def run(self, store: Store, run_id: int, todo: list[tuple[int, Question]],
@@ -238,7 +245,7 @@ class _Session:
                     status="done", finish_reason=traj.finish_reason, final_answer=item.final_answer,
                     turns=traj.turns, tool_calls=traj.tool_calls, tool_errors=traj.tool_errors,
                     tokens=traj.tokens, rewards=results, reward=self.rewards.total(results),
-                    correct=None if correctness is None else correctness.value >= 1.0,
+                    correct=verdict_correct(correctness),
                     drift_at=traj.drift_at, drift_kind=traj.drift_kind, finish_detail=traj.finish_detail,
                     generation_seconds=traj.generation_seconds))
 
@@ -258,7 +265,12 @@ def _answer(traj: Trajectory) -> str:
 
 def run_summary(store: Store, run_id: int) -> dict[str, Any]:
     """Accuracy, mean of each reward, tool-error rate, finish reasons, drift by kind, speed, and
-    the mask lint's counts (core.lint.summary.lint_totals_or_none) of a run."""
+    the mask lint's counts (core.lint.summary.lint_totals_or_none) of a run.
+
+    "judge" names the judge that decided (core.scoring.judges.judge_label: "f1", "llm:<model>",
+    None when the configuration names none). "accuracy" is correct / judged; "judge_unparseable"
+    counts finished trajectories the judge gave no verdict on (a reply with no yes or no), which
+    are neither right nor wrong and left out of accuracy (None before anything was judged)."""
 
     run = store.run(run_id)
     done = run["n_done"]
@@ -285,8 +297,12 @@ def run_summary(store: Store, run_id: int) -> dict[str, Any]:
         "trajectories": done,
         "planned": run["n_planned"],
         "accuracy": run["n_correct"] / run["n_judged"] if run["n_judged"] else None,
+        "judge": judge_label(run["config"]),
+        "judged": run["n_judged"],
+        "judge_unparseable": done - run["n_judged"],
         "mean_reward": run["reward_sum"] / done if done else None,
         "reward_means": means,
+        "reward_failures": reward_failures(store.conn, run_id),
         "tool_error_rate": run["n_with_tool_error"] / done if done else None,
         "finish_reasons": reasons,
         "drifted_trajectories": drift,

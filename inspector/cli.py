@@ -59,10 +59,16 @@ def _eval_parser(sub: argparse._SubParsersAction) -> None:
     a("--top-p", type=float, default=d.top_p)
     a("--seed", type=int, default=d.seed)
     a("--batch-size", type=int, default=d.batch_size, help="trajectories generated together")
-    a("--judge", default=d.judge, choices=["llm", "exact", "f1", "contains"], help="how correctness is decided")
-    a("--judge-model", help="model for --judge llm (default: the evaluated model, as the seed)")
+    a("--judge", default=d.judge, choices=["auto", "llm", "exact", "f1", "contains"], help="how correctness is "
+      "decided: auto (default) is the LLM judge when --judge-model names a model, else f1 (token F1 >= 0.5); "
+      "llm without --judge-model asks the evaluated model itself, as the seed did")
+    a("--judge-model", help="model for the LLM judge (implies --judge llm under auto)")
+    a("--judge-max-tokens", type=int, default=d.judge_max_tokens, help="reply budget of the LLM judge, room for a "
+      "thinking model to reason (default: %(default)s)")
     a("--reward-weights", default="", help="e.g. correctness=1,formatting=0.5,retry_behavior=1,chunk_hit=1")
-    a("--reward", action="append", default=[], metavar="MODULE:FUNCTION", help="an extra reward function")
+    a("--reward", action="append", default=[], metavar="MODULE:FUNCTION", help="an extra reward function "
+      "(repeatable): package.module:function or path/to/file.py:function; it returns a number or "
+      "(number, dict), and a failure is counted in the summary")
     a("--on-tool-error", default=d.on_tool_error, choices=["stop", "continue"],
       help="stop the trajectory on a tool error (the seed) or show the error to the model")
     a("--prompt-template", help="JSON file with 'system' and 'user' texts ({date}, {question}, {tool_definition})")
@@ -111,6 +117,8 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     a("--judge", default=d.judge, choices=["exact", "f1", "contains", "llm"], help="how correctness is decided "
       "(default: %(default)s; llm needs --judge-model)")
     a("--judge-model", help="model for --judge llm, apart from the policy and never trained")
+    a("--judge-max-tokens", type=int, default=d.judge_max_tokens, help="reply budget of --judge llm, room for a "
+      "thinking model to reason (default: %(default)s)")
     a("--reward-weights", default="", help="e.g. correctness=1,formatting=0.5,retry_behavior=1,chunk_hit=1")
     a("--prompt-template", help="JSON file with 'system' and 'user' texts ({date}, {question}, {tool_definition})")
     a("--reward", action="append", default=[], metavar="MODULE:FUNCTION", help="an extra reward function "
@@ -164,11 +172,20 @@ def _config_from_args(args: argparse.Namespace):
         max_generations=args.max_generations, max_new_tokens=args.max_new_tokens,
         max_tokens_per_turn=args.max_tokens_per_turn, temperature=args.temperature, top_p=args.top_p,
         seed=args.seed, batch_size=args.batch_size, judge=args.judge, judge_model=args.judge_model,
-        reward_weights=parse_weights(args.reward_weights) if args.reward_weights else {},
+        judge_max_tokens=args.judge_max_tokens, reward_weights=parse_weights(args.reward_weights) if args.reward_weights else {},
         extra_rewards=list(args.reward), on_tool_error=args.on_tool_error, prompt_template=args.prompt_template,
         check_drift=not args.no_drift_check, name=args.name, chat_template=args.chat_template,
         tool_format=args.tool_format,
     )
+
+
+def _print_reward_failures(summary: dict, stream) -> None:
+    """A line per user reward that failed (core.scoring.rewards.reward_failure_lines), so a failure
+    is seen where the results are, not only in the log."""
+    from core.scoring.rewards import reward_failure_lines
+
+    for line in reward_failure_lines(summary.get("reward_failures") or {}):
+        print(f"  {line}", file=stream)
 
 
 def _print_summary(summary: dict, stream, db: str = "DB") -> None:
@@ -180,8 +197,10 @@ def _print_summary(summary: dict, stream, db: str = "DB") -> None:
     print(f"  accuracy {pct(summary['accuracy'])}   mean reward "
           f"{'–' if summary['mean_reward'] is None else format(summary['mean_reward'], '.3f')}   "
           f"tool-error rate {pct(summary['tool_error_rate'])}", file=stream)
+    print(f"  {judge_line(summary)}", file=stream)
     for name, value in summary["reward_means"].items():
         print(f"  {name:<16} {value:.3f}", file=stream)
+    _print_reward_failures(summary, stream)
     reasons = ", ".join(f"{k} {v}" for k, v in summary["finish_reasons"].items())
     tps = summary["tokens_per_second"]
     print(f"  finish: {reasons or '–'}   {summary['generated_tokens']} tokens generated"
@@ -192,6 +211,17 @@ def _print_summary(summary: dict, stream, db: str = "DB") -> None:
         from core.lint.summary import lint_line
 
         print(f"  {lint_line(summary['lint'], db, summary['run_id'])}", file=stream)
+
+
+def judge_line(summary: dict) -> str:
+    """'judge f1   judged 17   unparseable 3': which judge decided (core.scoring.judges.judge_label,
+    shown literally and clipped: it may hold a model path) and how many answers it gave a verdict
+    on; "unparseable" replies (no yes or no) are left out of accuracy, which is correct / judged."""
+    judge = summary.get("judge")
+    line = f"judge {'–' if judge is None else one_line(str(judge), 48)}"
+    if summary.get("judged") is not None:
+        line += f"   judged {summary['judged']}   unparseable {summary.get('judge_unparseable') or 0}"
+    return line
 
 
 def _drift_kinds(kinds: dict | None) -> str:
@@ -299,7 +329,7 @@ def _train_config_from_args(args: argparse.Namespace):
         max_generations=args.max_generations, max_new_tokens=args.max_new_tokens,
         max_tokens_per_turn=args.max_tokens_per_turn, top_k=args.top_k, judge=args.judge,
         judge_model=args.judge_model, reward_weights=parse_weights(args.reward_weights) if args.reward_weights else {},
-        lora_r=args.lora_r, lora_alpha=args.lora_alpha, seed=args.seed, name=args.name,
+        judge_max_tokens=args.judge_max_tokens, lora_r=args.lora_r, lora_alpha=args.lora_alpha, seed=args.seed, name=args.name,
         save_every=args.save_every, eval_every=args.eval_every, eval_questions=args.eval_questions,
         prompt_template=args.prompt_template, extra_rewards=list(args.reward))
 
@@ -349,6 +379,7 @@ def _run_train(args: argparse.Namespace) -> int:
     per_step = "–" if summary["mean_step_seconds"] is None else f"{summary['mean_step_seconds']:.1f} s"
     print(f"train run {summary['run_id']} ({summary['name']}): {summary['steps']} steps, "
           f"{summary['trajectories']} trajectories; reward {first} -> {last}; {per_step} per step", file=sys.stderr)
+    _print_reward_failures(summary, sys.stderr)
     from core.lint.summary import lint_line
 
     print(f"  {lint_line(summary.get('lint'), args.db, summary['run_id'])}", file=sys.stderr)
@@ -415,6 +446,8 @@ def _run_view(db: str, run_id: int | None = None) -> int:
 
 
 _MODEL_CELLS = 24
+_JUDGE_CELLS = 10
+"""Room for "contains" and for "llm:" with the start of the judge model's name."""
 _NAME_CELLS_MIN = 40
 
 
@@ -426,8 +459,8 @@ def _cells(text: str, width: int, align: str = "<") -> str:
     return text + pad if align == "<" else pad + text
 
 
-RUNS_HEADER = f"{'id':>4}  {'kind':<5} {'status':<11} {'done':>13}  {'acc':>6}  {'reward':>6}  " \
-              f"{'model':<{_MODEL_CELLS}}  name"
+RUNS_HEADER = f"{'id':>4}  {'kind':<5} {'status':<11} {'done':>13}  {'acc':>6}  {'judge':<{_JUDGE_CELLS}}  " \
+              f"{'reward':>6}  {'model':<{_MODEL_CELLS}}  name"
 """The first line of `rl-inspect runs`; run_row_line's columns line up under it."""
 
 
@@ -435,13 +468,15 @@ def run_row_line(r, *, name_cells: int | None = 60) -> str:
     """One run of `rl-inspect runs` as one terminal line, every database string shown literally.
 
     `r` is a `core.store.queries.RunRow`. Columns have fixed widths in terminal cells, so a
-    hostile or wide kind, status or model cannot shift the ones after it; the name comes last,
-    clipped to `name_cells` (None: never clipped).
+    hostile or wide kind, status, judge or model cannot shift the ones after it; the name comes
+    last, clipped to `name_cells` (None: never clipped). "judge" says which judge decided the
+    accuracy beside it (core.scoring.judges.judge_label; – when the run's configuration names none).
     """
     acc = "–" if r.accuracy is None else f"{r.accuracy:.1%}"
     reward = "–" if r.mean_reward is None else f"{r.mean_reward:.3f}"
+    judge = _cells("–" if r.judge is None else r.judge, _JUDGE_CELLS)
     return (f"{r.id:>4}  {_cells(r.kind, 5)} {_cells(r.status, 11)} {r.n_done:>6}/{r.n_planned:<6}  {acc:>6}  "
-            f"{reward:>6}  {_cells(r.model, _MODEL_CELLS)}  {one_line(r.name, name_cells)}")
+            f"{judge}  {reward:>6}  {_cells(r.model, _MODEL_CELLS)}  {one_line(r.name, name_cells)}")
 
 
 def _run_list(db: str, as_json: bool) -> int:

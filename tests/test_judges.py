@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from core.scoring.judges import (ContainsJudge, ExactMatchJudge, F1Judge, JudgeItem, LLMJudge, build_judge,
-                         normalize_answer, read_yes_no)
+from core.scoring.judges import (JUDGE_MAX_TOKENS, ContainsJudge, ExactMatchJudge, F1Judge, JudgeItem, LLMJudge,
+                                 build_judge, normalize_answer, read_yes_no)
 
 
 def _item(answer: str, gold: str = "Eiffel Tower", question: str = "What is in Paris?") -> JudgeItem:
@@ -109,11 +109,12 @@ def test_llm_judge_calls_the_model_once_for_the_batch():
     for prompt, item in zip(prompts, items):
         assert item.question in prompt and item.gold in prompt and item.answer in prompt
         assert "Yes or No" in prompt
-    assert [v.correct for v in verdicts] == [True, False, False]
+    # A reply with no yes or no is not judged (None), not wrong (issue 13); it scores 0.0.
+    assert [v.correct for v in verdicts] == [True, False, None]
     assert [v.score for v in verdicts] == [1.0, 0.0, 0.0]
     assert verdicts[1].detail["reply"] == "No, yes-men would say otherwise."
     assert verdicts[1].detail["verdict"] == "no"
-    assert verdicts[2].detail == {"reply": "I think yes", "verdict": "unparseable", "max_tokens": 8}
+    assert verdicts[2].detail == {"reply": "I think yes", "verdict": "unparseable", "max_tokens": JUDGE_MAX_TOKENS}
 
 
 def test_llm_judge_does_not_ask_about_empty_answers():

@@ -256,7 +256,8 @@ def test_user_rewards(user_module):
 def test_failing_user_reward_scores_zero_not_the_run(user_module):
     suite = RewardSuite(ExactMatchJudge(), extra=[f"{user_module}:broken", f"{user_module}:wrong_type"])
     by = _by_name(suite.score([_input(_chat(("Qoruna", None)))])[0])
-    assert by["broken"].value == 0.0 and by["broken"].detail == {"error": "RuntimeError: boom"}
+    assert by["broken"].value == 0.0 and by["broken"].detail == {"error": "RuntimeError: boom", "reward_failure": "raised",
+                                                                 "at": "basic.py:10 in broken"}
     assert by["wrong_type"].value == 0.0 and "returned str" in by["wrong_type"].detail["error"]
     assert by["correctness"].value == 1.0
 

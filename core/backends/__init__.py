@@ -4,9 +4,9 @@ One small protocol so the agent loop does not care what produces tokens: transfo
 CUDA now, vLLM and OpenAI-compatible servers later, a scripted double in the tests.
 """
 
-from core.backends.base import Backend, Generation, SamplingConfig, chat_complete
+from core.backends.base import Backend, Generation, SamplingConfig, chat_complete, chat_generate
 
-__all__ = ["Backend", "Generation", "SamplingConfig", "chat_complete", "create_backend"]
+__all__ = ["Backend", "Generation", "SamplingConfig", "chat_complete", "chat_generate", "create_backend"]
 
 
 def create_backend(kind: str, model_ref, *, device: str = "auto", dtype: str = "auto", tokenizer=None) -> Backend:

@@ -47,6 +47,12 @@ class Backend(Protocol):
 
 def chat_complete(backend: Backend, texts: Sequence[str], max_tokens: int = 16) -> list[str]:
     """Greedy replies to single user messages: what an LLM judge needs."""
+    return [o.text for o in chat_generate(backend, texts, max_tokens)]
+
+
+def chat_generate(backend: Backend, texts: Sequence[str], max_tokens: int = 16) -> list[Generation]:
+    """chat_complete's generations whole, so a caller sees which replies were cut at `max_tokens`
+    (finish_reason "length"): one per text, greedy, each text sent as one user message."""
     if not texts:
         return []
     tok = backend.tokenizer
@@ -54,8 +60,7 @@ def chat_complete(backend: Backend, texts: Sequence[str], max_tokens: int = 16) 
         _as_ids(tok.apply_chat_template([{"role": "user", "content": t}], add_generation_prompt=True, tokenize=True))
         for t in texts
     ]
-    outs = backend.generate(prompts, [max_tokens] * len(prompts), SamplingConfig(temperature=0.0))
-    return [o.text for o in outs]
+    return list(backend.generate(prompts, [max_tokens] * len(prompts), SamplingConfig(temperature=0.0)))
 
 
 def _as_ids(encoded: Any) -> list[int]:

@@ -13,14 +13,30 @@ import string
 import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Mapping, Protocol, Sequence
 
 from core.rollout.toolcalls import strip_reasoning
 
-Complete = Callable[[list[str]], list[str]]
-"""Plain user-message texts -> reply texts (the caller applies the chat template)."""
+Complete = Callable[[list[str]], "Sequence[str | Reply]"]
+"""Plain user-message texts -> replies (the caller applies the chat template): reply texts, or
+objects with `text` and `finish_reason` ("length": cut at the token limit), such as
+core.backends.Generation, so a verdict can say that its reply was cut."""
 
 JUDGE_NAMES = ("llm", "exact", "f1", "contains")
+"""The judges build_judge makes."""
+JUDGE_CHOICES = ("auto", *JUDGE_NAMES)
+"""What --judge accepts: "auto" is resolved by effective_judge before a run starts."""
+DEFAULT_JUDGE = "f1"
+"""The judge "auto" means without a judge model. A small policy asked to grade itself says "Yes"
+to nonsense (issue 13: SmolLM2-135M passed 45% of its own answers, "To call the function, y…"
+among them), so without a separate judge model the default is deterministic: token F1 >= 0.5,
+the SQuAD-style metric short-answer QA and search-agent RL (Search-R1, ReSearch) report."""
+JUDGE_MAX_TOKENS = 1024
+"""Reply budget of the LLM judge. A one-word verdict needs a handful of tokens, but a thinking
+model (Qwen3, DeepSeek-R1) reasons first; cut at 8 tokens its reply was "<think>\nOkay, let me
+compare the" and read as "no" (issue 13)."""
+UNPARSEABLE = "unparseable"
+"""The verdict of an LLM judge reply with no yes or no: not judged (correct None), not wrong."""
 
 
 @dataclass(frozen=True)
@@ -32,11 +48,23 @@ class JudgeItem:
     answer: str
 
 
+class Reply(Protocol):
+    """A judge model's reply with how it ended (core.backends.Generation has these)."""
+
+    text: str
+    finish_reason: str
+
+
 @dataclass
 class Verdict:
-    """A judge's decision on one answer: correct or not, a score in [0, 1], and why."""
+    """A judge's decision on one answer: correct or not, a score in [0, 1], and why.
 
-    correct: bool
+    `correct` is None when the judge gave no verdict (an LLM judge's reply with no yes or no):
+    such an answer is counted as not judged, neither right nor wrong, and its score is 0.0 (a
+    reward must be a number).
+    """
+
+    correct: bool | None
     score: float
     detail: dict[str, Any] = field(default_factory=dict)
 
@@ -162,29 +190,34 @@ _TRAILING = _EDGE + ".,!:;)]"
 def read_yes_no(reply: str) -> str:
     """'yes', 'no' or 'unparseable': the first word of a reply, read strictly.
 
-    Reasoning, surrounding whitespace, markdown emphasis and quotes are ignored, and trailing
-    punctuation is allowed ("**Yes.**"); any other first word ("Answer: yes", "Yes-ish") is
-    unparseable. The seed instead accepted any reply containing "yes", so "No, yes-men..." passed.
+    Reasoning is stripped first (core.rollout.toolcalls.strip_reasoning: every <think>...</think>
+    block, everything before a stray </think>, and an unclosed <think> to the end, so a reply cut
+    while thinking has nothing left and is unparseable). Surrounding whitespace, markdown emphasis
+    and quotes are ignored, and trailing punctuation is allowed ("**Yes.**"); any other first word
+    ("Answer: yes", "Yes-ish") is unparseable. The seed instead accepted any reply containing
+    "yes", so "No, yes-men..." passed.
     """
     words = strip_reasoning(reply).strip().lstrip(_EDGE).split()
     if not words:
         return "unparseable"
     first = words[0].rstrip(_TRAILING).lower()
-    return first if first in ("yes", "no") else "unparseable"
+    return first if first in ("yes", "no") else UNPARSEABLE
 
 
 class LLMJudge:
     """Asks a language model whether each answer matches the gold answer.
 
     `complete` is called once per batch with every prompt. `max_tokens` is the reply budget the
-    caller should give `complete` (a one-word verdict needs a handful of tokens); it is recorded
-    in each verdict's detail. An empty answer is marked wrong without asking the model, because
-    small judges readily say "Yes" to nothing.
+    caller gives `complete` (JUDGE_MAX_TOKENS by default: room for a thinking model's reasoning);
+    it is recorded in each verdict's detail, with "cut": True when a reply says it stopped at that
+    limit. A reply with no yes or no once its reasoning is stripped is UNPARSEABLE: correct None
+    (not judged), never read as "no". An empty answer is marked wrong without asking the model,
+    because small judges readily say "Yes" to nothing.
     """
 
     name = "llm"
 
-    def __init__(self, complete: Complete, max_tokens: int = 8):
+    def __init__(self, complete: Complete, max_tokens: int = JUDGE_MAX_TOKENS):
         if max_tokens < 1:
             raise ValueError(f"judge max_tokens must be at least 1, not {max_tokens}")
         self.complete = complete
@@ -195,28 +228,81 @@ class LLMJudge:
                                     answer=item.answer.strip())
 
     def judge(self, items: list[JudgeItem]) -> list[Verdict]:
+        """One verdict per item; ValueError when the model returns another number of replies."""
         asked = [i for i, item in enumerate(items) if item.answer.strip()]
-        replies = self.complete([self.prompt(items[i]) for i in asked]) if asked else []
+        replies = list(self.complete([self.prompt(items[i]) for i in asked])) if asked else []
         if len(replies) != len(asked):
             raise ValueError(f"LLM judge got {len(replies)} replies for {len(asked)} prompts")
         verdicts = [Verdict(False, 0.0, {"reply": "", "verdict": "empty_answer"}) for _ in items]
         for i, reply in zip(asked, replies):
-            verdict = read_yes_no(reply)
-            correct = verdict == "yes"
-            verdicts[i] = Verdict(correct, 1.0 if correct else 0.0,
-                                  {"reply": reply, "verdict": verdict, "max_tokens": self.max_tokens})
+            text = reply if isinstance(reply, str) else str(reply.text)
+            verdict = read_yes_no(text)
+            correct = None if verdict == UNPARSEABLE else verdict == "yes"
+            detail: dict[str, Any] = {"reply": text, "verdict": verdict, "max_tokens": self.max_tokens}
+            if getattr(reply, "finish_reason", None) == "length":
+                detail["cut"] = True
+            verdicts[i] = Verdict(correct, 1.0 if correct else 0.0, detail)
         return verdicts
 
 
-def build_judge(name: str, complete: Complete | None = None) -> Judge:
-    """The judge called `name`; "llm" needs a `complete` function to ask the model."""
+def build_judge(name: str, complete: Complete | None = None, max_tokens: int = JUDGE_MAX_TOKENS) -> Judge:
+    """The judge called `name` (one of JUDGE_NAMES; resolve "auto" with effective_judge first).
+
+    "llm" needs a `complete` function to ask the model, called with a reply budget of
+    `max_tokens`. ValueError for an unknown name or an "llm" judge without `complete`.
+    """
     if name == "llm":
         if complete is None:
             raise ValueError("the 'llm' judge needs a model to ask (no complete function given)")
-        return LLMJudge(complete)
+        return LLMJudge(complete, max_tokens)
     deterministic: dict[str, Callable[[], Judge]] = {
         "exact": ExactMatchJudge, "f1": F1Judge, "contains": ContainsJudge}
     if name not in deterministic:
         raise ValueError(f"unknown judge {name!r} (valid: {', '.join(JUDGE_NAMES)})")
     return deterministic[name]()
 
+
+def effective_judge(judge: str, judge_model: str | None, default: str = DEFAULT_JUDGE) -> str:
+    """The judge a run uses: `judge` itself, or for "auto" the LLM judge when a judge model is
+    named (`--judge-model`) and `default` (a deterministic judge) when none is.
+
+    The rule is issue 13's: the policy never grades itself unless asked (`--judge llm`), since a
+    small policy says "Yes" to nonsense. ValueError for a name outside JUDGE_CHOICES.
+    """
+    if judge not in JUDGE_CHOICES:
+        raise ValueError(f"--judge must be one of {', '.join(JUDGE_CHOICES)}, not {judge!r}")
+    if judge != "auto":
+        return judge
+    return "llm" if judge_model else default
+
+
+def judge_label(config: Mapping[str, Any] | None) -> str | None:
+    """Which judge decided a run, from its stored configuration (runs.config): "exact", "f1",
+    "contains", or "llm:<model>" naming the model asked (`judge_model`, else the policy
+    `model`: the seed's default, a policy grading itself). None when the configuration names no
+    judge (runs of other tools, or a configuration that is not a JSON object).
+
+    Runs stored before issue 13 hold the judge they ran ("llm" by default then); a stored "auto"
+    (never written by this version) is resolved as effective_judge does.
+    """
+    if not isinstance(config, Mapping) or not isinstance(config.get("judge"), str) or not config["judge"]:
+        return None
+    judge, judge_model = config["judge"], config.get("judge_model")
+    if judge == "auto":
+        judge = "llm" if judge_model else DEFAULT_JUDGE
+    if judge != "llm":
+        return judge
+    model = judge_model or config.get("model")
+    return f"llm:{model}" if model else "llm"
+
+
+def verdict_correct(result: Any) -> bool | None:
+    """trajectories.correct for a trajectory's correctness reward (a core.data.records.RewardResult):
+    None without one or when the judge gave no verdict (detail "verdict" UNPARSEABLE), else
+    whether the value is 1.0. Accuracy is correct / judged; the unjudged are counted apart."""
+    if result is None:
+        return None
+    detail = result.detail if isinstance(result.detail, dict) else {}
+    if detail.get("verdict") == UNPARSEABLE:
+        return None
+    return result.value >= 1.0

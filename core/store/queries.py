@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass, field, fields
 from typing import Any, Sequence
 
+from core.scoring.judges import judge_label
 from core.store.query_plan import CAP, INDEX_OF, SORT_COLUMNS, Plan, fts_phrase, has_text, keyset_steps
 from core.store.schema import FTS_POSITIONS
 from core.store.store import Store
@@ -147,6 +148,12 @@ class RunRow:
     lint: dict[str, Any] | None = None
     """The mask lint's counts stored with the run's summary when it ended (core.lint.lint_totals:
     errors, warnings, info, kinds); None for a run still going, or one from before the lint."""
+    judge: str | None = None
+    """The judge that decided correctness, from the run's configuration (core.scoring.judges.judge_label:
+    "f1", "llm:<model>", ...); None when the configuration names none."""
+    n_judged: int | None = None
+    """Finished trajectories the judge gave a verdict on; the rest (n_done - n_judged) have none
+    (for runs of this project: an LLM judge reply with no yes or no) and are left out of accuracy."""
 
 
 _ROW_COLUMNS = ("id, run_id, qidx, sample, step, group_id, status, question, gold_answer, final_answer, correct,"
@@ -169,8 +176,16 @@ def run_rows(store: Store) -> list[RunRow]:
             generated_tokens=r["generated_tokens"], created_at=r["created_at"],
             duration=max(0.0, _end_time(r) - r["created_at"]),
             parent_run_id=r["parent_run_id"], train_step=r["train_step"],
-            lint=_summary_lint(r.get("summary"))))
+            lint=_summary_lint(r.get("summary")), judge=_config_judge(r.get("config")), n_judged=judged))
     return out
+
+
+def _config_judge(config: str | None) -> str | None:
+    """judge_label of a run's stored configuration (JSON text); None when absent or unreadable."""
+    try:
+        return judge_label(json.loads(config)) if config else None
+    except ValueError:
+        return None
 
 
 def _summary_lint(summary: str | None) -> dict[str, Any] | None:

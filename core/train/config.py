@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from core.config import EvalConfig
+from core.scoring.judges import JUDGE_MAX_TOKENS
 from core.models import DEFAULT_MODEL
 from core.data.records import InputError
 
@@ -54,6 +55,8 @@ class TrainConfig:
     rewards its own mistakes, issue 7)."""
     judge_model: str | None = None
     """The model --judge llm asks; loaded apart from the policy and never trained."""
+    judge_max_tokens: int = JUDGE_MAX_TOKENS
+    """Reply budget of --judge llm: room for a thinking judge to reason before its yes or no."""
     reward_weights: dict[str, float] = field(default_factory=dict)
     extra_rewards: list[str] = field(default_factory=list)
     """--reward MODULE:FUNCTION, repeatable: user reward functions beside the built-in ones, as
@@ -81,6 +84,7 @@ class TrainConfig:
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
         """Rebuild from a run's stored configuration, ignoring keys this version does not know."""
         known = {f.name for f in fields(cls)}
+        data = {"judge_max_tokens": 8} | dict(data)  # stored before --judge-max-tokens: what it ran with
         return cls(**{k: v for k, v in data.items() if k in known})
 
     def to_dict(self) -> dict[str, Any]:
@@ -94,6 +98,7 @@ class TrainConfig:
                           max_generations=self.max_generations, max_new_tokens=self.max_new_tokens,
                           max_tokens_per_turn=self.max_tokens_per_turn, temperature=self.temperature,
                           top_p=self.top_p, seed=self.seed, judge=self.judge, on_tool_error=self.on_tool_error,
+                          judge_max_tokens=self.judge_max_tokens,
                           prompt_template=self.prompt_template)
 
     def held_out_config(self) -> EvalConfig:
@@ -110,7 +115,7 @@ class TrainConfig:
         generation batch (questions x generations) a multiple of the per-device batch.
         """
         for name in ("steps", "questions_per_step", "num_generations", "max_generations", "max_new_tokens",
-                     "max_tokens_per_turn", "top_k", "chunk_size", "demo_chunks"):
+                     "max_tokens_per_turn", "top_k", "chunk_size", "demo_chunks", "judge_max_tokens"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1, not {getattr(self, name)}")
         if self.num_generations < 2:
@@ -147,9 +152,9 @@ class TrainConfig:
                              f"not {self.split}")
         if self.save_every is not None and self.save_every < 1:
             raise ValueError(f"--save-every must be at least 1, not {self.save_every}")
-        from core.scoring.rewards import BUILTIN_REWARDS, load_reward_function
+        from core.scoring.rewards import BUILTIN_REWARDS, load_user_rewards
 
-        names = list(BUILTIN_REWARDS) + [load_reward_function(spec).name for spec in self.extra_rewards]
+        names = list(BUILTIN_REWARDS) + [r.name for r in load_user_rewards(self.extra_rewards)]
         unknown = [name for name in self.reward_weights if name not in names]
         if unknown:
             raise ValueError(f"unknown reward {unknown[0]!r} in --reward-weights (rewards: {', '.join(names)})")

@@ -9,6 +9,7 @@ from typing import Any, Callable
 
 from core.rollout.agent import Trajectory
 from core.evaluate import _answer
+from core.scoring.judges import verdict_correct
 from core.store import Store, TrajectoryOutcome
 from core.train.rewards import ScoreCache
 from core.train.rollout import AgentRollout
@@ -74,7 +75,7 @@ class StepRecorder:
             status="done", finish_reason=traj.finish_reason, final_answer=_answer(traj), turns=traj.turns,
             tool_calls=traj.tool_calls, tool_errors=traj.tool_errors, tokens=traj.tokens, rewards=results,
             reward=sum(r.value * r.weight for r in results),
-            correct=None if correctness is None else correctness.value >= 1.0,
+            correct=verdict_correct(correctness),
             advantage=advantage if math.isfinite(advantage) else None, drift_at=traj.drift_at,
             drift_kind=traj.drift_kind, finish_detail=traj.finish_detail,
             generation_seconds=traj.generation_seconds))

@@ -28,7 +28,7 @@ from typing import Any, Callable
 from loguru import logger
 
 from core.rollout.agent import Agent, AgentConfig
-from core.backends import SamplingConfig, chat_complete, create_backend
+from core.backends import SamplingConfig, chat_generate, create_backend
 from core.backends.hf import HFBackend
 from core.rollout.chat import stop_token_ids
 from core.scoring.judges import build_judge
@@ -36,8 +36,9 @@ from core.models import load_causal_lm, load_tokenizer, resolve_model
 from core.data.records import Question
 from core.lint.summary import lint_totals_or_none
 from core.retrieval import build_retriever, format_results
-from core.scoring.rewards import RewardSuite
+from core.scoring.rewards import RewardSuite, reward_failures
 from core.store import Store
+from core.store.liveness import check_resumable
 from core.rollout.templates import check_template
 from core.train.config import TrainConfig, load_train_inputs
 from core.train.rewards import ScoreCache, trl_reward_functions
@@ -183,8 +184,8 @@ def train(config: TrainConfig, db: str | Path, progress: StepProgressFn | None =
                 raise ValueError(f"{inputs.corpus_label}: the corpus changed since run {run_id} started; cannot resume")
             checkpoint = last_checkpoint(config.output_dir)
             done = int(checkpoint.name.split("-")[-1])
+            store.claim_run(run_id)  # first: a run another process holds is refused before anything is dropped
             store.drop_train_steps_after(run_id, done)
-            store.claim_run(run_id)
             name = store.run(run_id)["name"]
         args = grpo_config(config, config.output_dir or tmp, device)
         args.reward_weights = weights
@@ -210,8 +211,7 @@ def resume_config(db: str | Path, run_id: int) -> TrainConfig:
         run = store.run(run_id)
     if run["kind"] != "train":
         raise ValueError(f"run {run_id} is a {run['kind']} run; train --resume continues train runs")
-    if run["status"] == "running":
-        raise ValueError(f"run {run_id} is still running (pid {run['pid']})")
+    check_resumable(run_id, run)
     config = TrainConfig.from_dict(run["config"])
     last_checkpoint(config.output_dir)
     return config
@@ -268,12 +268,15 @@ def last_checkpoint(output_dir: str | None) -> Path:
 def reward_suite(config: TrainConfig, load_judge_backend: Callable[[], Any]) -> RewardSuite:
     """The run's rewards (core.scoring.rewards) with its judge: a deterministic one, or for --judge llm a
     model apart from the policy, loaded by `load_judge_backend()` and asked greedily for a
-    verdict of at most 8 tokens (as eval's LLM judge); user rewards from --reward after the built-in ones."""
+    verdict within `config.judge_max_tokens` (as eval's LLM judge: reasoning stripped, a reply with
+    no yes or no not judged); user rewards from --reward after the built-in ones."""
     complete = None
     if config.judge == "llm":
         judge_backend = load_judge_backend()
-        complete = lambda texts: chat_complete(judge_backend, texts, max_tokens=8)  # noqa: E731
-    return RewardSuite(build_judge(config.judge, complete), config.reward_weights, config.extra_rewards)
+        budget = config.judge_max_tokens
+        complete = lambda texts: chat_generate(judge_backend, texts, max_tokens=budget)  # noqa: E731
+    return RewardSuite(build_judge(config.judge, complete, config.judge_max_tokens), config.reward_weights,
+                       config.extra_rewards)
 
 
 def _generating(make_agent: Callable[[Any], Agent]) -> Callable[[Any], Agent]:
@@ -395,6 +398,7 @@ def train_summary(store: Store, run_id: int) -> dict[str, Any]:
         "last_loss": steps[-1].get("loss") if steps else None,
         "mean_step_seconds": sum(times) / len(times) if times else None,
         "seconds": (run["finished_at"] or time.time()) - run["created_at"],
+        "reward_failures": reward_failures(store.conn, run_id),
         "lint": lint_totals_or_none(store, run_id),
     }
 

@@ -16,11 +16,15 @@ from inspector.tui.reads import read
 from inspector.tui.screens.live import LiveScreen
 from inspector.tui.widgets.key_bar import KeyBar
 
-COLUMNS = ("id", "name", "status", "done", "accuracy", "reward", "tool err", "lint", "kind", "model", "tokens",
-           "started", "duration")
+COLUMNS = ("id", "name", "status", "done", "accuracy", "reward", "tool err", "lint", "judge", "kind", "model",
+           "tokens", "started", "duration")
 """The figures a user compares come first, so they stay on screen at 80 columns. "lint" is the
-mask lint's count when the run ended (✔ none; N✘ errors; N! warnings; – not checked)."""
-_FIXED = 4 + 11 + 15 + 8 + 7 + 8 + 6 + 5 + 13 * 2
+mask lint's count when the run ended (✔ none; N✘ errors; N! warnings; – not checked). "judge" is
+the judge that decided the accuracy (core.scoring.judges.judge_label: f1, exact, contains,
+llm:<model>; – when the run's configuration names none)."""
+_JUDGE_WIDTH = 13
+"""Cells of the judge column: "contains", or "llm:" and the start of the judge model's name."""
+_FIXED = 4 + 11 + 15 + 8 + 7 + 8 + 6 + 5 + _JUDGE_WIDTH + 14 * 2
 """Cells the columns after `name` need on an 80-column screen, with cell padding."""
 
 
@@ -147,6 +151,7 @@ def _cells(run: RunRow, name_width: int) -> tuple[Text, ...]:
         c(run.id, right=True), c(run.name, name_width), c(run.status, style=_STATUS_STYLE.get(run.status, "")),
         c(f"{run.n_done:,}/{run.n_planned:,}", right=True), c(fmt.pct(run.accuracy), right=True),
         c(fmt.num(run.mean_reward), right=True), c(fmt.pct(run.tool_error_rate), right=True), lint_cell(run.lint),
+        c(run.judge, _JUDGE_WIDTH),
         c(run.kind),
         c(run.model, 24), c(fmt.count(run.generated_tokens), right=True), c(fmt.when(run.created_at)),
         c(fmt.duration(run.duration), right=True),

@@ -27,6 +27,7 @@ from core.store.queries import (
     page_trajectories,
     position,
 )
+from core.scoring.judges import judge_label
 from inspector.literal import one_line
 from inspector.tui import format as fmt
 from inspector.tui.reads import read
@@ -251,11 +252,17 @@ class TrajectoriesScreen(LiveScreen):
                      for key in self.columns)
 
     def _update_run_line(self) -> None:
+        # The figures first and the model last, so that at 80 columns the accuracy, what it left
+        # out and the judge that decided it stay on screen (a long model name is what is cut).
         run = self.run_info
         acc = fmt.pct(run["n_correct"] / run["n_judged"]) if run["n_judged"] else fmt.DASH
+        judge = judge_label(run.get("config"))
+        unjudged = run["n_done"] - run["n_judged"]  # correct is NULL: the judge's reply had no yes/no
+        left_out = (f"{unjudged:,} {'unparseable' if judge else 'not judged'}", "bold yellow") if unjudged > 0 else ""
         self.query_one("#run-line", Static).update(fmt.line(
-            f"run {run['id']}", run["name"], run["model"], (run["status"], "bold"),
-            f"{run['n_done']:,}/{run['n_planned']:,} done", f"accuracy {acc}"))
+            f"run {run['id']}", run["name"], (run["status"], "bold"),
+            f"{run['n_done']:,}/{run['n_planned']:,} done", f"accuracy {acc}", left_out,
+            f"judge {judge or fmt.DASH}", run["model"]))
 
     def _filter_text(self, loading: bool = False) -> Text:
         q = self.query_state
