@@ -8,6 +8,11 @@
                                    stored (progress on stderr)
     rl-inspect lint DB [--run N]   check every trajectory's mask, logprobs and token counts
                                    (core.lint); exit 1 when any error-severity finding
+    rl-inspect compare DB A B      two runs side by side by question: flips, reward and
+                                   tool-call differences (core.store.compare)
+    rl-inspect export DB --run N [--format jsonl|parquet] [--out FILE]
+                                   one record per trajectory (messages, rewards, tokens,
+                                   mask, logprobs), streamed (core.store.export)
 
 Exit codes: 0 done; 1 the run failed (model, backend or internal error); 2 bad input (options,
 files, database); 130 cancelled with Ctrl-C or SIGTERM (finished trajectories are kept; finish
@@ -155,6 +160,28 @@ def build_parser() -> argparse.ArgumentParser:
     lint.add_argument("--examples", type=int, default=5, help="example trajectory ids per kind (default: %(default)s)")
     lint.add_argument("--no-tokenizer", action="store_true", help="do not look for the model's local tokenizer "
                       "(skips special_trained)")
+    compare = sub.add_parser("compare", help="compare two runs question by question",
+                             description="Two runs side by side by question (matched by text): which flipped "
+                             "from wrong to right and back, reward and tool-call differences (core.store.compare). "
+                             "Exit 0, or 2 for bad input.")
+    compare.add_argument("db")
+    compare.add_argument("run_a", type=int, metavar="RUN_A", help="the run to compare from (e.g. the base model)")
+    compare.add_argument("run_b", type=int, metavar="RUN_B", help="the run to compare to (e.g. a checkpoint)")
+    compare.add_argument("--json", action="store_true", help="print every question's row as JSON on stdout")
+    compare.add_argument("--rows", type=int, default=30, help="questions shown per list, 0 for all "
+                         "(default: %(default)s)")
+    export = sub.add_parser("export", help="write a run's trajectories as JSONL or Parquet",
+                            description="One record per trajectory with its messages, rewards, tokens, mask "
+                            "and logprobs (core.store.export), streamed in id order: an SFT/RL data set that "
+                            "datasets.load_dataset('json'|'parquet', data_files=FILE) loads.")
+    export.add_argument("db")
+    export.add_argument("--run", type=int, required=True, help="the run to export")
+    export.add_argument("--format", choices=["jsonl", "parquet"], help="default: parquet when --out ends in "
+                        ".parquet, else jsonl")
+    export.add_argument("--out", metavar="FILE", help="file to write (default: JSONL on stdout); written under a "
+                        "hidden partial name and renamed when complete")
+    export.add_argument("--force", action="store_true", help="replace an existing --out file")
+    export.add_argument("--limit", type=int, help="export at most this many trajectories (the first by id)")
     view = sub.add_parser("view", help="open a database in the TUI (the default command)")
     view.add_argument("db")
     view.add_argument("--run", type=int, help="open this run straight away")
@@ -506,6 +533,43 @@ def _run_list(db: str, as_json: bool) -> int:
     return EXIT_OK
 
 
+def _run_compare(db: str, run_a: int, run_b: int, as_json: bool, rows: int) -> int:
+    """`rl-inspect compare`: counts, means and the changed questions of run B against run A
+    (inspector.compare_text), or --json with every question (core.store.compare.Comparison.to_dict)."""
+    from core.store import Store
+    from core.store.compare import compare_runs
+
+    if rows < 0:
+        raise ValueError(f"--rows {rows}: must be 0 (all) or more")
+    with Store.open_readonly(db) as store:
+        comparison = compare_runs(store, run_a, run_b)
+    if as_json:
+        print(json.dumps({"db": db, **comparison.to_dict()}, indent=2))
+        return EXIT_OK
+    from inspector.compare_text import comparison_lines
+
+    print("\n".join(comparison_lines(comparison, rows=rows or None)))
+    return EXIT_OK
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    """`rl-inspect export`: stream a run's records to --out or stdout; one line on stderr says what
+    was written. A missing database, an unknown run or an existing --out (without --force) is bad
+    input (exit 2)."""
+    from core.store import Store
+    from core.store.export import export_run
+
+    fmt = args.format or ("parquet" if args.out and args.out.lower().endswith(".parquet") else "jsonl")
+    if args.limit is not None and args.limit < 0:
+        raise ValueError(f"--limit {args.limit}: must be 0 or more")
+    with Store.open_readonly(args.db) as store:
+        stats = export_run(store, args.run, fmt, args.out, stream=sys.stdout, force=args.force, limit=args.limit)
+    where = one_line(str(stats.path)) if stats.path else "stdout"
+    print(f"rl-inspect: exported {stats.trajectories:,} trajectories of run {args.run} as {fmt} to {where} "
+          f"({stats.bytes / 1e6:,.1f} MB in {stats.seconds:.1f} s)", file=sys.stderr)
+    return EXIT_OK
+
+
 LINT_HEADER = f"{'kind':<26} {'severity':<8} {'count':>8}  examples"
 
 
@@ -557,7 +621,8 @@ def _quiet_stdout() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (see the module's docstring)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] not in ("eval", "train", "runs", "view", "lint", "-h", "--help") and not argv[0].startswith("-"):
+    if argv and argv[0] not in ("eval", "train", "runs", "view", "lint", "compare", "export", "-h",
+                                "--help") and not argv[0].startswith("-"):
         argv = ["view", *argv]  # `rl-inspect runs.db`
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -579,6 +644,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_train(args)
         if args.command == "view":
             return _run_view(args.db, args.run)
+        if args.command == "compare":
+            return _run_compare(args.db, args.run_a, args.run_b, args.json, args.rows)
+        if args.command == "export":
+            return _run_export(args)
         if args.command == "lint":
             return _run_lint(args.db, args.run, args.json, args.examples, not args.no_tokenizer)
         return _run_list(args.db, args.json)
