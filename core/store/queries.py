@@ -154,6 +154,8 @@ class RunRow:
     n_judged: int | None = None
     """Finished trajectories the judge gave a verdict on; the rest (n_done - n_judged) have none
     (for runs of this project: an LLM judge reply with no yes or no) and are left out of accuracy."""
+    pid: int | None = None
+    """The process id of the run's (last) writer, on its host: the TUI cancels runs it launched by it."""
 
 
 _ROW_COLUMNS = ("id, run_id, qidx, sample, step, group_id, status, question, gold_answer, final_answer, correct,"
@@ -176,7 +178,8 @@ def run_rows(store: Store) -> list[RunRow]:
             generated_tokens=r["generated_tokens"], created_at=r["created_at"],
             duration=max(0.0, _end_time(r) - r["created_at"]),
             parent_run_id=r["parent_run_id"], train_step=r["train_step"],
-            lint=_summary_lint(r.get("summary")), judge=_config_judge(r.get("config")), n_judged=judged))
+            lint=_summary_lint(r.get("summary")), judge=_config_judge(r.get("config")), n_judged=judged,
+            pid=r.get("pid")))
     return out
 
 

@@ -16,6 +16,9 @@ GUIDE = (
     "Runs → Enter opens a run's trajectories (a train run's steps first) → Enter opens one trajectory.\n"
     "In a trajectory, t switches between the transcript and its tokens (green: trained by the loss; "
     "dim: masked), n/p move through the filtered list, y copies it as JSON. Esc goes back.\n"
+    "On the runs screen, c marks a run as A and c on another compares them question by question; "
+    "Enter on a question sets its two transcripts side by side. e launches an evaluation into the "
+    "database (x cancels it, R resumes, o shows its log).\n"
     "Ctrl+P opens the command palette with every key of this screen."
 )
 

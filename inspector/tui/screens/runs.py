@@ -34,6 +34,16 @@ class RunsScreen(LiveScreen):
     BINDINGS = [
         Binding("enter", "open_run", "Open run", id="runs.open"),
         Binding("r", "reload", "Reload", id="runs.reload"),
+        Binding("c", "compare", "Compare", id="runs.compare",
+                tooltip="Mark this run as A; on another run, compare A with it by question"),
+        Binding("e", "launch", "Launch eval", id="runs.launch",
+                tooltip="Start an evaluation into this database, in a process of its own"),
+        Binding("x", "cancel_run", "Cancel", id="runs.cancel",
+                tooltip="Stop the highlighted run if it was launched here (finished trajectories are kept)"),
+        Binding("R", "resume_run", "Resume", id="runs.resume",
+                tooltip="Finish the highlighted cancelled or interrupted eval run, in a process of its own"),
+        Binding("o", "show_log", "Launch log", id="runs.log", show=False,
+                tooltip="The log of the last evaluation launched here"),
     ]
 
     def __init__(self) -> None:
@@ -42,6 +52,8 @@ class RunsScreen(LiveScreen):
         self.loaded = False
         """True once the first read came back (tests wait on it)."""
         self._filled_width = 0
+        self.compare_from: int | None = None
+        """The run marked as A by `c`, waiting for its B."""
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -91,11 +103,100 @@ class RunsScreen(LiveScreen):
             keys = [str(r.id) for r in rows]
             row = keys.index(selected_key) if selected_key in keys else min(selected, len(rows) - 1)
             table.move_cursor(row=row)
+        self._update_status()
+
+    def _update_status(self) -> None:
+        rows = self.rows
         running = sum(1 for r in rows if r.status == "running")
         status = f"{len(rows)} runs" + (f" · {running} running" if running else "")
         if not rows:
             status = f"No runs yet. Start one from a terminal: rl-inspect eval --db {self.app.db_name}"
+        if self.compare_from is not None:
+            status += f" · run {self.compare_from} marked as A: c on another run compares them (c again unmarks)"
+        launched = launches(self.app)
+        if launched:
+            last = launched[-1]
+            state = "running" if last.running() else f"ended (exit {last.process.returncode})"
+            status += f" · launched eval pid {last.pid} {state}: o shows its log"
         self.query_one("#runs-status", Static).update(Text(status))
+
+    def _highlighted(self) -> RunRow | None:
+        key = self._key_at(self.query_one(DataTable).cursor_row)
+        return next((r for r in self.rows if str(r.id) == key), None)
+
+    def action_launch(self) -> None:
+        from inspector.tui.screens.launch import LaunchScreen
+
+        def start(args: list[str] | None) -> None:
+            if args is not None:
+                self._start(args, None)
+
+        self.app.push_screen(LaunchScreen(), start)
+
+    def _start(self, args: list[str], resume: int | None) -> None:
+        from inspector.launch import launch
+
+        try:
+            launched = launch(self.app.store.path, args, resume=resume)
+        except OSError as exc:
+            self.notify(f"cannot start the evaluation: {exc}", severity="error", markup=False)
+            return
+        launches(self.app).append(launched)
+        what = f"resuming run {resume}" if resume is not None else "evaluation started"
+        self.notify(f"{what} (pid {launched.pid}); its log: {launched.log}", markup=False)
+        self._update_status()
+        if not getattr(self, "_ticking", False):  # the launched process's state, once a second
+            self._ticking = True
+            self.set_interval(1.0, self._update_status)
+
+    def action_cancel_run(self) -> None:
+        run = self._highlighted()
+        if run is None:
+            return
+        mine = next((p for p in launches(self.app) if p.running() and p.pid == run.pid), None)
+        if run.status != "running":
+            self.notify(f"run {run.id} is {run.status}, not running", markup=False)
+        elif mine is None:
+            self.notify(f"run {run.id} was not launched here (pid {run.pid}): stop it where it runs "
+                        "(Ctrl-C, or kill -TERM its pid)", markup=False)
+        else:
+            mine.cancel()
+            self.notify(f"cancelling run {run.id}: trajectories in flight finish first; R resumes it", markup=False)
+
+    def action_resume_run(self) -> None:
+        run = self._highlighted()
+        if run is None:
+            return
+        if run.kind != "eval" or run.status not in ("cancelled", "interrupted", "failed"):
+            self.notify(f"run {run.id} ({run.kind}, {run.status}): only a cancelled, interrupted or failed eval "
+                        "run resumes here", markup=False)
+            return
+        self._start([], run.id)
+
+    def action_show_log(self) -> None:
+        from inspector.tui.screens.launch import LogScreen
+
+        launched = launches(self.app)
+        if not launched:
+            self.notify("no evaluation was launched from here", markup=False)
+            return
+        last = launched[-1]
+        self.app.push_screen(LogScreen(f"{' '.join(last.argv[2:])}  ·  {last.log}", last.log_tail(60)))
+
+    def action_compare(self) -> None:
+        key = self._key_at(self.query_one(DataTable).cursor_row)
+        if key is None:
+            return
+        run_id = int(key)
+        if self.compare_from is None or self.compare_from == run_id:
+            self.compare_from = None if self.compare_from == run_id else run_id
+            self._update_status()
+            return
+        from inspector.tui.screens.compare import CompareScreen
+
+        run_a, self.compare_from = self.compare_from, None
+        self._update_status()
+        self.app.push_screen(CompareScreen(run_a, run_id))
 
     def _name_width(self) -> int:
         # The terminal's width, known from the start (the screen's own size is 0 until its
@@ -132,6 +233,13 @@ class RunsScreen(LiveScreen):
     def _open(self, run_id: int) -> None:
         kind = next((r.kind for r in self.rows if r.id == run_id), None)
         self.app.push_screen(run_screen(run_id, kind))
+
+
+def launches(app) -> list:
+    """The evaluations launched from this app (inspector.launch.Launched), oldest first."""
+    if not hasattr(app, "launched_evals"):
+        app.launched_evals = []
+    return app.launched_evals
 
 
 def run_screen(run_id: int, kind: str | None):
