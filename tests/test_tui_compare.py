@@ -12,6 +12,7 @@ from core.store import Store, TrajectoryOutcome
 from inspector.tui.app import create_app
 from inspector.tui.screens.compare import CompareScreen, PairScreen
 from inspector.tui.widgets.transcript import Transcript
+from tests.tui_fixtures import wait_until
 
 HOSTILE = "[bold red]not bold[/] \x1b[31mred?\x1b[0m where?"
 
@@ -39,19 +40,11 @@ def _db(tmp_path):
     return path, ids
 
 
-async def _wait(pilot, condition, timeout: float = 10.0) -> None:
-    for _ in range(int(timeout / 0.05)):
-        if condition():
-            return
-        await pilot.pause(0.05)
-    raise AssertionError("condition not met in time")
-
-
 async def test_c_marks_a_run_then_compares_it_with_another_and_enter_opens_both(tmp_path):
     path, ids = _db(tmp_path)
     app = create_app(path, refresh_seconds=0)
     async with app.run_test(size=(80, 24)) as pilot:
-        await _wait(pilot, lambda: getattr(app.screen, "loaded", False))
+        await wait_until(pilot, lambda: getattr(app.screen, "loaded", False))
         runs = app.screen
         table = runs.query_one(DataTable)
         table.move_cursor(row=1)  # newest first: run 1 ("base") is the second row
@@ -65,7 +58,7 @@ async def test_c_marks_a_run_then_compares_it_with_another_and_enter_opens_both(
         await pilot.press("c")
         screen = app.screen
         assert isinstance(screen, CompareScreen) and (screen.run_a, screen.run_b) == (1, 2)
-        await _wait(pilot, lambda: screen.loaded)
+        await wait_until(pilot, lambda: screen.loaded)
         rows = screen.query_one(DataTable)
         first = [str(c) for c in rows.get_row_at(0)]
         assert first[0] == "wrong→right" and first[1] == "0/1→1/1"  # matched by text, spacing aside
@@ -76,7 +69,7 @@ async def test_c_marks_a_run_then_compares_it_with_another_and_enter_opens_both(
         await pilot.press("enter")
         pair = app.screen
         assert isinstance(pair, PairScreen) and pair.ids == (ids["gain_a"], ids["gain_b"])
-        await _wait(pilot, lambda: pair.loaded)
+        await wait_until(pilot, lambda: pair.loaded)
         await pilot.pause(0.2)
         left, right = pair.query_one("#pair-a", Transcript), pair.query_one("#pair-b", Transcript)
         assert "Istel" in _text(left) and "Qoruna" in _text(right)
@@ -92,7 +85,7 @@ async def test_a_question_only_one_run_asked_opens_nothing(tmp_path):
     async with app.run_test(size=(120, 30)) as pilot:
         screen = CompareScreen(1, 2)
         await app.push_screen(screen)
-        await _wait(pilot, lambda: screen.loaded)
+        await wait_until(pilot, lambda: screen.loaded)
         rows = screen.query_one(DataTable)
         last = rows.row_count - 1
         assert str(rows.get_row_at(last)[0]) == "only in B"
@@ -108,7 +101,7 @@ async def test_an_unknown_run_is_said_on_the_screen(tmp_path):
     async with app.run_test(size=(80, 24)) as pilot:
         screen = CompareScreen(1, 99)
         await app.push_screen(screen)
-        await _wait(pilot, lambda: screen.loaded)
+        await wait_until(pilot, lambda: screen.loaded)
         assert "cannot compare runs 1 and 99" in str(screen.query_one("#compare-summary", Static).render())
 
 

@@ -13,7 +13,7 @@ from core.store import Store
 from inspector.launch import LaunchForm, launch
 from inspector.tui.app import create_app
 from inspector.tui.screens.launch import LaunchScreen
-from tests.tui_fixtures import build
+from tests.tui_fixtures import build, wait_until
 
 
 @pytest.mark.parametrize("field, value, reason", [
@@ -51,14 +51,6 @@ class RecordingLaunch:
         raise OSError("test double: nothing started")
 
 
-async def _wait(pilot, condition, timeout: float = 10.0) -> None:
-    for _ in range(int(timeout / 0.05)):
-        if condition():
-            return
-        await pilot.pause(0.05)
-    raise AssertionError("condition not met in time")
-
-
 async def test_e_opens_the_form_a_bad_value_stays_in_it_a_good_one_launches(tmp_path, monkeypatch):
     import inspector.launch
 
@@ -67,7 +59,7 @@ async def test_e_opens_the_form_a_bad_value_stays_in_it_a_good_one_launches(tmp_
     db = build(tmp_path / "runs.db")
     app = create_app(db, refresh_seconds=0)
     async with app.run_test(size=(100, 30)) as pilot:
-        await _wait(pilot, lambda: getattr(app.screen, "loaded", False))
+        await wait_until(pilot, lambda: getattr(app.screen, "loaded", False))
         runs = app.screen
         await pilot.press("e")
         form = app.screen
@@ -78,7 +70,7 @@ async def test_e_opens_the_form_a_bad_value_stays_in_it_a_good_one_launches(tmp_
         form.query_one("#launch-limit", Input).value = "2"
         form.query_one("#launch-name", Input).value = "[bold]x"
         await pilot.press("ctrl+s")
-        await _wait(pilot, lambda: app.screen is runs)
+        await wait_until(pilot, lambda: app.screen is runs)
         assert recorder.calls == [(str(db), ["--model", "embedded:smollm2-135m", "--split", "test", "--limit", "2",
                                               "--judge", "auto", "--name", "[bold]x"], None)]
         # R on a run that cannot be resumed says why and starts nothing

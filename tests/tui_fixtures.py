@@ -118,3 +118,12 @@ async def settle(pilot, rounds: int = 20) -> None:
         except WorkerCancelled:
             continue
     await pilot.pause()
+
+
+async def wait_until(pilot, condition, timeout: float = 10.0) -> None:
+    """Let the app run until `condition()` holds; AssertionError after `timeout` seconds."""
+    for _ in range(int(timeout / 0.05)):
+        if condition():
+            return
+        await pilot.pause(0.05)
+    raise AssertionError("condition not met in time")
