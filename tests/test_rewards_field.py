@@ -251,3 +251,31 @@ def test_reward_failures_reads_only_marked_details():
     assert reward_failures(conn, 1) == {"mine": {"failed": 2, "scored": 3, "error": "ValueError: first", "errors": 2}}
     assert reward_failures(conn, 2) == {"mine": {"failed": 1, "scored": 1, "error": "ValueError: first", "errors": 1}}
     assert reward_failures(conn, 3) == {}
+
+
+@pytest.mark.parametrize("source, says", [
+    ("def fn():\n    return 1.0\n", r"fn\(\) cannot be called"),
+    ("def fn(messages):\n    return 1.0\n", r"fn\(messages\) cannot be called"),
+    ("def fn(a, b, c):\n    return 1.0\n", r"fn\(a, b, c\) cannot be called"),
+])
+def test_a_reward_that_cannot_take_messages_and_question_is_refused_at_load(tmp_path, source, says):
+    """Found by a new user: a reward without the (messages, question) parameters was accepted and
+    failed on every trajectory after the model had run."""
+    from core.scoring.rewards import load_reward_function
+
+    path = tmp_path / "sig_rewards.py"
+    path.write_text(source, encoding="utf-8")
+    with pytest.raises(ValueError, match=rf"reward .*: {says} as fn\(messages, question\)"):
+        load_reward_function(f"{path}:fn")
+
+
+def test_rewards_with_defaults_or_varargs_are_accepted(tmp_path):
+    from core.scoring.rewards import load_reward_function
+
+    path = tmp_path / "ok_rewards.py"
+    path.write_text("def a(messages, question, scale=1.0):\n    return scale\n"
+                    "def b(*args, **kw):\n    return 0.5\n"
+                    "class C:\n    def __call__(self, messages, question):\n        return 1.0\n"
+                    "c = C()\n", encoding="utf-8")
+    for name in ("a", "b", "c"):
+        assert load_reward_function(f"{path}:{name}").fn is not None

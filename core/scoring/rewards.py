@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import inspect
 import importlib.util
 import math
 import numbers
@@ -314,6 +315,14 @@ def load_reward_function(spec: str) -> UserReward:
         fn = getattr(fn, part)
     if not callable(fn):  # ValueError, as every other failure of this loader
         raise ValueError(f"reward {spec!r}: {attr!r} is a {type(fn).__name__}, not a function")  # noqa: TRY004
+    try:  # refused now, not after the model ran: it is called as fn(messages, question)
+        signature = inspect.signature(fn)
+        signature.bind([], {})
+    except TypeError as exc:
+        raise ValueError(f"reward {spec!r}: {attr}{signature} cannot be called as fn(messages, question) "
+                         f"({exc})") from None
+    except ValueError:  # no signature to read (some builtins): left to the call
+        pass
     return UserReward(name=getattr(fn, "__name__", attr.split(".")[-1]), spec=spec, fn=fn)
 
 
