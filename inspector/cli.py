@@ -193,17 +193,35 @@ def _config_from_args(args: argparse.Namespace):
     from core.scoring.rewards import parse_weights
 
     return EvalConfig(
-        model=args.model, backend=args.backend, device=args.device, corpus=args.corpus,
-        demo_chunks=args.demo_chunks, questions=args.questions, split=args.split, limit=args.limit,
+        model=args.model, backend=args.backend, device=args.device, corpus=_absolute(args.corpus),
+        demo_chunks=args.demo_chunks, questions=_absolute(args.questions), split=args.split, limit=args.limit,
         chunk_size=args.chunk_size, chunk_overlap=args.chunk_overlap, retriever=args.retriever, top_k=args.top_k,
         max_generations=args.max_generations, max_new_tokens=args.max_new_tokens,
         max_tokens_per_turn=args.max_tokens_per_turn, temperature=args.temperature, top_p=args.top_p,
         seed=args.seed, batch_size=args.batch_size, judge=args.judge, judge_model=args.judge_model,
         judge_max_tokens=args.judge_max_tokens, reward_weights=parse_weights(args.reward_weights) if args.reward_weights else {},
-        extra_rewards=list(args.reward), on_tool_error=args.on_tool_error, prompt_template=args.prompt_template,
-        check_drift=not args.no_drift_check, name=args.name, chat_template=args.chat_template,
+        extra_rewards=[_absolute_reward(r) for r in args.reward], on_tool_error=args.on_tool_error,
+        prompt_template=_absolute(args.prompt_template),
+        check_drift=not args.no_drift_check, name=args.name, chat_template=_absolute(args.chat_template),
         tool_format=args.tool_format,
     )
+
+
+def _absolute(path: str | None) -> str | None:
+    """An existing file or folder's absolute path, so the run's stored configuration still finds
+    it when `--resume` runs from another directory; anything else as given (the loader names it)."""
+    if not path:
+        return path
+    p = Path(path).expanduser()
+    return str(p.resolve()) if p.exists() else path
+
+
+def _absolute_reward(spec: str) -> str:
+    """A `path/to/file.py:function` reward spec with its file made absolute (see _absolute)."""
+    head, sep, attr = spec.rpartition(":")
+    if sep and head.endswith(".py"):
+        return f"{_absolute(head)}:{attr}"
+    return spec
 
 
 def _print_reward_failures(summary: dict, stream) -> None:
@@ -349,8 +367,8 @@ def _train_config_from_args(args: argparse.Namespace):
     from core.train.config import TrainConfig
 
     return TrainConfig(
-        model=args.model, device=args.device, corpus=args.corpus, demo_chunks=args.demo_chunks,
-        questions=args.questions, split=args.split, steps=args.steps, questions_per_step=args.questions_per_step,
+        model=args.model, device=args.device, corpus=_absolute(args.corpus), demo_chunks=args.demo_chunks,
+        questions=_absolute(args.questions), split=args.split, steps=args.steps, questions_per_step=args.questions_per_step,
         num_generations=args.num_generations, batch_size=args.batch_size, learning_rate=args.learning_rate,
         max_grad_norm=args.max_grad_norm, beta=args.beta, temperature=args.temperature, top_p=args.top_p,
         max_generations=args.max_generations, max_new_tokens=args.max_new_tokens,
@@ -358,7 +376,7 @@ def _train_config_from_args(args: argparse.Namespace):
         judge_model=args.judge_model, reward_weights=parse_weights(args.reward_weights) if args.reward_weights else {},
         judge_max_tokens=args.judge_max_tokens, lora_r=args.lora_r, lora_alpha=args.lora_alpha, seed=args.seed, name=args.name,
         save_every=args.save_every, eval_every=args.eval_every, eval_questions=args.eval_questions,
-        prompt_template=args.prompt_template, extra_rewards=list(args.reward))
+        prompt_template=_absolute(args.prompt_template), extra_rewards=[_absolute_reward(r) for r in args.reward])
 
 
 def _train_progress_line(p) -> str:

@@ -169,3 +169,23 @@ def test_chat_template_and_tool_format_reach_the_engine(tmp_path, capsys):
 def test_a_folder_given_as_a_template_file_is_bad_input(tmp_path, capsys, flag):
     assert main(["eval", "--db", str(tmp_path / "r.db"), flag, str(tmp_path)]) == EXIT_BAD_INPUT
     _one_line_error(capsys, str(tmp_path), "folder")
+
+
+def test_paths_are_stored_absolute_so_resume_works_from_another_directory(tmp_path, monkeypatch):
+    """Found by a fresh-user trial: --questions q.jsonl was stored as typed, and --resume from
+    another directory failed with 'q.jsonl: no such file'."""
+    from inspector import cli
+
+    (tmp_path / "q.jsonl").write_text('{"question": "Where?", "answer": "Qoruna"}\n', encoding="utf-8")
+    (tmp_path / "notes.md").write_text("# Notes\n\nQoruna.\n", encoding="utf-8")
+    (tmp_path / "my_rewards.py").write_text("def r(messages, question):\n    return 1.0\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    args = cli.build_parser().parse_args(["eval", "--questions", "q.jsonl", "--corpus", "notes.md",
+                                          "--reward", "my_rewards.py:r", "--reward", "pkg.mod:fn"])
+    config = cli._config_from_args(args)
+    assert config.questions == str(tmp_path / "q.jsonl") and config.corpus == str(tmp_path / "notes.md")
+    assert config.extra_rewards == [f"{tmp_path / 'my_rewards.py'}:r", "pkg.mod:fn"]
+    train = cli._train_config_from_args(cli.build_parser().parse_args(["train", "--questions", "q.jsonl"]))
+    assert train.questions == str(tmp_path / "q.jsonl")
+    missing = cli._config_from_args(cli.build_parser().parse_args(["eval", "--questions", "nope.jsonl"]))
+    assert missing.questions == "nope.jsonl"  # left as typed: its loader names it
