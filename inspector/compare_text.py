@@ -52,14 +52,24 @@ def question_line(text: str) -> str:
 
 def _run_lines(tag: str, side) -> list[str]:
     return [f"{tag}: run {side.id} {one_line(side.name, 40)} ({one_line(side.status, 11)})",
-            f"   {one_line(side.model, 30)}: {side.trajectories:,} trajectories, {side.questions:,} questions"]
+            f"   {one_line(side.model, 30)}: {side.trajectories:,} trajectories, {side.questions:,} questions",
+            f"   judge {one_line(side.judge or '–', 60)}"]
+
+
+def judge_warning(c: Comparison) -> str | None:
+    """A line when the runs were judged differently (their flips compare two judges), else None."""
+    if not c.judges_differ:
+        return None
+    return (f"warning: different judges ({one_line(c.run_a.judge or '–', 20)} vs {one_line(c.run_b.judge or '–', 20)}):"
+            " correctness and flips are not comparable")
 
 
 def comparison_lines(c: Comparison, *, rows: int | None = 30) -> list[str]:
     """The comparison as terminal lines; at most `rows` questions in each list (None: all), with
     a line saying how many more `--json` holds."""
     n = c.counts
-    lines = [*_run_lines("A", c.run_a), *_run_lines("B", c.run_b),
+    warning = judge_warning(c)
+    lines = [*_run_lines("A", c.run_a), *_run_lines("B", c.run_b), *([warning] if warning else []),
              f"{'questions':<12}{n['both']:,} in both, {n['only_a']:,} only in A, {n['only_b']:,} only in B",
              f"{'shared':<12}gained {n['gained']:,}  lost {n['lost']:,}  (wrong→right, right→wrong)",
              f"{'':<12}still right {n['still_right']:,}  still wrong {n['still_wrong']:,}  "

@@ -210,7 +210,7 @@ def test_cli_rows_limit_says_how_many_more(db, capsys):
 def test_cli_json_holds_every_question(db, capsys):
     assert main(["compare", str(db["path"]), str(db["a"]), str(db["b"]), "--json"]) == EXIT_OK
     data = json.loads(capsys.readouterr().out)
-    assert set(data) == {"db", "run_a", "run_b", "rule", "counts", "means", "questions"}
+    assert set(data) == {"db", "run_a", "run_b", "judges_differ", "rule", "counts", "means", "questions"}
     assert data["run_a"]["id"] == db["a"] and data["run_b"]["name"] == "ckpt"
     assert data["counts"]["both"] == 6 and len(data["questions"]) == 11
     assert set(data["means"]) == {"accuracy", "reward", "tool_calls", "tool_errors"}
@@ -296,3 +296,20 @@ def test_compare_module_imports_without_textual():
     """)
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+
+
+def test_runs_judged_differently_are_said_to_be_not_comparable(tmp_path):
+    """Found by a fresh-user trial: f1 against llm:<model> was compared without a word."""
+    path = tmp_path / "judges.db"
+    with Store.open(path) as store:
+        a = store.create_run("eval", "f1 run", "m", {"judge": "f1"})
+        b = store.create_run("eval", "llm run", "m", {"judge": "llm", "judge_model": "big-judge"})
+        c = store.create_run("eval", "f1 again", "m", {"judge": "f1"})
+        for run in (a, b, c):
+            _traj(store, run, "q?", True)
+        different, same = compare_runs(store, a, b), compare_runs(store, a, c)
+    assert (different.run_a.judge, different.run_b.judge) == ("f1", "llm:big-judge")
+    assert different.judges_differ and not same.judges_differ
+    assert any(line.startswith("warning: different judges (f1 vs llm:big-judge)") for line in comparison_lines(different))
+    assert not any(line.startswith("warning") for line in comparison_lines(same))
+    assert different.to_dict()["judges_differ"] is True

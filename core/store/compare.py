@@ -26,6 +26,7 @@ is loaded into Python), then merged per normalised text here. Never imports Text
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -198,6 +199,9 @@ class RunSide:
     """Finished trajectories compared."""
     questions: int
     """Distinct questions (by matched text) among them."""
+    judge: str | None = None
+    """The judge that decided its correctness (core.scoring.judges.judge_label of its
+    configuration; None when it names none)."""
 
 
 @dataclass
@@ -230,9 +234,16 @@ class Comparison:
     """accuracy, reward, tool_calls, tool_errors over shared questions."""
     rule: str = RULE
 
+    @property
+    def judges_differ(self) -> bool:
+        """The two runs' correctness was decided by different judges (or one names none): their
+        accuracies and flips do not measure the same thing."""
+        return self.run_a.judge != self.run_b.judge
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready object: runs, rule, counts, means, and every question row."""
-        return {"run_a": asdict(self.run_a), "run_b": asdict(self.run_b), "rule": self.rule,
+        return {"run_a": asdict(self.run_a), "run_b": asdict(self.run_b), "judges_differ": self.judges_differ,
+                "rule": self.rule,
                 "counts": dict(self.counts), "means": {k: m.to_dict() for k, m in self.means.items()},
                 "questions": [r.to_dict() for r in self.rows]}
 
@@ -268,7 +279,17 @@ def question_stats(store: Store, run_id: int) -> dict[str, tuple[str, QuestionSt
 
 def _side(run: dict[str, Any], run_id: int, stats: dict[str, tuple[str, QuestionStats]]) -> RunSide:
     return RunSide(id=run_id, name=run["name"], model=run["model"], kind=run["kind"], status=run["status"],
-                   trajectories=sum(s.samples for _, s in stats.values()), questions=len(stats))
+                   trajectories=sum(s.samples for _, s in stats.values()), questions=len(stats),
+                   judge=_judge(run.get("config")))
+
+
+def _judge(config: Any) -> str | None:
+    from core.scoring.judges import judge_label
+
+    try:
+        return judge_label(json.loads(config) if isinstance(config, str) else dict(config or {})) if config else None
+    except (ValueError, TypeError):
+        return None
 
 
 def _mean(pairs: list[tuple[float, float]]) -> Mean:

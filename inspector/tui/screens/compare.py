@@ -72,6 +72,9 @@ def summary_text(c: Comparison) -> Text:
     text.append(f"  →  B: run {c.run_b.id} {one_line(c.run_b.name, 24)}", style="bold")
     text.append(f"  ·  {n.get('both', 0)} questions in both, {n.get('only_a', 0)} only in A, "
                 f"{n.get('only_b', 0)} only in B\n")
+    if c.judges_differ:
+        text.append(f"different judges ({one_line(c.run_a.judge or '–', 20)} vs {one_line(c.run_b.judge or '–', 20)}):"
+                    " correctness and flips are not comparable\n", style="bold yellow")
     text.append(f"gained {n.get('gained', 0)}", style="green")
     text.append("  ")
     text.append(f"lost {n.get('lost', 0)}", style="red")
