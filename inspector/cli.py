@@ -207,6 +207,18 @@ def _config_from_args(args: argparse.Namespace):
     )
 
 
+_RESUME_OWN = {"command", "db", "resume", "json", "no_open"}
+"""eval options that --resume uses; every other one comes from the run's stored configuration."""
+
+
+def _ignored_on_resume(args: argparse.Namespace) -> list[str]:
+    """The eval options given with --resume that differ from their defaults (and so are ignored),
+    as the user typed them (--limit)."""
+    defaults = vars(build_parser().parse_args(["eval"]))
+    return [f"--{k.replace('_', '-')}" for k, v in vars(args).items()
+            if k not in _RESUME_OWN and k in defaults and v != defaults[k]]
+
+
 def _absolute(path: str | None) -> str | None:
     """An existing file or folder's absolute path, so the run's stored configuration still finds
     it when `--resume` runs from another directory; anything else as given (the loader names it)."""
@@ -345,6 +357,11 @@ def _run_eval(args: argparse.Namespace) -> int:
             # tqdm was imported: keep it off the terminal (errors still propagate).
             with contextlib.redirect_stderr(io.StringIO()):
                 models.embedded_model_dir()
+    if args.resume is not None:
+        ignored = _ignored_on_resume(args)
+        if ignored:
+            print(f"rl-inspect: --resume {args.resume} continues the run with its stored configuration; "
+                  f"ignored: {', '.join(ignored)}", file=sys.stderr)
     progress = ProgressLine()
     try:
         if config is None:

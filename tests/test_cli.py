@@ -189,3 +189,13 @@ def test_paths_are_stored_absolute_so_resume_works_from_another_directory(tmp_pa
     assert train.questions == str(tmp_path / "q.jsonl")
     missing = cli._config_from_args(cli.build_parser().parse_args(["eval", "--questions", "nope.jsonl"]))
     assert missing.questions == "nope.jsonl"  # left as typed: its loader names it
+
+
+def test_options_given_with_resume_are_named_as_ignored():
+    """Found by a fresh-user trial: --resume 1 --limit 5 silently ran with the stored limit."""
+    from inspector import cli
+
+    parse = cli.build_parser().parse_args
+    assert cli._ignored_on_resume(parse(["eval", "--db", "x.db", "--resume", "1", "--json", "--no-open"])) == []
+    assert cli._ignored_on_resume(parse(["eval", "--resume", "1", "--limit", "5", "--judge", "f1"])) == [
+        "--limit", "--judge"]
