@@ -195,17 +195,21 @@ class Checker:
             self.problems.append(f"{self.size} {where}: raw {bad} in the SVG screenshot")
         return "\n".join(rows)
 
-    async def expect_on_screen(self, where: str, *needles: str, timeout: float = 5.0) -> str:
+    async def expect_on_screen(self, where: str, *needles: str, timeout: float = 15.0) -> str:
         """Every needle is on the composed screen. A table filled or resized late is drawn on a
         later frame (a loaded 2-core CI runner showed a frame from before the fill), so the screen
-        is read again for up to `timeout` seconds before a needle counts as missing."""
+        is read again for up to `timeout` seconds before a needle counts as missing; a miss
+        reports the screen as last read."""
         text = "\n".join(screen_rows(self.app))
         for _ in range(int(timeout / 0.05)):
             if all(n in text for n in needles):
                 break
             await self.pilot.pause(0.05)
             text = "\n".join(screen_rows(self.app))
+        missing = len(self.problems)
         self.expect(where, text, *needles)
+        if len(self.problems) > missing:
+            self.problems.append(f"{self.size} {where}: the screen read was:\n" + "\n".join(text.split("\n")[:12]))
         return text
 
     def expect(self, where: str, haystack: str, *needles: str) -> None:
