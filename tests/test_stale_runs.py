@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import example, given, settings, strategies as st
 
 from core.data.records import Question
 from core.store import Store, effective_status
@@ -131,6 +131,7 @@ def test_the_rule_with_injected_time_host_and_threshold():
        host=st.one_of(st.none(), st.text(max_size=12), st.just(socket.gethostname())),
        updated_at=st.one_of(st.none(), st.floats(allow_nan=True), st.text(max_size=8)),
        now=st.floats(0, 4e9))
+@example(status="running", pid=float("inf"), host=None, updated_at=None, now=0.0)  # found in CI: OverflowError
 def test_the_rule_never_raises_on_odd_rows(status, pid, host, updated_at, now):
     """Rows of old or damaged files: any value in the columns reads as a status, never an error."""
     got = effective_status({"status": status, "pid": pid, "host": host, "updated_at": updated_at}, now=now)

@@ -77,7 +77,7 @@ def writer_alive(row: dict[str, Any], *, now: float | None = None, host: str | N
     host = this_host() if host is None else host
     try:
         pid = int(row.get("pid") or 0)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an infinite float
         pid = 0
     beat = _float(row.get("updated_at"))
     if pid > 0 and row.get("host") == host:

@@ -51,7 +51,7 @@ class RunsScreen(LiveScreen):
         self.rows: list[RunRow] = []
         self.loaded = False
         """True once the first read came back (tests wait on it)."""
-        self._filled_width = 0
+        self._filled_width: tuple[int, int] = (0, 0)
         self.compare_from: int | None = None
         """The run marked as A by `c`, waiting for its B."""
 
@@ -205,7 +205,11 @@ class RunsScreen(LiveScreen):
 
     def _fill(self, table: DataTable) -> None:
         table.clear()
-        name_width = self._filled_width = self._name_width()
+        name_width = self._name_width()
+        # DataTable sizes auto-width columns by measuring cells against the app's console: filled
+        # before the console has its size (a loaded CI runner did this), every column shrank to
+        # its label. The console width is kept with the fill, and a resize that changes either refills.
+        self._filled_width = (name_width, self.app.console.width)
         for run in self.rows:
             table.add_row(*_cells(run, name_width), key=str(run.id))
 
@@ -216,7 +220,7 @@ class RunsScreen(LiveScreen):
         return table.coordinate_to_cell_key((row, 0)).row_key.value
 
     def on_resize(self, event: events.Resize) -> None:
-        if self.rows and self._name_width() != self._filled_width:
+        if self.rows and (self._name_width(), self.app.console.width) != self._filled_width:
             table = self.query_one(DataTable)
             row = table.cursor_row
             self._fill(table)
