@@ -347,3 +347,11 @@ async def test_the_tui_names_the_judge_and_counts_unparseable_replies(tmp_path):
         assert isinstance(app.screen, TrajectoriesScreen)
         line = str(app.screen.query_one("#run-line").render())
         assert "accuracy – · 6 unparseable · judge llm:embedded:smollm2-135m" in line, line
+
+
+def test_judge_label_reads_the_stored_json_text_too():
+    from core.scoring.judges import judge_label
+
+    assert judge_label('{"judge": "llm", "judge_model": "big"}') == "llm:big"
+    assert judge_label('{"judge": "f1"}') == judge_label({"judge": "f1"}) == "f1"
+    assert judge_label("not json") is None and judge_label("[1, 2]") is None and judge_label("") is None

@@ -8,6 +8,7 @@ compared, so a reader of the database can see why an answer was marked right or 
 
 from __future__ import annotations
 
+import json
 import re
 import string
 import unicodedata
@@ -276,15 +277,20 @@ def effective_judge(judge: str, judge_model: str | None, default: str = DEFAULT_
     return "llm" if judge_model else default
 
 
-def judge_label(config: Mapping[str, Any] | None) -> str | None:
-    """Which judge decided a run, from its stored configuration (runs.config): "exact", "f1",
-    "contains", or "llm:<model>" naming the model asked (`judge_model`, else the policy
-    `model`: the seed's default, a policy grading itself). None when the configuration names no
-    judge (runs of other tools, or a configuration that is not a JSON object).
+def judge_label(config: Mapping[str, Any] | str | None) -> str | None:
+    """Which judge decided a run, from its stored configuration (runs.config, as a mapping or as
+    its JSON text): "exact", "f1", "contains", or "llm:<model>" naming the model asked
+    (`judge_model`, else the policy `model`: the seed's default, a policy grading itself). None
+    when the configuration names no judge (runs of other tools, or text that is not a JSON object).
 
     Runs stored before issue 13 hold the judge they ran ("llm" by default then); a stored "auto"
     (never written by this version) is resolved as effective_judge does.
     """
+    if isinstance(config, str):
+        try:
+            config = json.loads(config)
+        except ValueError:
+            return None
     if not isinstance(config, Mapping) or not isinstance(config.get("judge"), str) or not config["judge"]:
         return None
     judge, judge_model = config["judge"], config.get("judge_model")

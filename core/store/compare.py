@@ -26,11 +26,11 @@ is loaded into Python), then merged per normalised text here. Never imports Text
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from core.scoring.judges import judge_label
 from core.store.store import Store, StoreError
 
 RULE = ("questions matched by text (whitespace collapsed, nothing else folded); done trajectories only; "
@@ -280,16 +280,8 @@ def question_stats(store: Store, run_id: int) -> dict[str, tuple[str, QuestionSt
 def _side(run: dict[str, Any], run_id: int, stats: dict[str, tuple[str, QuestionStats]]) -> RunSide:
     return RunSide(id=run_id, name=run["name"], model=run["model"], kind=run["kind"], status=run["status"],
                    trajectories=sum(s.samples for _, s in stats.values()), questions=len(stats),
-                   judge=_judge(run.get("config")))
+                   judge=judge_label(run.get("config")))
 
-
-def _judge(config: Any) -> str | None:
-    from core.scoring.judges import judge_label
-
-    try:
-        return judge_label(json.loads(config) if isinstance(config, str) else dict(config or {})) if config else None
-    except (ValueError, TypeError):
-        return None
 
 
 def _mean(pairs: list[tuple[float, float]]) -> Mean:

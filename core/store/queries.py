@@ -178,17 +178,9 @@ def run_rows(store: Store) -> list[RunRow]:
             generated_tokens=r["generated_tokens"], created_at=r["created_at"],
             duration=max(0.0, _end_time(r) - r["created_at"]),
             parent_run_id=r["parent_run_id"], train_step=r["train_step"],
-            lint=_summary_lint(r.get("summary")), judge=_config_judge(r.get("config")), n_judged=judged,
+            lint=_summary_lint(r.get("summary")), judge=judge_label(r.get("config")), n_judged=judged,
             pid=r.get("pid")))
     return out
-
-
-def _config_judge(config: str | None) -> str | None:
-    """judge_label of a run's stored configuration (JSON text); None when absent or unreadable."""
-    try:
-        return judge_label(json.loads(config)) if config else None
-    except ValueError:
-        return None
 
 
 def _summary_lint(summary: str | None) -> dict[str, Any] | None:

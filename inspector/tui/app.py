@@ -54,6 +54,8 @@ class RLInspectApp(App):
         self.data_version = 0
         """The last change counter seen; screens compare it with the one they loaded at."""
         self.tokenizers = TokenizerCache()
+        self.launched_evals: list = []
+        """Evaluations started from the runs screen (inspector.launch.Launched), oldest first."""
         self.failure: str | None = None
         """Why the app stopped early (a database it cannot read), for the command line to print."""
         self.crash: BaseException | None = None

@@ -54,6 +54,7 @@ class RunsScreen(LiveScreen):
         self._filled_width: tuple[int, int] = (0, 0)
         self.compare_from: int | None = None
         """The run marked as A by `c`, waiting for its B."""
+        self._ticking = False
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -113,7 +114,7 @@ class RunsScreen(LiveScreen):
             status = f"No runs yet. Start one from a terminal: rl-inspect eval --db {self.app.db_name}"
         if self.compare_from is not None:
             status += f" · run {self.compare_from} marked as A: c on another run compares them (c again unmarks)"
-        launched = launches(self.app)
+        launched = self.app.launched_evals
         if launched:
             last = launched[-1]
             state = "running" if last.running() else f"ended (exit {last.process.returncode})"
@@ -141,11 +142,11 @@ class RunsScreen(LiveScreen):
         except OSError as exc:
             self.notify(f"cannot start the evaluation: {exc}", severity="error", markup=False)
             return
-        launches(self.app).append(launched)
+        self.app.launched_evals.append(launched)
         what = f"resuming run {resume}" if resume is not None else "evaluation started"
         self.notify(f"{what} (pid {launched.pid}); its log: {launched.log}", markup=False)
         self._update_status()
-        if not getattr(self, "_ticking", False):  # the launched process's state, once a second
+        if not self._ticking:  # the launched process's state, once a second
             self._ticking = True
             self.set_interval(1.0, self._update_status)
 
@@ -153,7 +154,7 @@ class RunsScreen(LiveScreen):
         run = self._highlighted()
         if run is None:
             return
-        mine = next((p for p in launches(self.app) if p.running() and p.pid == run.pid), None)
+        mine = next((p for p in self.app.launched_evals if p.running() and p.pid == run.pid), None)
         if run.status != "running":
             self.notify(f"run {run.id} is {run.status}, not running", markup=False)
         elif mine is None:
@@ -176,7 +177,7 @@ class RunsScreen(LiveScreen):
     def action_show_log(self) -> None:
         from inspector.tui.screens.launch import LogScreen
 
-        launched = launches(self.app)
+        launched = self.app.launched_evals
         if not launched:
             self.notify("no evaluation was launched from here", markup=False)
             return
@@ -237,13 +238,6 @@ class RunsScreen(LiveScreen):
     def _open(self, run_id: int) -> None:
         kind = next((r.kind for r in self.rows if r.id == run_id), None)
         self.app.push_screen(run_screen(run_id, kind))
-
-
-def launches(app) -> list:
-    """The evaluations launched from this app (inspector.launch.Launched), oldest first."""
-    if not hasattr(app, "launched_evals"):
-        app.launched_evals = []
-    return app.launched_evals
 
 
 def run_screen(run_id: int, kind: str | None):
