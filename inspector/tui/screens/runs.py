@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 
 from rich.text import Text
 from textual import events, work
@@ -10,21 +11,25 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Header, Static
 
+from core.store.pace import Pace, PaceTracker
 from core.store.queries import RunRow, run_rows
 from inspector.tui import format as fmt
 from inspector.tui.reads import read
 from inspector.tui.screens.live import LiveScreen
 from inspector.tui.widgets.key_bar import KeyBar
 
-COLUMNS = ("id", "name", "status", "done", "accuracy", "reward", "tool err", "lint", "judge", "kind", "model",
-           "tokens", "started", "duration")
+COLUMNS = ("id", "name", "status", "done", "accuracy", "reward", "tool err", "lint", "judge", "tok/s", "eta",
+           "kind", "model", "tokens", "started", "duration")
 """The figures a user compares come first, so they stay on screen at 80 columns. "lint" is the
 mask lint's count when the run ended (✔ none; N✘ errors; N! warnings; – not checked). "judge" is
 the judge that decided the accuracy (core.scoring.judges.judge_label: f1, exact, contains,
-llm:<model>; – when the run's configuration names none)."""
+llm:<model>; – when the run's configuration names none). "tok/s" is generated tokens per second
+and "eta" the time left, for a running run from the counters read while it is watched
+(core.store.pace); a finished run shows its average tok/s. At 80 columns they are off to the
+right, so the status line repeats them for the running runs."""
 _JUDGE_WIDTH = 13
 """Cells of the judge column: "contains", or "llm:" and the start of the judge model's name."""
-_FIXED = 4 + 11 + 15 + 8 + 7 + 8 + 6 + 5 + _JUDGE_WIDTH + 14 * 2
+_FIXED = 4 + 11 + 15 + 8 + 7 + 8 + 6 + 5 + _JUDGE_WIDTH + 7 + 8 + 14 * 2
 """Cells the columns after `name` need on an 80-column screen, with cell padding."""
 
 
@@ -55,6 +60,9 @@ class RunsScreen(LiveScreen):
         self.compare_from: int | None = None
         """The run marked as A by `c`, waiting for its B."""
         self._ticking = False
+        self.pace = PaceTracker()
+        self.paces: dict[int, Pace] = {}
+        """Each listed run's pace at the last read (tok/s, ETA), by run id."""
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -98,6 +106,11 @@ class RunsScreen(LiveScreen):
         selected = table.cursor_row
         selected_key = self._key_at(selected)
         self.rows = rows
+        now = time.time()  # the clock RunRow.duration is measured with
+        self.paces = {r.id: self.pace.observe(r.id, status=r.status, n_done=r.n_done, n_planned=r.n_planned,
+                                              generated_tokens=r.generated_tokens, duration=r.duration, now=now)
+                      for r in rows}
+        self.pace.forget_missing(set(self.paces))
         self.loaded = True
         self._fill(table)
         if rows:
@@ -108,8 +121,13 @@ class RunsScreen(LiveScreen):
 
     def _update_status(self) -> None:
         rows = self.rows
-        running = sum(1 for r in rows if r.status == "running")
-        status = f"{len(rows)} runs" + (f" · {running} running" if running else "")
+        running = [r for r in rows if r.status == "running"]
+        status = f"{len(rows)} runs"
+        if running:
+            status += f" · {len(running)} running: " + "; ".join(
+                progress_line(r, self.paces.get(r.id)) for r in running[:2])
+            if len(running) > 2:
+                status += f"; {len(running) - 2} more"
         if not rows:
             status = f"No runs yet. Start one from a terminal: rl-inspect eval --db {self.app.db_name}"
         if self.compare_from is not None:
@@ -212,7 +230,7 @@ class RunsScreen(LiveScreen):
         # its label. The console width is kept with the fill, and a resize that changes either refills.
         self._filled_width = (name_width, self.app.console.width)
         for run in self.rows:
-            table.add_row(*_cells(run, name_width), key=str(run.id))
+            table.add_row(*_cells(run, name_width, self.paces.get(run.id)), key=str(run.id))
 
     def _key_at(self, row: int) -> str | None:
         table = self.query_one(DataTable)
@@ -251,13 +269,29 @@ def run_screen(run_id: int, kind: str | None):
     return TrajectoriesScreen(run_id)
 
 
-def _cells(run: RunRow, name_width: int) -> tuple[Text, ...]:
+def progress_line(run: RunRow, pace: Pace | None) -> str:
+    """'run 7 12/50 · acc 41.7% · 85 tok/s · eta 42.0s' for a running run on the status line."""
+    pace = pace or Pace(None, None)
+    return (f"run {run.id} {run.n_done:,}/{run.n_planned:,} · acc {fmt.pct(run.accuracy)}"
+            f" · {tokens_per_second(pace.tokens_per_second)} tok/s · eta {fmt.duration(pace.eta_seconds)}")
+
+
+def tokens_per_second(rate: float | None) -> str:
+    """'85.3' under 1000, '1.2k' above; – when unknown."""
+    if rate is None:
+        return fmt.DASH
+    return f"{rate:.1f}" if rate < 1000 else f"{rate / 1000:.1f}k"
+
+
+def _cells(run: RunRow, name_width: int, pace: Pace | None = None) -> tuple[Text, ...]:
     c = fmt.cell
+    pace = pace or Pace(None, None)
     return (
         c(run.id, right=True), c(run.name, name_width), c(run.status, style=_STATUS_STYLE.get(run.status, "")),
         c(f"{run.n_done:,}/{run.n_planned:,}", right=True), c(fmt.pct(run.accuracy), right=True),
         c(fmt.num(run.mean_reward), right=True), c(fmt.pct(run.tool_error_rate), right=True), lint_cell(run.lint),
         c(run.judge, _JUDGE_WIDTH),
+        c(tokens_per_second(pace.tokens_per_second), right=True), c(fmt.duration(pace.eta_seconds), right=True),
         c(run.kind),
         c(run.model, 24), c(fmt.count(run.generated_tokens), right=True), c(fmt.when(run.created_at)),
         c(fmt.duration(run.duration), right=True),
