@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, replace
+from functools import partial
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
@@ -32,6 +33,7 @@ from core.scoring.rewards import (RewardInput, RewardSuite, final_answer, load_u
                                   reward_failures)
 from core.store import Store, TrajectoryOutcome
 from core.store.liveness import check_resumable
+from core.store.writer import StoreWriter
 from core.rollout.templates import check_template, load_chat_template
 
 
@@ -203,56 +205,98 @@ class _Session:
 
     def run(self, store: Store, run_id: int, todo: list[tuple[int, Question]],
             progress: ProgressFn | None) -> dict[str, Any]:
+        """Run `todo` (question index, question) into run `run_id`, a pool of `batch_size`
+        trajectories at a time. Store writes go through a StoreWriter thread, so the next turn
+        generates while the last one is written; `progress` is called on this thread after
+        every turn with the counters as committed (what it reports done is stored)."""
         began = time.perf_counter()
         pool: list[Trajectory] = []
         queue = list(todo)
+        committed: list[Progress] = []
+        """The writer's latest committed progress (appended in the writer thread)."""
+        reported: list[Progress | None] = [None]
+
+        def report() -> None:
+            latest = committed[-1] if committed else None
+            if progress and latest is not None and latest is not reported[0]:
+                reported[0] = latest
+                progress(latest)
 
         def turns() -> None:
             nonlocal pool
-            while queue or pool:
-                with store.transaction():
+            with StoreWriter(store, max_pending=_MAX_PENDING_WRITES) as writer:
+                while queue or pool:
+                    started = []
                     while queue and len(pool) < self.config.batch_size:
-                        pool.append(self._start(store, run_id, *queue.pop(0)))
-                step_began = time.perf_counter()
-                new_messages = self.agent.step(pool)
-                logger.debug("turn for {} trajectories took {:.2f} s", len(pool), time.perf_counter() - step_began)
-                with store.transaction():
-                    for traj, added in zip(pool, new_messages):
-                        first = len(traj.messages) - len(added)
-                        store.add_messages(traj.store_id, list(enumerate(added, start=first)))
-                finished = [t for t in pool if t.finished]
-                if finished:
-                    self._score_and_store(store, run_id, finished)
-                pool = [t for t in pool if not t.finished]
-                if progress:
-                    progress(self._progress(store, run_id, len(pool), began))
+                        qidx, question = queue.pop(0)
+                        traj = self.agent.start(question, qidx)
+                        pool.append(traj)
+                        started.append((traj, list(traj.messages)))
+                    if started:
+                        writer.submit(partial(_write_starts, run_id, started))
+                    step_began = time.perf_counter()
+                    new_messages = self.agent.step(pool)
+                    logger.debug("turn for {} trajectories took {:.2f} s", len(pool),
+                                 time.perf_counter() - step_began)
+                    added = [(traj, len(traj.messages) - len(new), list(new)) for traj, new in zip(pool, new_messages)]
+                    finished = [t for t in pool if t.finished]
+                    outcomes = self._score(finished) if finished else []
+                    pool = [t for t in pool if not t.finished]
+                    active = len(pool)
+                    writer.submit(partial(_write_turn, run_id, added, outcomes),
+                                  then=lambda active=active: committed.append(
+                                      self._progress(store, run_id, active, began)))
+                    report()
+                writer.drain()
+                report()
 
         return store.run_to_end(run_id, turns, run_summary)
 
-    def _start(self, store: Store, run_id: int, qidx: int, question: Question) -> Trajectory:
-        traj = self.agent.start(question, qidx)
-        traj.store_id = store.start_trajectory(run_id, qidx, question)
-        store.add_messages(traj.store_id, list(enumerate(traj.messages)))
-        return traj
-
-    def _score_and_store(self, store: Store, run_id: int, finished: list[Trajectory]) -> None:
+    def _score(self, finished: list[Trajectory]) -> list[tuple[Trajectory, TrajectoryOutcome]]:
+        """Rewards of the finished trajectories (on this thread: an LLM judge uses the model),
+        and the outcome each will be stored with."""
         inputs = [RewardInput(t.question, t.messages, _answer(t)) for t in finished]
         scored = self.rewards.score(inputs)
-        with store.transaction():
-            for traj, item, results in zip(finished, inputs, scored):
-                correctness = next((r for r in results if r.name == "correctness"), None)
-                store.finish_trajectory(run_id, traj.store_id, TrajectoryOutcome(
-                    status="done", finish_reason=traj.finish_reason, final_answer=item.final_answer,
-                    turns=traj.turns, tool_calls=traj.tool_calls, tool_errors=traj.tool_errors,
-                    tokens=traj.tokens, rewards=results, reward=self.rewards.total(results),
-                    correct=verdict_correct(correctness),
-                    drift_at=traj.drift_at, drift_kind=traj.drift_kind, finish_detail=traj.finish_detail,
-                    generation_seconds=traj.generation_seconds))
+        out = []
+        for traj, item, results in zip(finished, inputs, scored):
+            correctness = next((r for r in results if r.name == "correctness"), None)
+            out.append((traj, TrajectoryOutcome(
+                status="done", finish_reason=traj.finish_reason, final_answer=item.final_answer,
+                turns=traj.turns, tool_calls=traj.tool_calls, tool_errors=traj.tool_errors,
+                tokens=traj.tokens, rewards=results, reward=self.rewards.total(results),
+                correct=verdict_correct(correctness),
+                drift_at=traj.drift_at, drift_kind=traj.drift_kind, finish_detail=traj.finish_detail,
+                generation_seconds=traj.generation_seconds)))
+        return out
 
     def _progress(self, store: Store, run_id: int, active: int, began: float) -> Progress:
         run = store.run(run_id)
         return Progress(run_id, run["n_done"], run["n_planned"], run["n_correct"], run["n_judged"],
                         run["generated_tokens"], run["n_with_tool_error"], active, time.perf_counter() - began)
+
+
+_MAX_PENDING_WRITES = 8
+"""Turns the writer may lag behind the rollout before `submit` waits (each holds one pool's
+new messages and finished trajectories: bounded memory)."""
+
+
+def _write_starts(run_id: int, started: list[tuple[Trajectory, list]], store: Store) -> None:
+    """Writer thread: the new trajectories' rows and first messages (copied when started, since
+    the rollout appends to `traj.messages` meanwhile); sets each `traj.store_id`."""
+    for traj, messages in started:
+        traj.store_id = store.start_trajectory(run_id, traj.qidx, traj.question)
+        store.add_messages(traj.store_id, list(enumerate(messages)))
+
+
+def _write_turn(run_id: int, added: list[tuple[Trajectory, int, list]],
+                outcomes: list[tuple[Trajectory, TrajectoryOutcome]], store: Store) -> None:
+    """Writer thread: one turn's new messages (position of the first, the messages) and the
+    trajectories that finished in it, in one transaction."""
+    for traj, first, messages in added:
+        if messages:
+            store.add_messages(traj.store_id, list(enumerate(messages, start=first)))
+    for traj, outcome in outcomes:
+        store.finish_trajectory(run_id, traj.store_id, outcome)
 
 
 def _answer(traj: Trajectory) -> str:

@@ -125,3 +125,43 @@ def test_resume_refuses_a_changed_corpus(tmp_path):
 
 def _script_backend():
     return ScriptedBackend(chatml_tokenizer(), lambda prompt, turn: "Qoruna")
+
+
+def test_store_writes_do_not_hold_up_the_next_turn(tmp_path, monkeypatch):
+    """Finished trajectories are written by the writer thread while the next turn generates
+    (issue 9): with a write that takes 0.5 s, the next generate starts before it ends; and what
+    progress reports done is already stored."""
+    import time as _time
+
+    from core.store import store as store_module
+
+    events: list[tuple[str, float]] = []
+    slow = store_module.Store.finish_trajectory
+
+    def slow_finish(self, *args, **kw):
+        _time.sleep(0.5)
+        slow(self, *args, **kw)
+        events.append(("stored", _time.perf_counter()))
+
+    monkeypatch.setattr(store_module.Store, "finish_trajectory", slow_finish)
+    backend = _answering_backend()
+    generate = backend.generate
+
+    def timed_generate(*args, **kw):
+        events.append(("generate", _time.perf_counter()))
+        return generate(*args, **kw)
+
+    backend.generate = timed_generate
+    db = tmp_path / "runs.db"
+    reported = []
+
+    def progress(p):
+        with Store.open_readonly(db) as reader:
+            reported.append((p.done, reader.run(p.run_id)["n_done"]))
+
+    # Even questions finish at turn 2, odd ones at turn 3: a finish write is pending when turn 3 starts.
+    evaluate(_config(limit=4), db, backend=backend, progress=progress)
+    first_finish_write = next(i for i, (kind, _) in enumerate(events) if kind == "stored")
+    assert any(kind == "generate" for kind, _ in events[:first_finish_write][2:]), events
+    assert reported and all(done <= stored for done, stored in reported), reported
+    assert reported[-1][0] == 4
