@@ -472,13 +472,18 @@ def _run_view(db: str, run_id: int | None = None) -> int:
 
     from core.logs import current_log, log_to_file
 
-    if not Path(db).exists():
+    # A file not there yet, in a folder that is, opens in a terminal on an empty runs screen from
+    # which `e` launches the eval that creates it (nothing is written before that); elsewhere
+    # (a script, a pipe, CI) it stays the one-line refusal.
+    missing = not Path(db).exists()
+    if missing and (run_id is not None or not Path(db).parent.is_dir() or not _interactive()):
         print(f"rl-inspect: {db}: no such database (make one with: rl-inspect eval --db {db})", file=sys.stderr)
         return EXIT_BAD_INPUT
-    _readable(db, run_id)  # a missing run is refused here, before the TUI takes the terminal
+    if not missing:
+        _readable(db, run_id)  # a missing run is refused here, before the TUI takes the terminal
     from inspector.tui import app as tui
 
-    app = tui.create_app(db, open_run=run_id)
+    app = tui.create_app(db, missing_ok=True) if missing else tui.create_app(db, open_run=run_id)
     log = current_log() or log_to_file("view")
 
     def cancel(signum, frame) -> None:

@@ -10,6 +10,8 @@ Ctrl-C: finished trajectories are kept, the run is marked cancelled (exit 130), 
 
 from __future__ import annotations
 
+import argparse
+import functools
 import os
 import signal
 import subprocess
@@ -20,9 +22,13 @@ from pathlib import Path
 
 from core.paths import cache_dir
 
-FIELDS = ("model", "corpus", "questions", "split", "limit", "max_generations", "max_new_tokens", "temperature",
-          "judge", "name")
+FIELDS = ("model", "backend", "corpus", "questions", "split", "limit", "max_generations", "max_new_tokens",
+          "temperature", "judge", "name")
 """The form's fields, in order: each is an `rl-inspect eval` option of the same name."""
+CHOICE_FIELDS = ("backend", "split", "judge")
+"""The fields whose values are the eval option's fixed choices (eval_choices)."""
+PATH_FIELDS = ("corpus", "questions")
+"""The fields that name a file or folder (completed by complete_path)."""
 
 
 @dataclass
@@ -30,6 +36,7 @@ class LaunchForm:
     """The launch form's values, as typed (strings; empty: the eval's default)."""
 
     model: str = "embedded:smollm2-135m"
+    backend: str = ""
     corpus: str = ""
     questions: str = ""
     split: str = "test"
@@ -49,7 +56,7 @@ class LaunchForm:
             value = getattr(self, name).strip()
             if not value:
                 continue
-            if name in ("corpus", "questions") and not Path(value).expanduser().exists():
+            if name in PATH_FIELDS and not Path(value).expanduser().exists():
                 raise ValueError(f"{name}: no such file or folder: {value}")
             if name in ("limit", "max_generations", "max_new_tokens"):
                 try:
@@ -64,6 +71,81 @@ class LaunchForm:
             args += [f"--{name.replace('_', '-')}", value]
         _check(args)
         return args
+
+
+@functools.lru_cache(maxsize=None)
+def eval_choices(field: str) -> tuple[tuple[str, ...], str | None]:
+    """The choices of `rl-inspect eval --FIELD` and its default, read from the CLI's own parser
+    (inspector.cli.build_parser), so a backend or judge added there appears in the form by
+    itself. `field`: the option's dest ("backend", "split", "judge"). Raises KeyError when the
+    eval command has no such option, ValueError when it takes any value (no choices).
+
+    argparse has no public way to list a subcommand's options; `_actions` and
+    `_SubParsersAction` are the long-stable attributes argparse's own help formatter reads."""
+    from inspector import cli
+
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    action = next((a for a in sub.choices["eval"]._actions if a.dest == field), None)
+    if action is None:
+        raise KeyError(f"rl-inspect eval has no option --{field.replace('_', '-')}")
+    if not action.choices:
+        raise ValueError(f"rl-inspect eval --{field.replace('_', '-')} takes any value, not a choice")
+    return tuple(str(c) for c in action.choices), None if action.default is None else str(action.default)
+
+
+def complete_path(text: str, *, limit: int = 50_000) -> str | None:
+    """The first existing file or folder whose path starts with `text`, as `text` followed by
+    the rest of its name ('/' after a folder), or None. Shapes: `text` as typed in the form;
+    the answer is `text` + at least one character.
+
+    Shell-like: `~` is expanded for the look-up but kept in the answer; names are matched
+    case-sensitively in sorted order; names starting with '.' only when the typed part of the
+    name starts with '.'; names that are not printable (control characters, undecodable bytes)
+    are never offered. At most `limit` entries of a folder are read (a huge folder costs no more).
+    Never raises: an unreadable or missing folder, a NUL or an over-long name give None.
+    """
+    if not text or not text.strip():
+        return None
+    if text.startswith("~") and os.sep not in text:  # "~" or "~user": their home folder
+        try:
+            return text + os.sep if os.path.expanduser(text) != text and os.path.isdir(os.path.expanduser(text)) else None
+        except (OSError, ValueError):
+            return None
+    folder, sep, prefix = text.rpartition(os.sep)
+    if sep and not folder:
+        folder = os.sep  # "/us" completes in the root
+    try:
+        where = os.path.expanduser(folder) if folder else os.curdir
+        names: list[tuple[str, bool]] = []
+        with os.scandir(where) as entries:
+            for i, entry in enumerate(entries):
+                if i >= limit:
+                    break
+                name = entry.name
+                if not name.startswith(prefix) or name.startswith(".") and not prefix.startswith("."):
+                    continue
+                if not name.isprintable():
+                    continue
+                kind = _kind(entry)
+                if kind is not None and (name != prefix or kind == "dir"):
+                    names.append((name, kind == "dir"))
+    except (OSError, ValueError):  # unreadable, missing, not a folder, NUL in the name, too long
+        return None
+    for name, is_dir in sorted(names):
+        rest = name[len(prefix):] + (os.sep if is_dir else "")
+        if rest:
+            return text + rest
+    return None
+
+
+def _kind(entry: os.DirEntry) -> str | None:
+    """'dir', 'file', or None for anything else (a dangling link, a socket, an unreadable entry).
+    Links are followed: a link to a folder is completed as a folder."""
+    try:
+        return "dir" if entry.is_dir() else "file" if entry.is_file() else None
+    except OSError:
+        return None
 
 
 def _check(args: list[str]) -> None:

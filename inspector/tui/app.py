@@ -8,6 +8,11 @@ one integer, no page read); when another process has committed, the screen on to
 re-read what it shows (`LiveScreen.database_changed`), and screens underneath re-read when they
 come back. So a run started by any process appears by itself, and a running run's page and
 open trajectory grow as it writes.
+
+A file that does not exist yet: the app starts with no store (`store` is None) on an empty runs
+screen that says so; nothing is created by looking. The same poll watches for the file (an eval
+launched with `e` creates it) and, once it holds an rl-inspect schema, opens it read-only and
+goes on as above.
 """
 
 from __future__ import annotations
@@ -23,9 +28,10 @@ from textual.binding import Binding
 from textual.screen import Screen
 
 from core.store import Store, StoreError
+from inspector.literal import one_line as clip
 from inspector.tui.format import one_line
 from inspector.tui.keys import screen_keys
-from inspector.tui.reads import VIEWER_BUSY_MS, ConnectionGuard, is_locked
+from inspector.tui.reads import VIEWER_BUSY_MS, ConnectionClosed, ConnectionGuard, is_locked
 from inspector.tui.screens.help import HelpScreen
 from inspector.tui.screens.runs import RunsScreen
 from inspector.tui.tokenizers import TokenizerCache
@@ -42,10 +48,16 @@ class RLInspectApp(App):
         Binding("q", "quit", "Quit", id="app.quit", show=False),
     ]
 
-    def __init__(self, store: Store, *, refresh_seconds: float = 1.0, open_run: int | None = None):
+    def __init__(self, store: Store | None, *, refresh_seconds: float = 1.0, open_run: int | None = None,
+                 db_path: str | Path | None = None):
         super().__init__()
         self.store = store
-        """The read-only store every screen queries."""
+        """The read-only store every screen queries; None while `db_path` does not exist yet
+        (create_app(..., missing_ok=True)), until poll_database finds the file written."""
+        self.db_path = Path(db_path) if store is None else store.path
+        """The database's path: where an eval launched here writes, whether or not it exists yet."""
+        self.missing_reason: str | None = None
+        """While there is no store: why the file that appeared cannot be opened yet (None: not there)."""
         self.open_run = open_run
         """A run to open straight away (after an eval, the run it just made)."""
         self.refresh_seconds = refresh_seconds
@@ -60,10 +72,22 @@ class RLInspectApp(App):
         """Why the app stopped early (a database it cannot read), for the command line to print."""
         self.crash: BaseException | None = None
         """The unexpected error that ended the app, if one did (logged with its traceback)."""
-        self.db_name = one_line(str(store.path))
-        self.store_guard = ConnectionGuard(store.close)
+        self.db_name = one_line(str(self.db_path))
+        self.store_guard = ConnectionGuard(self._close_store)
         """Every worker's read holds it; the connection closes only when none is in flight."""
-        self.sub_title = one_line(store.path.name)
+        self.sub_title = one_line(self.db_path.name)
+
+    def _close_store(self) -> None:
+        if self.store is not None:
+            self.store.close()
+
+    def missing_status(self) -> str:
+        """The runs screen's status line while the database does not exist yet (or cannot be
+        opened yet): what to do about it."""
+        if self.missing_reason is not None:
+            return f"{self.db_name} cannot be opened yet ({clip(self.missing_reason, 160)}); " \
+                   "retrying every poll · q quits"
+        return f"{self.db_name} does not exist yet: e launches an evaluation that creates it · q quits"
 
     def on_mount(self) -> None:
         self.push_screen(RunsScreen())
@@ -79,6 +103,9 @@ class RLInspectApp(App):
     def poll_database(self) -> None:
         """Read the change counter; tell the screen on top when another process committed.
         Also ticks screens that show time-dependent figures (a running run's duration)."""
+        if self.store is None:
+            self._open_when_written()
+            return
         try:
             with self.store_guard.in_use():
                 version = self.store.data_version()
@@ -87,6 +114,34 @@ class RLInspectApp(App):
         changed = version != self.data_version
         self.data_version = version
         self.call_from_thread(self._tell_screen, changed)
+
+    def _open_when_written(self) -> None:
+        """(In the poll worker.) Open the database read-only once its file exists and holds an
+        rl-inspect schema; until then nothing is opened, created or locked. A file being created
+        (empty, no schema yet, locked) is retried at the next poll, its reason kept for the
+        status line."""
+        if not self.db_path.exists():
+            return
+        try:
+            with self.store_guard.in_use():  # the app closing meanwhile closes the store opened here
+                store = Store.open_readonly(self.db_path)
+                try:
+                    store.runs()
+                    store.conn.execute(f"PRAGMA busy_timeout={VIEWER_BUSY_MS}")
+                    version = store.data_version()
+                except BaseException:
+                    store.close()
+                    raise
+                self.store = store
+        except ConnectionClosed:
+            return
+        except (StoreError, sqlite3.Error) as exc:
+            changed, self.missing_reason = str(exc) != self.missing_reason, str(exc)
+            self.call_from_thread(self._tell_screen, changed)  # the runs screen's status names it
+            return
+        self.missing_reason = None
+        self.data_version = version
+        self.call_from_thread(self._tell_screen, True)
 
     def _tell_screen(self, changed: bool) -> None:
         handler = getattr(self.screen, "database_changed", None)
@@ -113,7 +168,7 @@ class RLInspectApp(App):
         # A lock that outlived the retries, or a file broken under a read that had no place to
         # show it, ends the app with one line instead of a traceback; the file is left as it is.
         if isinstance(error, sqlite3.DatabaseError) and not is_locked(error):
-            self.failure = f"{self.store.path}: the database cannot be read ({error})"
+            self.failure = f"{self.db_path}: the database cannot be read ({error})"
             self.exit(return_code=2)
             return
         # Anything else is our bug: the traceback goes to the log file, the command line prints
@@ -130,12 +185,21 @@ def _runner(node, action: str):
     return run
 
 
-def create_app(db_path: str | Path, *, refresh_seconds: float = 1.0, open_run: int | None = None) -> RLInspectApp:
+def create_app(db_path: str | Path, *, refresh_seconds: float = 1.0, open_run: int | None = None,
+               missing_ok: bool = False) -> RLInspectApp:
     """Open `db_path` read-only and build the app.
 
-    Raises StoreError (one line naming the file) when the file is missing, not a database, of
-    another schema, damaged where the first screen reads, or when `open_run` is not one of its runs.
+    `missing_ok`: a path that does not exist (in a folder that does) gives an app with no store,
+    on an empty runs screen that offers to launch an eval creating it (see the module docstring);
+    nothing is created here.
+
+    Raises StoreError (one line naming the file) when the file is missing (unless `missing_ok`,
+    then only when its folder is missing too or `open_run` is given), not a database, of another
+    schema, damaged where the first screen reads, or when `open_run` is not one of its runs.
     """
+    path = Path(db_path)
+    if missing_ok and open_run is None and not path.exists() and path.parent.is_dir():
+        return RLInspectApp(None, refresh_seconds=refresh_seconds, db_path=path)
     store = Store.open_readonly(db_path)
     try:
         store.runs()  # the pages the first screen needs: a damaged file is caught before drawing

@@ -1,34 +1,67 @@
 """The launch form (`e` on the runs screen) and the launched eval's log (`o`).
 
 The form's values are checked by inspector.launch.LaunchForm.argv (the CLI's own parser and
-EvalConfig.validate) before anything starts; a refused value is named in the form. The eval then
-runs in its own process (inspector.launch.launch), writing into the open database, which the runs
-screen follows like any other writer.
+EvalConfig.validate) before anything starts; a refused value is named in the form. Backend, split
+and judge offer the eval option's own choices (inspector.launch.eval_choices); corpus and
+questions complete a typed path inline (→ accepts, PathSuggester). The eval then runs in its own
+process (inspector.launch.launch), writing into the open database (creating it when the viewer
+was opened on a file that does not exist yet), which the runs screen follows like any other writer.
 """
 
 from __future__ import annotations
+
+import asyncio
 
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Input, Label, Static
+from textual.suggester import Suggester
+from textual.widgets import Input, Label, Select, Static
 
-from inspector.launch import FIELDS, LaunchForm
+from inspector.launch import CHOICE_FIELDS, FIELDS, PATH_FIELDS, LaunchForm, complete_path, eval_choices
 
 _HINTS = {
     "model": "embedded:smollm2-135m, a local model folder or a hub id in the local cache",
-    "corpus": "empty: the built-in demo corpus; or a .md/.txt file or folder, .jsonl/.csv of chunks",
-    "questions": "empty: the demo's questions; or .jsonl/.json/.csv with question and answer",
+    "backend": "the generation backend",
+    "corpus": "empty: the built-in demo corpus; or a .md/.txt file or folder, .jsonl/.csv of chunks (→ completes)",
+    "questions": "empty: the demo's questions; or .jsonl/.json/.csv with question and answer (→ completes)",
     "split": "train, test or all",
     "limit": "empty: every question of the split",
     "max_generations": "generation turns per question (empty: the default)",
     "max_new_tokens": "token budget after the prompt (empty: the default)",
     "temperature": "0 for greedy (empty: the default)",
-    "judge": "auto, f1, exact, contains or llm",
+    "judge": "auto: f1 (token F1 >= 0.5) unless a judge model is named; exact, contains, f1 or llm",
     "name": "empty: model, split and time",
 }
+
+
+class PathSuggester(Suggester):
+    """Completes a typed file or folder path inline (inspector.launch.complete_path): the rest of
+    the first matching name, '/' after a folder; the right arrow accepts it.
+
+    Textual ships only SuggestFromList; a path needs the file system read as the user types, in
+    a thread (a huge or slow folder never stalls the screen), and uncached (files come and go)."""
+
+    def __init__(self) -> None:
+        super().__init__(use_cache=False, case_sensitive=True)
+
+    async def get_suggestion(self, value: str) -> str | None:
+        return await asyncio.to_thread(complete_path, value)
+
+
+def _select(name: str, value: str) -> Select[str]:
+    """A field whose values are the eval option's choices; an empty value is the option's default
+    (the prompt names it), a value outside the choices is kept so that Start names it as refused."""
+    choices, default = eval_choices(name)
+    options = [(Text(c), c) for c in choices]
+    if value and value not in choices:
+        options.append((Text(value), value))
+    if value:
+        return Select(options, value=value, allow_blank=False, id=f"launch-{name}", tooltip=_HINTS[name])
+    return Select(options, prompt=f"default ({default})" if default else "default", allow_blank=True,
+                  id=f"launch-{name}", tooltip=_HINTS[name])
 
 
 class LaunchScreen(ModalScreen[list[str] | None]):
@@ -45,7 +78,7 @@ class LaunchScreen(ModalScreen[list[str] | None]):
                   padding: 0 1; }
     .launch-row { height: 3; }
     .launch-row Label { width: 18; padding: 1 1 0 0; }
-    .launch-row Input { width: 1fr; }
+    .launch-row Input, .launch-row Select { width: 1fr; }
     #launch-error { color: $error; height: auto; }
     """
 
@@ -62,7 +95,12 @@ class LaunchScreen(ModalScreen[list[str] | None]):
             for name in FIELDS:
                 with Horizontal(classes="launch-row"):
                     yield Label(name.replace("_", " "))
-                    yield Input(value=getattr(self.form, name), placeholder=_HINTS[name], id=f"launch-{name}")
+                    value = getattr(self.form, name)
+                    if name in CHOICE_FIELDS:
+                        yield _select(name, value)
+                    else:
+                        yield Input(value=value, placeholder=_HINTS[name], id=f"launch-{name}",
+                                    suggester=PathSuggester() if name in PATH_FIELDS else None)
 
     def on_mount(self) -> None:
         self.query_one(f"#launch-{FIELDS[0]}", Input).focus()
@@ -75,7 +113,9 @@ class LaunchScreen(ModalScreen[list[str] | None]):
 
     def action_start(self) -> None:
         for name in FIELDS:
-            setattr(self.form, name, self.query_one(f"#launch-{name}", Input).value)
+            widget = self.query_one(f"#launch-{name}")
+            value = widget.value
+            setattr(self.form, name, "" if value is Select.NULL else str(value))
         try:
             args = self.form.argv()
         except ValueError as exc:

@@ -91,7 +91,8 @@ class RunsScreen(LiveScreen):
     @work(thread=True, exclusive=True, group="runs", exit_on_error=False)
     def _load(self) -> None:
         try:
-            rows = read(self.app, run_rows, self.app.store)
+            store = self.app.store  # None while the file does not exist yet (RLInspectApp.missing_status)
+            rows = [] if store is None else read(self.app, run_rows, store)
         except sqlite3.DatabaseError as exc:
             self.app.call_from_thread(self._show_error, exc)
             return
@@ -130,6 +131,8 @@ class RunsScreen(LiveScreen):
                 status += f"; {len(running) - 2} more"
         if not rows:
             status = f"No runs yet. Start one from a terminal: rl-inspect eval --db {self.app.db_name}"
+            if self.app.store is None:
+                status = self.app.missing_status()
         if self.compare_from is not None:
             status += f" · run {self.compare_from} marked as A: c on another run compares them (c again unmarks)"
         launched = self.app.launched_evals
@@ -156,7 +159,7 @@ class RunsScreen(LiveScreen):
         from inspector.launch import launch
 
         try:
-            launched = launch(self.app.store.path, args, resume=resume)
+            launched = launch(self.app.db_path, args, resume=resume)
         except OSError as exc:
             self.notify(f"cannot start the evaluation: {exc}", severity="error", markup=False)
             return
