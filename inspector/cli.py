@@ -13,6 +13,9 @@
     rl-inspect export DB --run N [--format jsonl|parquet] [--out FILE]
                                    one record per trajectory (messages, rewards, tokens,
                                    mask, logprobs), streamed (core.store.export)
+    rl-inspect merge OUT IN...     combine the databases of several writers into OUT,
+                                   idempotently (core.store.merge)
+    rl-inspect DB --trajectory ID  open one trajectory straight away
 
 Exit codes: 0 done; 1 the run failed (model, backend or internal error); 2 bad input (options,
 files, database); 130 cancelled with Ctrl-C or SIGTERM (finished trajectories are kept; finish
@@ -182,9 +185,20 @@ def build_parser() -> argparse.ArgumentParser:
                         "hidden partial name and renamed when complete")
     export.add_argument("--force", action="store_true", help="replace an existing --out file")
     export.add_argument("--limit", type=int, help="export at most this many trajectories (the first by id)")
+    merge = sub.add_parser("merge", help="combine the databases of several writers into one",
+                           description="Copy every run of the IN databases into OUT (created when missing): "
+                           "runs are matched by identity (kind, name, model, configuration, creation time, host, "
+                           "pid), so merging again changes nothing and a copy further along replaces an older "
+                           "one whole; runs still being written are skipped and named (core.store.merge). "
+                           "Exit 0, or 2 for bad input (nothing written).")
+    merge.add_argument("out", metavar="OUT", help="the database to write")
+    merge.add_argument("inputs", nargs="+", metavar="IN", help="databases to read (never written)")
+    merge.add_argument("--json", action="store_true", help="print what was done as JSON on stdout")
     view = sub.add_parser("view", help="open a database in the TUI (the default command)")
     view.add_argument("db")
     view.add_argument("--run", type=int, help="open this run straight away")
+    view.add_argument("--trajectory", type=int, metavar="ID", help="open this trajectory straight away (on top "
+                      "of its run's list): the id `rl-inspect lint`, `compare --json` and exports name")
     return parser
 
 
@@ -453,8 +467,9 @@ def _interactive() -> bool:
     return sys.stdin.isatty() and sys.stdout.isatty() and not os.environ.get("CI")
 
 
-def _readable(db: str, run_id: int | None) -> None:
-    """Check `db` opens read-only and holds `run_id` (if given); StoreError names what is wrong."""
+def _readable(db: str, run_id: int | None, trajectory_id: int | None = None) -> None:
+    """Check `db` opens read-only and holds `run_id` and `trajectory_id` (if given, the one of
+    the other); StoreError names what is wrong."""
     import sqlite3
 
     from core.store import Store, StoreError
@@ -463,11 +478,15 @@ def _readable(db: str, run_id: int | None) -> None:
         try:
             if run_id is not None:
                 store.run(run_id)
+            if trajectory_id is not None:
+                owner = store.trajectory(trajectory_id)["run_id"]
+                if run_id is not None and owner != run_id:
+                    raise StoreError(f"{db}: trajectory {trajectory_id} is of run {owner}, not run {run_id}")
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{db}: the database cannot be read ({exc})") from None
 
 
-def _run_view(db: str, run_id: int | None = None) -> int:
+def _run_view(db: str, run_id: int | None = None, trajectory_id: int | None = None) -> int:
     import asyncio
 
     from core.logs import current_log, log_to_file
@@ -476,14 +495,17 @@ def _run_view(db: str, run_id: int | None = None) -> int:
     # which `e` launches the eval that creates it (nothing is written before that); elsewhere
     # (a script, a pipe, CI) it stays the one-line refusal.
     missing = not Path(db).exists()
-    if missing and (run_id is not None or not Path(db).parent.is_dir() or not _interactive()):
+    if missing and (run_id is not None or trajectory_id is not None or not Path(db).parent.is_dir()
+                    or not _interactive()):
         print(f"rl-inspect: {db}: no such database (make one with: rl-inspect eval --db {db})", file=sys.stderr)
         return EXIT_BAD_INPUT
     if not missing:
-        _readable(db, run_id)  # a missing run is refused here, before the TUI takes the terminal
+        # A missing run or trajectory is refused here, before the TUI takes the terminal.
+        _readable(db, run_id, trajectory_id)
     from inspector.tui import app as tui
 
-    app = tui.create_app(db, missing_ok=True) if missing else tui.create_app(db, open_run=run_id)
+    app = tui.create_app(db, missing_ok=True) if missing else tui.create_app(db, open_run=run_id,
+                                                                              open_trajectory=trajectory_id)
     log = current_log() or log_to_file("view")
 
     def cancel(signum, frame) -> None:
@@ -610,6 +632,33 @@ def _run_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _run_merge(out: str, inputs: list[str], as_json: bool) -> int:
+    """`rl-inspect merge OUT IN...`: one line per input on stderr (runs copied, replaced,
+    unchanged, skipped because still running), or the report as JSON on stdout."""
+    from core.store.merge import merge_databases
+
+    report = merge_databases(out, inputs)
+    if as_json:
+        print(json.dumps({"out": out, "copied": report.copied, "replaced": report.replaced,
+                          "unchanged": report.unchanged, "skipped_running": report.skipped_running,
+                          "trajectories": report.trajectories}, indent=2))
+    for path in inputs:
+        copied = [c for c in report.copied if c[0] == str(path)]
+        unchanged = [u for u in report.unchanged if u[0] == str(path)]
+        running = [r for r in report.skipped_running if r[0] == str(path)]
+        line = f"{one_line(path)}: {len(copied)} run{'s' if len(copied) != 1 else ''} copied"
+        if copied:
+            line += " (" + ", ".join(f"{src}→{dst}" for _, src, dst in copied) + ")"
+        line += f", {len(unchanged)} already in {one_line(out)}"
+        if running:
+            line += "; still running, merge again when they end: " + ", ".join(
+                f"run {rid} ({one_line(who)})" for _, rid, who in running)
+        print(f"rl-inspect: {line}", file=sys.stderr)
+    print(f"rl-inspect: {report.trajectories:,} trajectories copied into {one_line(out)}"
+          f"{f', {report.replaced} older copies replaced' if report.replaced else ''}", file=sys.stderr)
+    return EXIT_OK
+
+
 LINT_HEADER = f"{'kind':<26} {'severity':<8} {'count':>8}  examples"
 
 
@@ -661,7 +710,7 @@ def _quiet_stdout() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (see the module's docstring)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] not in ("eval", "train", "runs", "view", "lint", "compare", "export", "-h",
+    if argv and argv[0] not in ("eval", "train", "runs", "view", "lint", "compare", "export", "merge", "-h",
                                 "--help") and not argv[0].startswith("-"):
         argv = ["view", *argv]  # `rl-inspect runs.db`
     parser = build_parser()
@@ -683,11 +732,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "train":
             return _run_train(args)
         if args.command == "view":
-            return _run_view(args.db, args.run)
+            return _run_view(args.db, args.run, args.trajectory)
         if args.command == "compare":
             return _run_compare(args.db, args.run_a, args.run_b, args.json, args.rows)
         if args.command == "export":
             return _run_export(args)
+        if args.command == "merge":
+            return _run_merge(args.out, args.inputs, args.json)
         if args.command == "lint":
             return _run_lint(args.db, args.run, args.json, args.examples, not args.no_tokenizer)
         return _run_list(args.db, args.json)

@@ -212,3 +212,33 @@ async def test_a_running_run_is_followed_as_it_is_written(tmp_path):
         await _settle(pilot)
         assert table.row_count == 3
     writer.close()
+
+
+async def test_a_trajectory_opens_straight_away_by_its_id(db):
+    from core.store import Store, StoreError
+
+    with Store.open_readonly(db) as store:
+        train = next(r["id"] for r in store.runs() if r["kind"] == "train")
+        tid = store.trajectory_rows(train, limit=100)[5]["id"]
+    app = _app(db, open_trajectory=tid)
+    async with app.run_test(size=SIZE) as pilot:
+        await _settle(pilot)
+        await pilot.pause(0.2)
+        await _settle(pilot)
+        assert isinstance(app.screen, TrajectoryScreen) and app.screen.trajectory_id == tid
+        await pilot.press("escape")
+        await _settle(pilot)
+        assert isinstance(app.screen, TrajectoriesScreen) and app.screen.run_id == train
+        assert app.screen._current_id() == tid
+    with pytest.raises(StoreError, match="no trajectory 99999"):
+        _app(db, open_trajectory=99999)
+    with pytest.raises(StoreError, match=f"trajectory {tid} is of run {train}"):
+        _app(db, open_trajectory=tid, open_run=train + 100)
+
+
+def test_view_refuses_an_unknown_trajectory_in_one_line(db, capsys):
+    from inspector.cli import main
+
+    assert main([str(db), "--trajectory", "99999"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no trajectory 99999" in err[0]

@@ -49,7 +49,7 @@ class RLInspectApp(App):
     ]
 
     def __init__(self, store: Store | None, *, refresh_seconds: float = 1.0, open_run: int | None = None,
-                 db_path: str | Path | None = None):
+                 db_path: str | Path | None = None, open_trajectory: int | None = None):
         super().__init__()
         self.store = store
         """The read-only store every screen queries; None while `db_path` does not exist yet
@@ -60,6 +60,8 @@ class RLInspectApp(App):
         """While there is no store: why the file that appeared cannot be opened yet (None: not there)."""
         self.open_run = open_run
         """A run to open straight away (after an eval, the run it just made)."""
+        self.open_trajectory = open_trajectory
+        """A trajectory of `open_run` to open straight away (`rl-inspect DB --trajectory ID`)."""
         self.refresh_seconds = refresh_seconds
         """How often the change counter is polled (0 turns following off, as tests do; they call
         `poll_database` themselves)."""
@@ -94,8 +96,13 @@ class RLInspectApp(App):
         if self.open_run is not None:
             from inspector.tui.screens.runs import run_screen
 
-            row = self.store.conn.execute("SELECT kind FROM runs WHERE id=?", (self.open_run,)).fetchone()
-            self.push_screen(run_screen(self.open_run, row[0] if row else None))
+            if self.open_trajectory is not None:  # its run's list, with the trajectory opened on top
+                from inspector.tui.screens.trajectories import TrajectoriesScreen
+
+                self.push_screen(TrajectoriesScreen(self.open_run, open_trajectory=self.open_trajectory))
+            else:
+                row = self.store.conn.execute("SELECT kind FROM runs WHERE id=?", (self.open_run,)).fetchone()
+                self.push_screen(run_screen(self.open_run, row[0] if row else None))
         if self.refresh_seconds:
             self.set_interval(self.refresh_seconds, self.poll_database)
 
@@ -186,7 +193,7 @@ def _runner(node, action: str):
 
 
 def create_app(db_path: str | Path, *, refresh_seconds: float = 1.0, open_run: int | None = None,
-               missing_ok: bool = False) -> RLInspectApp:
+               missing_ok: bool = False, open_trajectory: int | None = None) -> RLInspectApp:
     """Open `db_path` read-only and build the app.
 
     `missing_ok`: a path that does not exist (in a folder that does) gives an app with no store,
@@ -196,13 +203,20 @@ def create_app(db_path: str | Path, *, refresh_seconds: float = 1.0, open_run: i
     Raises StoreError (one line naming the file) when the file is missing (unless `missing_ok`,
     then only when its folder is missing too or `open_run` is given), not a database, of another
     schema, damaged where the first screen reads, or when `open_run` is not one of its runs.
+    `open_trajectory`: open that trajectory on top of its run's list (its run is `open_run`);
+    StoreError when there is no such trajectory, or it is not of `open_run` when that is given.
     """
     path = Path(db_path)
-    if missing_ok and open_run is None and not path.exists() and path.parent.is_dir():
+    if missing_ok and open_run is None and open_trajectory is None and not path.exists() and path.parent.is_dir():
         return RLInspectApp(None, refresh_seconds=refresh_seconds, db_path=path)
     store = Store.open_readonly(db_path)
     try:
         store.runs()  # the pages the first screen needs: a damaged file is caught before drawing
+        if open_trajectory is not None:
+            owner = store.trajectory(open_trajectory)["run_id"]
+            if open_run is not None and open_run != owner:
+                raise StoreError(f"{db_path}: trajectory {open_trajectory} is of run {owner}, not run {open_run}")
+            open_run = owner
         if open_run is not None:
             store.run(open_run)
     except sqlite3.DatabaseError as exc:
@@ -212,4 +226,4 @@ def create_app(db_path: str | Path, *, refresh_seconds: float = 1.0, open_run: i
         store.close()
         raise
     store.conn.execute(f"PRAGMA busy_timeout={VIEWER_BUSY_MS}")
-    return RLInspectApp(store, refresh_seconds=refresh_seconds, open_run=open_run)
+    return RLInspectApp(store, refresh_seconds=refresh_seconds, open_run=open_run, open_trajectory=open_trajectory)

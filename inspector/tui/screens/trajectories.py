@@ -106,9 +106,12 @@ class TrajectoriesScreen(LiveScreen):
         Binding("escape", "back", "Back", id="traj.back"),
     ]
 
-    def __init__(self, run_id: int, step: int | None = None):
-        """`step`: open on that training step's trajectories, in group order (from the steps screen)."""
+    def __init__(self, run_id: int, step: int | None = None, open_trajectory: int | None = None):
+        """`step`: open on that training step's trajectories, in group order (from the steps screen).
+        `open_trajectory`: a trajectory of the run to open once the list has its page (Esc then
+        lands on it in the list)."""
         super().__init__()
+        self._open_after_load = open_trajectory
         self.run_id = run_id
         self.query_state = (TrajectoryQuery(run_id) if step is None else
                             TrajectoryQuery(run_id, TrajectoryFilter(step=step), sort="group_id"))
@@ -144,7 +147,11 @@ class TrajectoriesScreen(LiveScreen):
     def on_mount(self) -> None:
         self.query_one("#search", Input).display = False
         self.query_one(PagedTable).focus()
-        self.reload()
+        if self._open_after_load is not None:
+            self.loaded_version = self.app.data_version
+            self._load(self.query_state, 0, 0, find=self._open_after_load)
+        else:
+            self.reload()
 
     # ------------------------------------------------------------------ loading
     def reload_data(self) -> None:
@@ -195,6 +202,9 @@ class TrajectoriesScreen(LiveScreen):
         self.shown = (query, offset)
         table = self.query_one(PagedTable)
         self._fill(table)
+        if self._open_after_load is not None:
+            tid, self._open_after_load = self._open_after_load, None
+            self.call_after_refresh(self._open, tid)
         if rows:
             ids = [r.id for r in rows]
             if keep_id in ids:
