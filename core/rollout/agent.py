@@ -145,10 +145,16 @@ class Agent:
         traj = Trajectory(question=question, messages=messages, tokens=tokens, qidx=qidx, chat_state=state)
         if self._context_left(traj) < 1:
             self._finish(traj, FINISH_CONTEXT_LENGTH, self._context_detail(traj))
+            self._check_drift([traj])
         return traj
 
     def step(self, batch: Sequence[Trajectory]) -> list[list[Message]]:
-        """One generation turn for every unfinished trajectory; returns each one's new messages."""
+        """One generation turn for every unfinished trajectory; returns each one's new messages.
+
+        The new text of every trajectory (the reply's closing, the tool result, the next
+        generation prompt) is tokenised in one batched tokenizer call, and the drift check of
+        every trajectory that ends this turn in another.
+        """
         active = [t for t in batch if not t.finished]
         new: dict[int, list[Message]] = {id(t): [] for t in batch}
         if not active:
@@ -158,9 +164,18 @@ class Agent:
         outputs = self.backend.generate([t.tokens.ids for t in active], limits, self.config.sampling)
         elapsed = time.perf_counter() - began
         total_generated = sum(len(o.token_ids) for o in outputs) or 1
+        waiting: list[tuple[Trajectory, Message, bool]] = []
+        pending = []
         for traj, out in zip(active, outputs):
             traj.generation_seconds += elapsed * len(out.token_ids) / total_generated
-            new[id(traj)] = self._after_generation(traj, out)
+            new[id(traj)], scaffold = self._after_generation(traj, out)
+            if scaffold is not None:
+                waiting.append(scaffold[:3])
+                pending.append(scaffold[3])
+        for (traj, tool_msg, last_turn), segments in zip(waiting, self.chat.tokenise(pending)):
+            self._append_segments(traj, tool_msg, segments)
+            self._after_tool_tokens(traj, last_turn)
+        self._check_drift([t for t in active if t.finished])
         return [new[id(t)] for t in batch]
 
     def _turn_limit(self, traj: Trajectory) -> int:
@@ -177,7 +192,9 @@ class Agent:
         return (f"the chat is {len(traj.tokens.ids):,} tokens; the model's context is "
                 f"{self.context_length:,} tokens")
 
-    def _after_generation(self, traj: Trajectory, out) -> list[Message]:
+    def _after_generation(self, traj: Trajectory, out) -> tuple[list[Message], tuple | None]:
+        """(the turn's new messages, None or (traj, tool message, last turn, PendingScaffold) whose
+        tokens step() appends after tokenising every trajectory's new text at once)."""
         traj.turns += 1
         turn = traj.turns
         start, end = traj.tokens.add_generated(out.token_ids, out.logprobs)
@@ -195,11 +212,11 @@ class Agent:
                 self._finish(traj, FINISH_CONTEXT_LENGTH, self._context_detail(traj))
             else:
                 self._finish(traj, FINISH_MAX_TOKENS)
-            return added
+            return added, None
         parsed = parse_tool_call(out.text, tools=(SEARCH_TOOL_NAME,))
         if parsed is None:
             self._finish(traj, FINISH_ANSWERED)
-            return added
+            return added, None
         result, error = self._run_tool(parsed)
         if isinstance(parsed, ToolCall):
             reply.tool_call = parsed
@@ -213,21 +230,25 @@ class Agent:
         if error is not None and self.config.on_tool_error == "stop":
             # The model never sees this message, so it gets no tokens.
             self._finish(traj, FINISH_TOOL_ERROR)
-            return added
+            return added, None
         last_turn = turn >= self.config.max_generations
         try:
-            self._append_tool_tokens(traj, out, tool_msg, generation_prompt=not last_turn)
+            history = traj.chat()[:-1]
+            pending = self.chat.prepare_continue(traj.chat_state, history, out.token_ids, out.finish_reason,
+                                                 [tool_msg.chat_dict()], generation_prompt=not last_turn)
         except TemplateMismatch as exc:
             # The model never sees this tool result: no prompt we could give it is the template's.
             self._finish(traj, FINISH_TEMPLATE_MISMATCH, str(exc))
-            return added
+            return added, None
+        return added, (traj, tool_msg, last_turn, pending)
+
+    def _after_tool_tokens(self, traj: Trajectory, last_turn: bool) -> None:
         if traj.tokens.completion_len >= self.config.max_new_tokens:
             self._finish(traj, FINISH_MAX_TOKENS)
         elif last_turn:
             self._finish(traj, FINISH_MAX_TURNS)
         elif self._context_left(traj) < 1:
             self._finish(traj, FINISH_CONTEXT_LENGTH, self._context_detail(traj))
-        return added
 
     def _run_tool(self, parsed: ToolCall | ToolError) -> tuple[str, ToolError | None]:
         if isinstance(parsed, ToolError):
@@ -238,27 +259,30 @@ class Agent:
             logger.warning("search failed for {!r}: {}", parsed.arguments.get("query"), exc)
             return "", ToolError("search_failed", f"{exc.__class__.__name__}: {exc}")
 
-    def _append_tool_tokens(self, traj: Trajectory, out, tool_msg: Message, generation_prompt: bool) -> None:
-        history = traj.chat()[:-1]
-        segments = self.chat.continue_chat(traj.chat_state, history, out.token_ids, out.finish_reason,
-                                           [tool_msg.chat_dict()], generation_prompt=generation_prompt)
+    @staticmethod
+    def _append_segments(traj: Trajectory, tool_msg: Message, segments) -> None:
         for seg in segments:
             start, end = traj.tokens.add_scaffold(seg.ids)
             if seg.message_index == 0:
                 tool_msg.token_start, tool_msg.token_end = start, end
 
     def _finish(self, traj: Trajectory, reason: str, detail: str | None = None) -> None:
+        """Ends the trajectory; its drift is checked by the caller (_check_drift), after the turn."""
         traj.finish_reason = reason
         traj.finish_detail = detail
-        if self.config.check_drift:
-            traj.drift_at, traj.drift_kind = self._drift(traj)
 
-    def _drift(self, traj: Trajectory) -> tuple[int | None, str | None]:
-        """First position where our ids differ from rendering the whole chat and tokenising it,
-        and the kind of difference (core.rollout.chat.DRIFT_KINDS).
+    def _check_drift(self, finished: Sequence[Trajectory]) -> None:
+        """Sets drift_at and drift_kind of each finished trajectory (when config.check_drift): the
+        first position where our ids differ from rendering the whole chat and tokenising it, and
+        the kind of difference (core.rollout.chat.DRIFT_KINDS); the renderings of all of them are
+        tokenised in one batched call.
 
         Only the messages the model saw are rendered: a trailing message that ended the chat
         (a tool error, a result the template could not continue with) was never tokenised.
         """
-        seen = [_chat_dict(m) for m in traj.messages if m.token_start is not None]
-        return self.chat.drift(traj.chat_state, traj.tokens, seen)
+        if not self.config.check_drift or not finished:
+            return
+        items = [(t.chat_state, t.tokens, [_chat_dict(m) for m in t.messages if m.token_start is not None])
+                 for t in finished]
+        for traj, (at, kind) in zip(finished, self.chat.drift_many(items)):
+            traj.drift_at, traj.drift_kind = at, kind

@@ -16,16 +16,29 @@ rewrite is noted; a template that renders earlier scaffolding differently (one t
 messages from the end, say) raises `TemplateMismatch`, and the agent ends that trajectory with
 its own finish reason instead of feeding the model a prompt that is not the template's.
 
-Two full renderings per turn cost time in the size of the chat (measured in benchmarks/README.md);
-no template is special-cased.
+A full rendering per turn costs time in the size of the chat, so for a template proven
+content-linear (core.rollout.scaffold: contents are only written out verbatim) the rendering is
+taken from a placeholder rendering of the chat's structure, made once per structure and shared by
+every trajectory at that turn: the new rendering is the previous one, the reply, and the
+placeholder rendering's tail with this trajectory's contents put in. The first use of each
+structure is checked against a real rendering; any doubt (a template not proven linear, more
+than one new message, a reply not rendered verbatim) takes the full rendering path, whose
+result is the same by construction. New text of many trajectories is tokenised in one batched
+call of the tokenizer (`prepare_continue` then `tokenise`); no template is special-cased.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import dataclass, field
 from datetime import date as _date
+from itertools import accumulate
+from operator import itemgetter
 from typing import Any, Sequence
 
+from loguru import logger
+
+from core.rollout.scaffold import Structure, cached_content_linear, placeholder_chat, split_rendering, structure_key
 from core.rollout.templates import ChatFormat, check_template
 from core.rollout.tokens import TokenSequence
 
@@ -67,6 +80,10 @@ def stop_token_ids(tokenizer: Any, generation_config: Any = None) -> set[int]:
     return ids
 
 
+_STRUCTURES_KEPT = 1024
+"""Placeholder renderings kept per ChatTokenizer (a run needs about two per turn)."""
+
+
 @dataclass(frozen=True)
 class Segment:
     """Scaffolding ids, split at message boundaries (None: template text of no message)."""
@@ -96,19 +113,39 @@ class ChatState:
     """Per reply: the template text its stop id stood for (its end-of-turn token, "" when none)."""
     rendered: str = ""
     """The template's last full rendering (the fast path: a new one usually extends it)."""
+    structure: tuple | None = None
+    """What `rendered` is a rendering of, as a placeholder-rendering key (None: not reusable)."""
+    contents: list[str] | None = None
+    """The contents of the chat `rendered` renders, in order (to reuse its structure)."""
+
+
+@dataclass
+class PendingScaffold:
+    """Scaffolding text of one continue_chat, cut into pieces, waiting to be tokenised.
+
+    texts[i] is owned by new message owners[i] (None: template text of no message)."""
+
+    texts: list[str]
+    owners: list[int | None]
 
 
 class ChatTokenizer:
     """Renders a chat template for token-exact, checked chats (see the module docstring)."""
 
     def __init__(self, tokenizer: Any, fmt: ChatFormat | None = None, name: str = "",
-                 stop_ids: Sequence[int] = ()):
+                 stop_ids: Sequence[int] = (), reuse_renderings: bool = True):
         """fmt: how stored messages map onto the template; checked with check_template when None
         (raises core.rollout.templates.TemplateError for a template that cannot run the agent).
         stop_ids: the backend's stop ids (its model's generation config may list more than the
-        tokenizer's eos and end-of-turn tokens); any of them ends a reply."""
+        tokenizer's eos and end-of-turn tokens); any of them ends a reply.
+        reuse_renderings: take renderings from shared placeholder renderings where the template
+        is proven content-linear (see the module docstring); False renders every chat in full
+        (the reference path the tests compare it with)."""
         self.tokenizer = tokenizer
         self.fmt = fmt if fmt is not None else check_template(tokenizer, name)
+        self.linear_reason = "disabled" if not reuse_renderings else self._linearity(tokenizer, self.fmt)
+        """None when renderings are reused (the template is content-linear); else why not."""
+        self._structures: dict[tuple, Structure | None] = {}
         closed = self._render(_BASE + [{"role": "assistant", "content": _SENTINEL}], False, self.fmt)
         at = closed.rfind(_SENTINEL)
         if at < 0:
@@ -124,6 +161,49 @@ class ChatTokenizer:
         self._end_token = next((t for t in self._stop_texts if t in self._closing), "") or self._leading_special(
             self._closing)
         """The end-of-turn token the template writes after a reply ('<|im_end|>'), '' when none."""
+
+    @staticmethod
+    def _linearity(tokenizer: Any, fmt: ChatFormat) -> str | None:
+        if fmt.native_tools:
+            return "native tool calling renders structured calls"
+        try:
+            template = tokenizer.get_chat_template()
+        except Exception as exc:  # noqa: BLE001  (no single template: render in full)
+            return f"no single chat template ({exc.__class__.__name__})"
+        if not isinstance(template, str):
+            return "no single chat template"
+        return cached_content_linear(template)
+
+    def _structure(self, chat: Sequence[dict], generation_prompt: bool, fmt: ChatFormat) -> tuple | None:
+        """The placeholder-rendering key of `chat`, or None when it is not reusable."""
+        if self.linear_reason is not None:
+            return None
+        key = structure_key(chat)
+        return None if key is None else (fmt, generation_prompt, key)
+
+    def _placeholder_rendering(self, key: tuple, chat: Sequence[dict]) -> Structure | None:
+        """The placeholder rendering for `key` (chat has that structure), made and checked once.
+
+        Its first use is compared with a real rendering of `chat`; a difference (the proof of
+        content-linearity missed something) turns reuse off for this tokenizer, with a warning.
+        """
+        if key in self._structures:
+            return self._structures[key]
+        fmt, generation_prompt, _ = key
+        try:
+            found = split_rendering(self._render(placeholder_chat(chat), generation_prompt, fmt), len(chat))
+            real = self._render(chat, generation_prompt, fmt) if found is not None else None
+        except Exception:  # noqa: BLE001  (the template cannot render it: the full path says why)
+            found = real = None
+        if found is not None and found.fill([m["content"] for m in chat]) != real:
+            self.linear_reason = "a placeholder rendering differed from the real one"
+            logger.warning("chat template: placeholder rendering differs from the real one; rendering in full")
+            self._structures.clear()
+            return None
+        if len(self._structures) >= _STRUCTURES_KEPT:
+            self._structures.clear()
+        self._structures[key] = found
+        return found
 
     def _leading_special(self, text: str) -> str:
         if not text:
@@ -164,7 +244,8 @@ class ChatTokenizer:
         text = self._render(opening, True, fmt)
         plain = self._render(opening, False, fmt)
         gp = text[len(plain):] if text.startswith(plain) else ""
-        state = ChatState(fmt=fmt, bodies=[text[: len(text) - len(gp)]], gen_prompts=[gp], rendered=text)
+        state = ChatState(fmt=fmt, bodies=[text[: len(text) - len(gp)]], gen_prompts=[gp], rendered=text,
+                          structure=self._structure(opening, True, fmt), contents=[m["content"] for m in opening])
         return self.encode(text), state
 
     def continue_chat(
@@ -184,23 +265,52 @@ class ChatTokenizer:
         stop token the model chose). Raises TemplateMismatch when the template's rendering of
         the chat does not extend what the model was given; state is then unchanged.
         """
+        return self.tokenise([self.prepare_continue(state, history, generated, finish_reason, new_messages,
+                                                    generation_prompt)])[0]
+
+    def prepare_continue(
+        self,
+        state: ChatState,
+        history: Sequence[dict],
+        generated: Sequence[int],
+        finish_reason: str,
+        new_messages: Sequence[dict],
+        generation_prompt: bool = True,
+    ) -> PendingScaffold:
+        """continue_chat up to tokenising: checks the rendering, updates state, returns the text.
+
+        Same arguments, checks and TemplateMismatch as continue_chat; `tokenise` turns the
+        results of many trajectories into Segments in one batched tokenizer call.
+        """
         fmt = state.fmt
         reply = history[-1]["content"]
         chat = list(history) + list(new_messages)
-        try:
-            rendering = self._render(chat, generation_prompt, fmt)
-        except Exception as exc:  # jinja2's TemplateError (raise_exception), UndefinedError, TypeError...
-            first = str(exc).splitlines()[0] if str(exc) else ""
-            raise TemplateMismatch(f"the template cannot render the chat so far ({exc.__class__.__name__}: "
-                                   f"{first})") from exc
-        anchor = self._verbatim_reply_end(state, rendering, reply)
-        if anchor is None and fmt.native_tools and history[-1].get("tool_call") is not None and new_messages:
-            anchor = self._end_before(state, history, new_messages, generation_prompt, fmt, rendering)
-        elif anchor is None:
-            anchor = self._reply_end(history, new_messages, generation_prompt, fmt, rendering, reply)
-        pos = self._aligned_start(state, rendering, anchor)
-        region = rendering[pos:anchor]
-        scaffold = rendering[anchor:]
+        key = self._structure(chat, generation_prompt, fmt)
+        fast = self._reused_scaffold(state, chat, key, len(history) - 1) if len(new_messages) == 1 else None
+        if fast is not None:
+            # The template is content-linear and its placeholder renderings show the new rendering
+            # extends the previous one with the reply verbatim: what the full path below would
+            # find (anchor after the reply, nothing rewritten), without rendering the whole chat.
+            scaffold = fast
+            rendering = state.rendered + reply + scaffold
+            anchor = len(rendering) - len(scaffold)
+            rewritten = False
+        else:
+            try:
+                rendering = self._render(chat, generation_prompt, fmt)
+            except Exception as exc:  # jinja2's TemplateError (raise_exception), UndefinedError, TypeError...
+                first = str(exc).splitlines()[0] if str(exc) else ""
+                raise TemplateMismatch(f"the template cannot render the chat so far ({exc.__class__.__name__}: "
+                                       f"{first})") from exc
+            anchor = self._verbatim_reply_end(state, rendering, reply)
+            if anchor is None and fmt.native_tools and history[-1].get("tool_call") is not None and new_messages:
+                anchor = self._end_before(state, history, new_messages, generation_prompt, fmt, rendering)
+            elif anchor is None:
+                anchor = self._reply_end(history, new_messages, generation_prompt, fmt, rendering, reply)
+            pos = self._aligned_start(state, rendering, anchor)
+            region = rendering[pos:anchor]
+            rewritten = region != state.gen_prompts[-1] + reply
+            scaffold = rendering[anchor:]
         gp = (self._gen_prompt if generation_prompt and self._gen_prompt and scaffold.endswith(self._gen_prompt)
               else "")
         body = scaffold[: len(scaffold) - len(gp)]
@@ -218,15 +328,55 @@ class ChatTokenizer:
         cuts.append(len(scaffold))
         owners.append(None)
         texts = [scaffold[a:b] for a, b in zip(cuts, cuts[1:])]
-        segments = self._tokenise_pieces(texts, owners)
         state.replies.append(reply)
-        state.rewritten.append(region != state.gen_prompts[-1] + reply)
+        state.rewritten.append(rewritten)
         state.stop_texts.append(stop_text)
         state.end_texts.append(scaffold[:skip] if stop_text is not None else self._end_token)
         state.bodies.append(body)
         state.gen_prompts.append(gp)
         state.rendered = rendering
-        return segments
+        state.structure = key
+        state.contents = [m["content"] for m in chat]
+        return PendingScaffold(texts, owners)
+
+    def _reused_scaffold(self, state: ChatState, chat: Sequence[dict], key: tuple | None, reply_at: int) -> str | None:
+        """The scaffolding after the reply chat[reply_at], from placeholder renderings, or None.
+
+        Given content-linearity, rendering(chat) = fill(P_new) and state.rendered = fill(P_old).
+        When P_new starts with P_old followed by the reply's placeholder, the real rendering
+        starts with state.rendered then the reply (the checks of _verbatim_reply_end and
+        _aligned_start hold), so only the tail after the reply is filled in. None whenever any
+        premise is not shown (then the full path runs).
+        """
+        old = state.structure
+        if key is None or old is None or state.contents is None or len(state.contents) != reply_at:
+            return None
+        contents = [m["content"] for m in chat]
+        if contents[:reply_at] != state.contents or "\x00" in state.gen_prompts[-1] or old[0] != key[0] \
+                or old[2] != key[2][:reply_at]:
+            return None
+        new_p = self._placeholder_rendering(key, chat)
+        old_p = self._placeholder_rendering(old, chat[:reply_at]) if new_p is not None else None
+        if old_p is None:
+            return None
+        at = self._extension(old, key, old_p, new_p, reply_at)
+        if at is None:
+            return None
+        scaffold = new_p.fill(contents, at)
+        return scaffold if self._closing and scaffold.startswith(self._closing) else None
+
+    def _extension(self, old: tuple, new: tuple, old_p: Structure, new_p: Structure, reply_at: int) -> int | None:
+        """Index in new_p.parts of the literal right after the reply's placeholder, when new_p's
+        text is old_p's text followed by that placeholder; else None. Cached per pair."""
+        pair = ("pair", old, new)
+        if pair not in self._structures:
+            parts, n = new_p.parts, len(old_p.parts)
+            # old_p's parts, with its last literal a prefix of new_p's literal there, then nothing
+            # between it and the reply's placeholder.
+            ok = (len(parts) > n + 1 and parts[:n - 1] == old_p.parts[:n - 1] and parts[n - 1] == old_p.parts[n - 1]
+                  and parts[n] == reply_at)
+            self._structures[pair] = n + 1 if ok else None
+        return self._structures[pair]
 
     def _verbatim_reply_end(self, state: ChatState, rendering: str, reply: str) -> int | None:
         """The anchor without a second rendering, in the common case: the rendering extends the
@@ -364,36 +514,31 @@ class ChatTokenizer:
         cuts.append(max(skip, body_len))
         return cuts
 
-    def _tokenise_pieces(self, texts: list[str], owners: list[int | None]) -> list[Segment]:
-        """Tokenise the joined text once, then cut it at the pieces' character boundaries.
+    def tokenise(self, pending: Sequence[PendingScaffold]) -> list[list[Segment]]:
+        """Segments of each PendingScaffold, all tokenised in one batched tokenizer call.
 
-        One call keeps the tokenisation the model will see; offsets say which piece each token
-        starts in. A token spanning a boundary belongs to the piece it starts in.
+        Each one's pieces are joined and tokenised together, which keeps the tokenisation the
+        model will see; offsets say which piece each token starts in (a token spanning a
+        boundary belongs to the piece it starts in). A batch gives each text the ids a call of
+        its own gives (the tokenizer encodes texts independently; its Rust side in parallel).
         """
-        joined = "".join(texts)
-        if not joined:
-            return []
+        joined = ["".join(p.texts) for p in pending]
+        out: list[list[Segment]] = [[] for _ in pending]
+        todo = [i for i, text in enumerate(joined) if text]
+        if not todo:
+            return out
         if not getattr(self.tokenizer, "is_fast", False):  # no offsets: tokenise piece by piece
-            return [Segment(self.encode(t), o) for t, o in zip(texts, owners) if t]
-        enc = self.tokenizer(joined, add_special_tokens=False, return_offsets_mapping=True)
-        ids, offsets = enc["input_ids"], enc["offset_mapping"]
-        bounds, total = [], 0
-        for text in texts:
-            total += len(text)
-            bounds.append(total)
-        piece_of: list[int] = []
-        piece = 0
-        for start, _end in offsets:
-            while piece < len(bounds) - 1 and start >= bounds[piece]:
-                piece += 1
-            piece_of.append(piece)
-        segments: list[Segment] = []
-        for i, tok in enumerate(ids):
-            if i and piece_of[i] == piece_of[i - 1]:
-                segments[-1].ids.append(tok)
-            else:
-                segments.append(Segment([tok], owners[piece_of[i]]))
-        return segments
+            for i in todo:
+                out[i] = [Segment(self.encode(t), o) for t, o in zip(pending[i].texts, pending[i].owners) if t]
+            return out
+        enc = self.tokenizer([joined[i] for i in todo], add_special_tokens=False, return_offsets_mapping=True)
+        for k, i in enumerate(todo):
+            out[i] = _cut(enc["input_ids"][k], enc["offset_mapping"][k], pending[i].texts, pending[i].owners)
+        return out
+
+    def _tokenise_pieces(self, texts: list[str], owners: list[int | None]) -> list[Segment]:
+        """Tokenise the joined text once, then cut it at the pieces' character boundaries."""
+        return self.tokenise([PendingScaffold(list(texts), list(owners))])[0]
 
     def render_ids(self, messages: Sequence[dict], fmt: ChatFormat | None = None) -> list[int]:
         """Ids of the whole chat rendered and tokenised at once (for the drift check)."""
@@ -413,11 +558,34 @@ class ChatTokenizer:
         are no drift either, and a difference is judged against whichever of the two renderings
         agrees with the ids for longer.
         """
-        try:
-            text = self._render(messages, False, state.fmt)
-        except Exception:  # the template cannot render the final chat: no canonical ids to compare
-            return None, None
-        at = first_difference(tokens.ids, self.encode(text))
+        return self.drift_many([(state, tokens, messages)])[0]
+
+    def drift_many(self, items: Sequence[tuple[ChatState, TokenSequence, Sequence[dict]]]
+                   ) -> list[tuple[int | None, str | None]]:
+        """drift() of each (state, tokens, messages), the renderings tokenised in one batched call."""
+        # Full renderings, never the placeholder ones the turns used: the drift check is the
+        # independent witness that the ids the turns built are the template's.
+        texts: list[str | None] = []
+        for state, _, messages in items:
+            try:
+                texts.append(self._render(messages, False, state.fmt))
+            except Exception:  # the template cannot render the final chat: no canonical ids to compare
+                texts.append(None)
+        todo = [i for i, t in enumerate(texts) if t is not None]
+        encoded = self.encode_many([texts[i] for i in todo])
+        canonical: dict[int, list[int]] = dict(zip(todo, encoded))
+        return [(None, None) if texts[i] is None else self._judge_drift(state, tokens, messages, texts[i], canonical[i])
+                for i, (state, tokens, messages) in enumerate(items)]
+
+    def encode_many(self, texts: Sequence[str]) -> list[list[int]]:
+        """encode() of each text, in one batched tokenizer call (the same ids as one call each)."""
+        if not texts:
+            return []
+        return [list(ids) for ids in self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
+
+    def _judge_drift(self, state: ChatState, tokens: TokenSequence, messages: Sequence[dict], text: str,
+                     canonical: list[int]) -> tuple[int | None, str | None]:
+        at = first_difference(tokens.ids, canonical)
         if at is not None and messages and messages[-1].get("role") != "assistant":
             try:
                 prompted = self._render(messages, True, state.fmt)
@@ -465,6 +633,26 @@ class ChatTokenizer:
         return at, DRIFT_RETOKENIZATION
 
 
+def _cut(ids: Sequence[int], offsets: Sequence[tuple[int, int]], texts: Sequence[str],
+         owners: Sequence[int | None]) -> list[Segment]:
+    """ids of "".join(texts) cut into Segments at the texts' boundaries (owners[i] owns texts[i]).
+
+    Token i goes to the piece holding max(start of tokens 0..i): the piece index never goes
+    back, as in a scan over the offsets; with the running maximum (sorted) a bisection per
+    boundary finds the cuts.
+    """
+    starts = list(accumulate(map(itemgetter(0), offsets), max))
+    segments: list[Segment] = []
+    total, begin = 0, 0
+    for piece, text in enumerate(texts):
+        total += len(text)
+        end = len(ids) if piece == len(texts) - 1 else bisect_left(starts, total, begin)
+        if end > begin:
+            segments.append(Segment(list(ids[begin:end]), owners[piece]))
+        begin = end
+    return segments
+
+
 def _turn_at(tokens: TokenSequence, at: int) -> tuple[int, bool, bool]:
     """(turn, inside a generated reply, on that reply's last id) of position `at`.
 
@@ -482,6 +670,9 @@ def _turn_at(tokens: TokenSequence, at: int) -> tuple[int, bool, bool]:
 
 def first_difference(ours: Sequence[int], canonical: Sequence[int]) -> int | None:
     """Where `ours` stops being a prefix of `canonical` (None: it is one)."""
+    n = min(len(ours), len(canonical))
+    if list(ours[:n]) == list(canonical[:n]):  # the common case, compared in C
+        return None if len(ours) <= len(canonical) else len(canonical)
     for i, (a, b) in enumerate(zip(ours, canonical)):
         if a != b:
             return i
