@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 from loguru import logger
 
-from core.rollout.agent import FINISH_MAX_TURNS, FINISH_TOOL_ERROR, Agent, AgentConfig, Trajectory
+from core.rollout.agent import FINISH_MAX_TURNS, FINISH_TOOL_ERROR, Agent, AgentConfig, Trajectory, drift_input
 from core.backends import Backend, SamplingConfig, chat_generate, create_backend
 from core.config import EvalConfig
 from core.data.corpus import corpus_fingerprint, load_corpus
@@ -155,6 +155,8 @@ class _Session:
     config: EvalConfig
     agent: Agent
     rewards: RewardSuite
+    drift: "_DriftCheck | None" = None
+    """Checks finished trajectories for drift in the writer thread (None: --no-drift-check)."""
 
     @classmethod
     def build(cls, config: EvalConfig, inputs: EvalInputs, backend: Backend | None = None) -> "_Session":
@@ -183,13 +185,16 @@ class _Session:
             top_k=config.top_k,
             on_tool_error=config.on_tool_error,
             sampling=SamplingConfig(temperature=config.temperature, top_p=config.top_p, seed=config.seed),
-            check_drift=config.check_drift,
+            # The drift check (a full re-rendering and re-tokenisation of each finished chat) runs
+            # in the store writer thread instead of the turn (issue 9): see _DriftCheck.
+            check_drift=False,
         )
 
         def search(query: str, k: int) -> str:
             return format_results(retriever.search(query, k))
 
         agent = Agent(backend, search, agent_config, inputs.prompts, chat_format)
+        drift = _DriftCheck(agent) if config.check_drift else None
         complete = None
         judge = effective_judge(config.judge, config.judge_model)
         if judge == "llm":
@@ -201,7 +206,7 @@ class _Session:
             complete = lambda texts: chat_generate(judge_backend, texts, max_tokens=budget)  # noqa: E731
         suite = RewardSuite(build_judge(judge, complete, config.judge_max_tokens), config.reward_weights,
                             config.extra_rewards)
-        return cls(config, agent, suite)
+        return cls(config, agent, suite, drift)
 
     def run(self, store: Store, run_id: int, todo: list[tuple[int, Question]],
             progress: ProgressFn | None) -> dict[str, Any]:
@@ -241,9 +246,10 @@ class _Session:
                     added = [(traj, len(traj.messages) - len(new), list(new)) for traj, new in zip(pool, new_messages)]
                     finished = [t for t in pool if t.finished]
                     outcomes = self._score(finished) if finished else []
+                    drift = self.drift.inputs(finished) if self.drift and finished else None
                     pool = [t for t in pool if not t.finished]
                     active = len(pool)
-                    writer.submit(partial(_write_turn, run_id, added, outcomes),
+                    writer.submit(partial(_write_turn, run_id, added, outcomes, self.drift, drift),
                                   then=lambda active=active: committed.append(
                                       self._progress(store, run_id, active, began)))
                     report()
@@ -289,14 +295,49 @@ def _write_starts(run_id: int, started: list[tuple[Trajectory, list]], store: St
 
 
 def _write_turn(run_id: int, added: list[tuple[Trajectory, int, list]],
-                outcomes: list[tuple[Trajectory, TrajectoryOutcome]], store: Store) -> None:
+                outcomes: list[tuple[Trajectory, TrajectoryOutcome]], drift: "_DriftCheck | None",
+                drift_inputs: list | None, store: Store) -> None:
     """Writer thread: one turn's new messages (position of the first, the messages) and the
-    trajectories that finished in it, in one transaction."""
+    trajectories that finished in it, with their drift checked here, in one transaction."""
     for traj, first, messages in added:
         if messages:
             store.add_messages(traj.store_id, list(enumerate(messages, start=first)))
+    if drift is not None and drift_inputs:
+        checked = drift.check(drift_inputs)
+        outcomes = [(traj, replace(outcome, drift_at=at, drift_kind=kind))
+                    for (traj, outcome), (at, kind) in zip(outcomes, checked)]
     for traj, outcome in outcomes:
         store.finish_trajectory(run_id, traj.store_id, outcome)
+
+
+class _DriftCheck:
+    """The drift check of finished trajectories (core.rollout.chat.ChatTokenizer.drift_many),
+    run in the store writer thread so the next turn does not wait for it.
+
+    It has a ChatTokenizer of its own over a copy of the tokenizer: a fast tokenizer's Rust side
+    is not made to be used from two threads at once (a call that changes its padding or
+    truncation settings raises "Already borrowed" while another encodes), and the turn's own
+    tokenising goes on meanwhile on the rollout's thread.
+    """
+
+    def __init__(self, agent: Agent):
+        import copy
+
+        from core.rollout.chat import ChatTokenizer
+
+        chat = agent.chat
+        self.chat = ChatTokenizer(copy.deepcopy(chat.tokenizer), chat.fmt,
+                                  stop_ids=sorted(getattr(agent.backend, "stop_token_ids", ()) or ()),
+                                  reuse_renderings=False)
+
+    @staticmethod
+    def inputs(finished: list[Trajectory]) -> list:
+        """What the check needs of each trajectory, taken on the rollout's thread (cheap)."""
+        return [drift_input(t) for t in finished]
+
+    def check(self, inputs: list) -> list[tuple[int | None, str | None]]:
+        """(drift_at, drift_kind) of each input (writer thread)."""
+        return self.chat.drift_many(inputs)
 
 
 def _answer(traj: Trajectory) -> str:

@@ -165,3 +165,26 @@ def test_store_writes_do_not_hold_up_the_next_turn(tmp_path, monkeypatch):
     assert any(kind == "generate" for kind, _ in events[:first_finish_write][2:]), events
     assert reported and all(done <= stored for done, stored in reported), reported
     assert reported[-1][0] == 4
+
+
+def test_the_drift_check_runs_in_the_writer_thread_with_its_own_tokenizer(tmp_path, monkeypatch):
+    """Issue 9: the turn does not wait for the drift check; it runs beside the store writes, on a
+    tokenizer copy (a fast tokenizer is not for two threads at once), and its result is stored."""
+    import threading
+
+    from core import evaluate as ev
+
+    threads, tokenizers = [], []
+    check = ev._DriftCheck.check
+
+    def spy(self, inputs):
+        threads.append(threading.current_thread().name)
+        tokenizers.append(self.chat.tokenizer)
+        return check(self, inputs)
+
+    monkeypatch.setattr(ev._DriftCheck, "check", spy)
+    backend = _answering_backend()
+    summary = evaluate(_config(limit=4), tmp_path / "runs.db", backend=backend)
+    assert threads and set(threads) == {"rl-inspect-store-writer"}
+    assert all(t is not backend.tokenizer for t in tokenizers)
+    assert summary["drifted_trajectories"] == 0

@@ -108,6 +108,15 @@ def _chat_dict(m: Message) -> dict:
     return d
 
 
+def drift_input(traj: Trajectory) -> tuple:
+    """(chat state, tokens, messages the model saw) of a finished trajectory: what
+    ChatTokenizer.drift_many needs. Only the messages the model saw are rendered: a trailing
+    message that ended the chat (a tool error, a result the template could not continue with)
+    was never tokenised. A caller may check drift elsewhere (core.evaluate does it in its store
+    writer thread) with AgentConfig(check_drift=False)."""
+    return traj.chat_state, traj.tokens, [_chat_dict(m) for m in traj.messages if m.token_start is not None]
+
+
 class Agent:
     """Runs turns of the search agent over batches of trajectories."""
 
@@ -282,7 +291,6 @@ class Agent:
         """
         if not self.config.check_drift or not finished:
             return
-        items = [(t.chat_state, t.tokens, [_chat_dict(m) for m in t.messages if m.token_start is not None])
-                 for t in finished]
+        items = [drift_input(t) for t in finished]
         for traj, (at, kind) in zip(finished, self.chat.drift_many(items)):
             traj.drift_at, traj.drift_kind = at, kind
