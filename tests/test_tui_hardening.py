@@ -300,6 +300,9 @@ async def test_an_open_running_trajectory_grows_as_it_is_written(tmp_path):
         assert len(screen.messages) == 3
         shown = "".join(str(w.render()) for w in screen.query_one(Transcript).query("Static"))
         assert "LIVE-REPLY" in shown
+        # No tokens yet: the lint panel says it has not checked, not that the mask is clean.
+        lint = str(screen.query_one("#lint").render())
+        assert "not checked yet" in lint and "no mask faults" not in lint, lint
     writer.close()
 
 

@@ -225,7 +225,11 @@ class TrajectoryScreen(LiveScreen):
     def _show_lint(self, trajectory_id: int, findings, error: str | None) -> None:
         if trajectory_id != self.trajectory_id:
             return
-        self.query_one(LintPanel).show(findings, error)
+        status = self.row["status"] if self.row else None
+        unchecked = ("not checked yet: tokens and mask are stored when the trajectory ends" if status == "running"
+                     else f"nothing to check: no tokens were stored ({status})" if status in ("interrupted", "failed")
+                     else None)
+        self.query_one(LintPanel).show(findings, error, unchecked)
         self._flag_positions = [f.first_position for f in findings or [] if f.first_position is not None]
         if self._tokens_loaded_for == trajectory_id:
             self.query_one(TokenView).set_flags(self._flag_positions)

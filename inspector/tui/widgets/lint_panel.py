@@ -11,15 +11,18 @@ from inspector.literal import visible
 _MARK = {ERROR: ("✘", "bold red"), WARNING: ("!", "bold yellow")}
 
 
-def lint_text(findings: list[Finding] | None, error: str | None = None) -> Text:
+def lint_text(findings: list[Finding] | None, error: str | None = None, unchecked: str | None = None) -> Text:
     """'Mask lint' and one entry per finding: severity mark, kind, token span(s), message; or
-    '✔ no mask faults'. Messages are data (shown literally)."""
+    '✔ no mask faults'; or, with no finding and `unchecked` given, why there was nothing to
+    check (a running trajectory has no tokens yet). Messages are data (shown literally)."""
     text = Text(overflow="fold")
     text.append("Mask lint\n", style="bold")
     if error is not None:
         return text.append(f"cannot check: {visible(error)}", style="italic red")
     if findings is None:
         return text.append("checking…", style="dim italic")
+    if not findings and unchecked:
+        return text.append(unchecked, style="dim italic")
     if not findings:
         return text.append("✔ no mask faults", style="green")
     for f in findings:
@@ -45,7 +48,8 @@ class LintPanel(Static):
         super().__init__(lint_text(None), name=name, id=id, classes=classes)
         self.findings: list[Finding] | None = None
 
-    def show(self, findings: list[Finding] | None, error: str | None = None) -> None:
-        """None: still checking; error: the check could not run (why)."""
+    def show(self, findings: list[Finding] | None, error: str | None = None, unchecked: str | None = None) -> None:
+        """None: still checking; error: the check could not run (why); unchecked: why a
+        trajectory without findings had nothing to check."""
         self.findings = findings
-        self.update(lint_text(findings, error))
+        self.update(lint_text(findings, error, unchecked))
