@@ -55,6 +55,21 @@ class EvalConfig:
     """A Jinja chat template file replacing the model's own (`--chat-template FILE`, as vLLM and TRL)."""
     check_drift: bool = True
     name: str | None = None
+    base_url: str | None = None
+    """--backend openai: the server's address (core.backends.openai_server)."""
+    api_key_env: str | None = None
+    """The environment variable holding the server's API key (None: OPENAI_API_KEY when set). Only
+    the variable's name is stored with the run, never the key."""
+    server_model: str | None = None
+    """The model's name at the server; None: --model (which always names the local tokenizer)."""
+    max_concurrency: int = 8
+    """Requests in flight at once to a server backend."""
+    request_timeout: float = 600.0
+    """Seconds one server request may take."""
+    judge_backend: str | None = None
+    """The LLM judge's backend; None: the policy's (--backend)."""
+    judge_base_url: str | None = None
+    """The judge's server when judge_backend is openai; None: --base-url."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -94,3 +109,26 @@ class EvalConfig:
             raise ValueError(f"--judge-model is only asked by the LLM judge, not --judge {self.judge}")
         if self.retriever not in ("bm25", "dense"):
             raise ValueError(f"--retriever must be bm25 or dense, not {self.retriever!r}")
+        self._validate_servers()
+
+    def _validate_servers(self) -> None:
+        """The server backends' options (core.backends.openai_server): a base URL where one is
+        needed, well formed and without credentials; positive limits."""
+        from core.backends.openai_server import normalise_base_url
+
+        if self.max_concurrency < 1:
+            raise ValueError(f"--max-concurrency must be at least 1, not {self.max_concurrency}")
+        if not self.request_timeout > 0:
+            raise ValueError(f"--request-timeout must be > 0 seconds, not {self.request_timeout}")
+        if self.backend == "openai" and not self.base_url:
+            raise ValueError("--backend openai needs --base-url (the server's address)")
+        if self.judge_backend and not self.judge_model:
+            raise ValueError("--judge-backend needs --judge-model (without it the policy judges)")
+        if self.judge_backend == "openai" and not (self.judge_base_url or self.base_url):
+            raise ValueError("--judge-backend openai needs --judge-base-url (or --base-url)")
+        for option, url in (("--base-url", self.base_url), ("--judge-base-url", self.judge_base_url)):
+            if url:
+                try:
+                    normalise_base_url(url)
+                except ValueError as exc:
+                    raise ValueError(str(exc).replace("--base-url", option, 1)) from None

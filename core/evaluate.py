@@ -19,6 +19,7 @@ from loguru import logger
 
 from core.rollout.agent import FINISH_MAX_TURNS, FINISH_TOOL_ERROR, Agent, AgentConfig, Trajectory, drift_input
 from core.backends import Backend, SamplingConfig, chat_generate, create_backend
+from core.backends.openai_server import server_options
 from core.config import EvalConfig
 from core.data.corpus import corpus_fingerprint, load_corpus
 from core.data.demo_data import generate_demo
@@ -171,7 +172,7 @@ class _Session:
                 tokenizer.chat_template = inputs.chat_template
             chat_format = check_template(tokenizer, template_name, config.tool_format)
             backend = create_backend(config.backend, ref, device=config.device, dtype=config.dtype,
-                                     tokenizer=tokenizer)
+                                     tokenizer=tokenizer, server=server_options(config))
         else:
             if inputs.chat_template is not None:
                 backend.tokenizer.chat_template = inputs.chat_template
@@ -200,8 +201,9 @@ class _Session:
         if judge == "llm":
             judge_backend = backend  # --judge llm without --judge-model: the policy, as the seed
             if config.judge_model:
-                judge_backend = create_backend(config.backend, resolve_model(config.judge_model),
-                                               device=config.device, dtype=config.dtype)
+                judge_backend = create_backend(config.judge_backend or config.backend,
+                                               resolve_model(config.judge_model), device=config.device,
+                                               dtype=config.dtype, server=server_options(config, judge=True))
             budget = config.judge_max_tokens
             complete = lambda texts: chat_generate(judge_backend, texts, max_tokens=budget)  # noqa: E731
         suite = RewardSuite(build_judge(judge, complete, config.judge_max_tokens), config.reward_weights,

@@ -48,7 +48,17 @@ def _eval_parser(sub: argparse._SubParsersAction) -> None:
     a = p.add_argument
     a("--db", default="runs.db", help="database to write (created if missing; default: %(default)s)")
     a("--model", default=d.model, help="embedded:smollm2-135m (default), a local model folder or a hub id")
-    a("--backend", default=d.backend, choices=["hf"], help="generation backend (default: %(default)s)")
+    a("--backend", default=d.backend, choices=["hf", "openai"], help="generation backend: hf (transformers, "
+      "default) or openai (an OpenAI-compatible server at --base-url; --model names its local tokenizer)")
+    a("--base-url", help="--backend openai: the server's address, e.g. http://127.0.0.1:8000 (vllm serve, "
+      "llama-server, SGLang or a hosted endpoint)")
+    a("--api-key-env", metavar="NAME", help="environment variable holding the server's API key (default: "
+      "OPENAI_API_KEY when set); keys are never taken from the command line nor stored")
+    a("--server-model", metavar="NAME", help="the model's name at the server (default: --model)")
+    a("--max-concurrency", type=int, default=d.max_concurrency, help="server requests in flight at once "
+      "(default: %(default)s)")
+    a("--request-timeout", type=float, default=d.request_timeout, metavar="SECONDS", help="time one server "
+      "request may take (default: %(default)s)")
     a("--device", default=d.device, help="auto, cpu or cuda (default: %(default)s)")
     a("--corpus", help="corpus: a .md/.txt file or folder, or a .jsonl/.csv of chunks (default: built-in demo)")
     a("--demo-chunks", type=int, default=d.demo_chunks, help="size of the built-in demo corpus (default: %(default)s)")
@@ -73,6 +83,9 @@ def _eval_parser(sub: argparse._SubParsersAction) -> None:
     a("--judge-model", help="model for the LLM judge (implies --judge llm under auto)")
     a("--judge-max-tokens", type=int, default=d.judge_max_tokens, help="reply budget of the LLM judge, room for a "
       "thinking model to reason (default: %(default)s)")
+    a("--judge-backend", choices=["hf", "openai"], help="backend of --judge-model (default: --backend)")
+    a("--judge-base-url", help="server of --judge-model under --judge-backend openai (default: --base-url); "
+      "the served name is --judge-model, the key the same --api-key-env")
     a("--reward-weights", default="", help="e.g. correctness=1,formatting=0.5,retry_behavior=1,chunk_hit=1")
     a("--reward", action="append", default=[], metavar="MODULE:FUNCTION", help="an extra reward function "
       "(repeatable): package.module:function or path/to/file.py:function; it returns a number or "
@@ -218,6 +231,9 @@ def _config_from_args(args: argparse.Namespace):
         prompt_template=_absolute(args.prompt_template),
         check_drift=not args.no_drift_check, name=args.name, chat_template=_absolute(args.chat_template),
         tool_format=args.tool_format,
+        base_url=args.base_url, api_key_env=args.api_key_env, server_model=args.server_model,
+        max_concurrency=args.max_concurrency, request_timeout=args.request_timeout,
+        judge_backend=args.judge_backend, judge_base_url=args.judge_base_url,
     )
 
 

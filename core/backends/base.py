@@ -29,6 +29,10 @@ class Generation:
     text: str
     finish_reason: str
     """"stop" when the model emitted a stop token, "length" when it hit its token limit."""
+    token_exact: bool = True
+    """False when token_ids are not the ids the model emitted but the local tokenizer's reading of
+    text a server returned (core.backends.openai_server, a server that gives no ids); logprobs
+    are then NaN wherever they could not be matched to those ids."""
 
 
 class Backend(Protocol):
