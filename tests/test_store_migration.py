@@ -44,11 +44,11 @@ def test_version_one_database_is_readable_read_only_without_being_changed(tmp_pa
 def test_writer_migrates_version_one_and_keeps_its_rows(tmp_path):
     db = tmp_path / "old.db"
     _v1_database(db)
-    assert SCHEMA_VERSION == 3
+    assert SCHEMA_VERSION == 4
     with Store.open(db) as store:
-        assert store.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "3"
+        assert store.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "4"
         old = store.trajectory(1)
-        assert (old["drift_at"], old["drift_kind"]) == (7, None)
+        assert (old["drift_at"], old["drift_kind"], old["token_exact"]) == (7, None, None)
         tid = store.start_trajectory(1, 1, Question("q2", "q2?", "b"))
         store.finish_trajectory(1, tid, TrajectoryOutcome(
             status="done", finish_reason="template_mismatch", final_answer="", turns=1, tool_calls=1,
@@ -58,6 +58,7 @@ def test_writer_migrates_version_one_and_keeps_its_rows(tmp_path):
         row = store.trajectory(tid)
         assert (row["drift_kind"], row["finish_reason"]) == ("stop_token", "template_mismatch")
         assert row["finish_detail"].startswith("the template renders")
+        assert row["token_exact"] == 1  # written by this version: token-exact unless a backend said otherwise
 
 
 def _v2_database_with_tokens(path) -> int:
@@ -95,7 +96,7 @@ def test_version_two_tokens_read_without_trainer_logprobs_and_migrate_to_three(t
         assert tokens.ids == [1, 2, 3, 4] and tokens.trainer_logprobs is None
     assert db.read_bytes() == before
     with Store.open(db) as store:
-        assert store.version == SCHEMA_VERSION == 3
+        assert store.version == SCHEMA_VERSION == 4
         store.set_trainer_logprobs(tid, [math.nan, math.nan, -0.25, -1.5])
         with pytest.raises(ValueError, match="4 tokens, got 3"):
             store.set_trainer_logprobs(tid, [0.0, 0.0, 0.0])

@@ -104,8 +104,10 @@ class LintReport:
     """The findings of one run.
 
     checked: trajectories whose tokens were read; without_tokens: trajectories with no token
-    row (interrupted, or imported as text only), which no token check covers. skipped: kind ->
-    why its check did not run (e.g. special_trained without a local tokenizer).
+    row (interrupted, or imported as text only), which no token check covers. not_token_exact:
+    trajectories whose ids are the local tokenizer's reading of a server's text (schema version
+    4, token_exact 0): no model mask or logprobs to check, so no check covers them either.
+    skipped: kind -> why its check did not run (e.g. special_trained without a local tokenizer).
     """
 
     run_id: int
@@ -114,6 +116,7 @@ class LintReport:
     findings: list[Finding] = field(default_factory=list)
     checked: int = 0
     without_tokens: int = 0
+    not_token_exact: int = 0
     skipped: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
     _index: tuple[int, dict[int, list[Finding]]] | None = field(default=None, init=False, repr=False, compare=False)
@@ -154,6 +157,7 @@ class LintReport:
             if len(entry["examples"]) < examples and example not in entry["examples"]:
                 entry["examples"].append(example)
         return {"run_id": self.run_id, "run_kind": self.run_kind, "model": self.model, "checked": self.checked,
-                "without_tokens": self.without_tokens, "errors": self.errors,
+                "without_tokens": self.without_tokens, "not_token_exact": self.not_token_exact,
+                "errors": self.errors,
                 "findings": {k: kinds[k] for k in KINDS if k in kinds}, "skipped": dict(self.skipped),
                 "seconds": round(self.seconds, 3)}

@@ -33,7 +33,7 @@ MEAN_LENGTH_TOLERANCE = 1e-3
 
 _TOKEN_SQL = (
     "SELECT t.id, t.finish_reason, t.prompt_tokens, t.completion_tokens, t.generated_tokens, t.step,"
-    " k.prompt_len, k.ids, k.mask, k.logprobs, {trainer} FROM trajectories t"
+    " k.prompt_len, k.ids, k.mask, k.logprobs, {trainer}, {exact} FROM trajectories t"
     " LEFT JOIN tokens k ON k.trajectory_id = t.id WHERE t.run_id = ? {extra} ORDER BY t.id"
 )
 _SPAN_SQL = (
@@ -73,7 +73,11 @@ def lint_run(store: Store, run_id: int, *, special_ids: SpecialIds = None, token
     try:
         with _snapshot(store.conn):
             for rows, spans in _chunks(store, "", (run_id,), text=decoder is not None):
-                with_tokens = [r for r in rows if r[8] is not None]
+                # A trajectory whose ids are a re-tokenisation of server text (token_exact 0) has no
+                # model mask or logprobs to check: counted apart, like one without tokens.
+                inexact = [r for r in rows if r[8] is not None and r[11] == 0]
+                report.not_token_exact += len(inexact)
+                with_tokens = [r for r in rows if r[8] is not None and r[11] != 0]
                 for r in rows:
                     if r[8] is None:
                         report.without_tokens += 1
@@ -119,7 +123,7 @@ def lint_trajectory(store: Store, trajectory_id: int, *, special_ids: SpecialIds
     findings: list[Finding] = []
     with _snapshot(store.conn):
         for rows, spans in _chunks(store, "AND t.id = ?", (run_id, trajectory_id), text=decoder is not None):
-            check_chunk([r for r in rows if r[8] is not None], *spans[:3], lut, findings, StepTotals(),
+            check_chunk([r for r in rows if r[8] is not None and r[11] != 0], *spans[:3], lut, findings, StepTotals(),
                         texts=spans[3:] or None, decoder=decoder)
         if group_id is not None:
             findings += _zero_spread(store, run_id, group_id)
@@ -165,7 +169,12 @@ class _snapshot:
 
 
 def _has_trainer_column(store: Store) -> bool:
-    return any(r[1] == "trainer_logprobs" for r in store.conn.execute("PRAGMA table_info(tokens)"))
+    return _has_column(store, "tokens", "trainer_logprobs")
+
+
+def _has_column(store: Store, table: str, column: str) -> bool:
+    """Whether `table` has `column` (a file of an older schema version, read-only, may not)."""
+    return any(r[1] == column for r in store.conn.execute(f"PRAGMA table_info({table})"))
 
 
 def _chunks(store: Store, extra: str, args: tuple, text: bool = False) -> Iterator[tuple[list[tuple], tuple]]:
@@ -178,7 +187,8 @@ def _chunks(store: Store, extra: str, args: tuple, text: bool = False) -> Iterat
     second connection in a thread was measured slower on this project's 2-core machine
     (benchmarks/lint.py, 27 s against 32 s for 1M trajectories), so it is not done."""
     trainer = "k.trainer_logprobs" if _has_trainer_column(store) else "NULL"
-    tokens = store.conn.execute(_TOKEN_SQL.format(trainer=trainer, extra=extra), args)
+    exact = "t.token_exact" if _has_column(store, "trajectories", "token_exact") else "NULL"
+    tokens = store.conn.execute(_TOKEN_SQL.format(trainer=trainer, exact=exact, extra=extra), args)
     cur = store.conn.cursor().execute(_SPAN_SQL.format(extra=extra, text=", m.turn, m.content" if text else ""), args)
     batches = (_span_arrays(b, text) for b in iter(lambda: cur.fetchmany(4 * CHUNK), []))
     held: list[tuple[np.ndarray, np.ndarray | None]] = []

@@ -86,6 +86,9 @@ class Trajectory:
     """What the drift at drift_at is (core.rollout.chat.DRIFT_KINDS), None without drift."""
     finish_detail: str | None = None
     """One line on why it ended, for template_mismatch and context_length."""
+    token_exact: bool = True
+    """False once a reply's ids came back as text only and were re-tokenised locally
+    (Generation.token_exact): its mask and logprobs are then not the model's."""
     chat_state: ChatState | None = None
     generation_seconds: float = 0.0
     store_id: int | None = None
@@ -206,6 +209,8 @@ class Agent:
         tokens step() appends after tokenising every trajectory's new text at once)."""
         traj.turns += 1
         turn = traj.turns
+        if not getattr(out, "token_exact", True):
+            traj.token_exact = False
         start, end = traj.tokens.add_generated(out.token_ids, out.logprobs)
         reply = Message("assistant", out.text, turn=turn, token_start=start, token_end=end)
         traj.messages.append(reply)

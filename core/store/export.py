@@ -47,8 +47,8 @@ TRAJECTORY_COLUMNS: tuple[tuple[str, str], ...] = (
     ("status", "string"), ("finish_reason", "string"), ("finish_detail", "string"), ("correct", "int64"),
     ("reward", "float64"), ("advantage", "float64"), ("turns", "int64"), ("tool_calls", "int64"),
     ("tool_errors", "int64"), ("prompt_tokens", "int64"), ("completion_tokens", "int64"),
-    ("generated_tokens", "int64"), ("drift_at", "int64"), ("drift_kind", "string"), ("started_at", "float64"),
-    ("finished_at", "float64"),
+    ("generated_tokens", "int64"), ("drift_at", "int64"), ("drift_kind", "string"), ("token_exact", "int64"),
+    ("started_at", "float64"), ("finished_at", "float64"),
 )
 """The `trajectories` columns a record carries, with their Arrow type (a column missing from an
 older file is null)."""

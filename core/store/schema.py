@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 MIN_READABLE_VERSION = 1
 """The oldest version a reader opens without migrating: every change since then added nullable
@@ -179,11 +179,20 @@ _V3 = """
 ALTER TABLE tokens ADD COLUMN trainer_logprobs BLOB;
 """
 
-ADDED_COLUMNS: dict[str, tuple[str, ...]] = {"trajectories": ("drift_kind", "finish_detail"),
+_V4 = """
+-- Token truth of a trajectory's ids (issue 10): 1 when every generated id is one the model emitted
+-- (the hf and vllm backends; a server that returns its ids), 0 when some reply came back as text
+-- only and its ids are the local tokenizer's reading of it (core.backends.openai_server): the mask
+-- and logprobs of such a trajectory are not the model's. NULL: written before version 4 (the only
+-- backend then was hf, token-exact).
+ALTER TABLE trajectories ADD COLUMN token_exact INTEGER;
+"""
+
+ADDED_COLUMNS: dict[str, tuple[str, ...]] = {"trajectories": ("drift_kind", "finish_detail", "token_exact"),
                                              "tokens": ("trainer_logprobs",)}
 """Columns added after version 1; rows read from an older file get them as None."""
 
-MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2, 3: _V3}
+MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2, 3: _V3, 4: _V4}
 """Version N's entry turns a version N-1 database (0: empty) into version N."""
 
 

@@ -56,6 +56,8 @@ class TrajectoryOutcome:
     finish_detail: str | None = None
     """One line on why it ended (template_mismatch, context_length)."""
     generation_seconds: float = 0.0
+    token_exact: bool = True
+    """False when some generated ids are a re-tokenisation of a server's text (schema version 4)."""
 
 
 def _connect(path: Path, readonly: bool) -> sqlite3.Connection:
@@ -343,13 +345,14 @@ class Store:
             self.conn.execute(
                 "UPDATE trajectories SET status=?, finish_reason=?, final_answer=?, correct=?, reward=?,"
                 " advantage=?, turns=?, tool_calls=?, tool_errors=?, prompt_tokens=?, completion_tokens=?,"
-                " generated_tokens=?, drift_at=?, drift_kind=?, finish_detail=?, finished_at=? WHERE id=?",
+                " generated_tokens=?, drift_at=?, drift_kind=?, finish_detail=?, token_exact=?, finished_at=?"
+                " WHERE id=?",
                 (outcome.status, outcome.finish_reason, outcome.final_answer,
                  None if outcome.correct is None else int(outcome.correct), outcome.reward, outcome.advantage,
                  outcome.turns, outcome.tool_calls, outcome.tool_errors,
                  tokens.prompt_len if tokens else None, tokens.completion_len if tokens else None,
                  tokens.generated_count if tokens else None, outcome.drift_at, outcome.drift_kind,
-                 outcome.finish_detail, time.time(), trajectory_id))
+                 outcome.finish_detail, int(outcome.token_exact), time.time(), trajectory_id))
             if tokens is not None:
                 ids, mask, logprobs = tokens.to_blobs()
                 self.conn.execute(

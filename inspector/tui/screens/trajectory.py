@@ -191,6 +191,9 @@ class TrajectoryScreen(LiveScreen):
                           f"{f' ({kind})' if kind else ''}", "yellow" if harmless else "bold yellow"))
         if r.get("finish_detail"):
             parts.append((r["finish_detail"], "italic"))
+        if r.get("token_exact") == 0:
+            parts.append(("⚠ not token-exact: the server returned text, its ids are the local tokenizer's reading "
+                          "(mask and logprobs are not the model's)", "bold yellow"))
         if self.hits:
             parts.append((f"{len(self.hits)} search match(es): m", "bold"))
         return fmt.line(*parts)
@@ -228,7 +231,8 @@ class TrajectoryScreen(LiveScreen):
         status = self.row["status"] if self.row else None
         unchecked = ("not checked yet: tokens and mask are stored when the trajectory ends" if status == "running"
                      else f"nothing to check: no tokens were stored ({status})" if status in ("interrupted", "failed")
-                     else None)
+                     else "not checked: not token-exact (ids re-tokenised from the server's text)"
+                     if self.row and self.row.get("token_exact") == 0 else None)
         self.query_one(LintPanel).show(findings, error, unchecked)
         self._flag_positions = [f.first_position for f in findings or [] if f.first_position is not None]
         if self._tokens_loaded_for == trajectory_id:
