@@ -70,9 +70,25 @@ class EvalConfig:
     """The LLM judge's backend; None: the policy's (--backend)."""
     judge_base_url: str | None = None
     """The judge's server when judge_backend is openai; None: --base-url."""
+    tensor_parallel_size: int = 1
+    """--backend vllm: GPUs one engine spans (vLLM's tensor parallelism)."""
+    gpu_memory_utilization: float = 0.9
+    """--backend vllm: fraction of each GPU's memory the engine may take (weights and KV cache)."""
+    max_model_len: int | None = None
+    """--backend vllm: context length of the engine; None: the model's."""
+    lora: str | None = None
+    """--backend vllm: a peft LoRA adapter folder applied to every request."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def vllm_options(self):
+        """core.backends.vllm_backend.VLLMOptions of this run (checked when the engine is built)."""
+        from core.backends.vllm_backend import VLLMOptions
+
+        return VLLMOptions(tensor_parallel_size=self.tensor_parallel_size,
+                           gpu_memory_utilization=self.gpu_memory_utilization, max_model_len=self.max_model_len,
+                           lora=self.lora, seed=self.seed)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "EvalConfig":

@@ -172,7 +172,7 @@ class _Session:
                 tokenizer.chat_template = inputs.chat_template
             chat_format = check_template(tokenizer, template_name, config.tool_format)
             backend = create_backend(config.backend, ref, device=config.device, dtype=config.dtype,
-                                     tokenizer=tokenizer, server=server_options(config))
+                                     tokenizer=tokenizer, server=server_options(config), vllm=config.vllm_options())
         else:
             if inputs.chat_template is not None:
                 backend.tokenizer.chat_template = inputs.chat_template
@@ -274,7 +274,7 @@ class _Session:
                 tokens=traj.tokens, rewards=results, reward=self.rewards.total(results),
                 correct=verdict_correct(correctness),
                 drift_at=traj.drift_at, drift_kind=traj.drift_kind, finish_detail=traj.finish_detail,
-                generation_seconds=traj.generation_seconds)))
+                generation_seconds=traj.generation_seconds, token_exact=traj.token_exact)))
         return out
 
     def _progress(self, store: Store, run_id: int, active: int, began: float) -> Progress:
@@ -376,6 +376,8 @@ def run_summary(store: Store, run_id: int) -> dict[str, Any]:
     kinds = {kind or "unexplained": n for kind, n in store.conn.execute(
         "SELECT drift_kind, COUNT(*) FROM trajectories WHERE run_id=? AND status='done' AND drift_at IS NOT NULL"
         " GROUP BY drift_kind ORDER BY drift_kind", (run_id,))}
+    inexact = store.conn.execute(
+        "SELECT COUNT(*) FROM trajectories WHERE run_id=? AND status='done' AND token_exact=0", (run_id,)).fetchone()[0]
     seconds = run["generation_seconds"]
     return {
         "run_id": run_id,
@@ -394,6 +396,7 @@ def run_summary(store: Store, run_id: int) -> dict[str, Any]:
         "finish_reasons": reasons,
         "drifted_trajectories": drift,
         "drift_kinds": kinds,
+        "not_token_exact": inexact,
         "generated_tokens": run["generated_tokens"],
         "tokens_per_second": run["generated_tokens"] / seconds if seconds > 0 else None,
         "seconds": (run["finished_at"] or time.time()) - run["created_at"],

@@ -48,8 +48,15 @@ def _eval_parser(sub: argparse._SubParsersAction) -> None:
     a = p.add_argument
     a("--db", default="runs.db", help="database to write (created if missing; default: %(default)s)")
     a("--model", default=d.model, help="embedded:smollm2-135m (default), a local model folder or a hub id")
-    a("--backend", default=d.backend, choices=["hf", "openai"], help="generation backend: hf (transformers, "
-      "default) or openai (an OpenAI-compatible server at --base-url; --model names its local tokenizer)")
+    a("--backend", default=d.backend, choices=["hf", "openai", "vllm"], help="generation backend: hf (transformers, "
+      "default), openai (an OpenAI-compatible server at --base-url; --model names its local tokenizer) or vllm "
+      "(vllm.LLM on GPUs: pip install 'rl-inspect[vllm]')")
+    a("--tensor-parallel-size", type=int, default=d.tensor_parallel_size, help="--backend vllm: GPUs one engine "
+      "spans (default: %(default)s)")
+    a("--gpu-memory-utilization", type=float, default=d.gpu_memory_utilization, help="--backend vllm: fraction "
+      "of GPU memory the engine takes (default: %(default)s)")
+    a("--max-model-len", type=int, help="--backend vllm: the engine's context length (default: the model's)")
+    a("--lora", metavar="DIR", help="--backend vllm: a peft LoRA adapter folder applied to every request")
     a("--base-url", help="--backend openai: the server's address, e.g. http://127.0.0.1:8000 (vllm serve, "
       "llama-server, SGLang or a hosted endpoint)")
     a("--api-key-env", metavar="NAME", help="environment variable holding the server's API key (default: "
@@ -83,7 +90,7 @@ def _eval_parser(sub: argparse._SubParsersAction) -> None:
     a("--judge-model", help="model for the LLM judge (implies --judge llm under auto)")
     a("--judge-max-tokens", type=int, default=d.judge_max_tokens, help="reply budget of the LLM judge, room for a "
       "thinking model to reason (default: %(default)s)")
-    a("--judge-backend", choices=["hf", "openai"], help="backend of --judge-model (default: --backend)")
+    a("--judge-backend", choices=["hf", "openai", "vllm"], help="backend of --judge-model (default: --backend)")
     a("--judge-base-url", help="server of --judge-model under --judge-backend openai (default: --base-url); "
       "the served name is --judge-model, the key the same --api-key-env")
     a("--reward-weights", default="", help="e.g. correctness=1,formatting=0.5,retry_behavior=1,chunk_hit=1")
@@ -234,6 +241,8 @@ def _config_from_args(args: argparse.Namespace):
         base_url=args.base_url, api_key_env=args.api_key_env, server_model=args.server_model,
         max_concurrency=args.max_concurrency, request_timeout=args.request_timeout,
         judge_backend=args.judge_backend, judge_base_url=args.judge_base_url,
+        tensor_parallel_size=args.tensor_parallel_size, gpu_memory_utilization=args.gpu_memory_utilization,
+        max_model_len=args.max_model_len, lora=_absolute(args.lora),
     )
 
 
@@ -294,6 +303,9 @@ def _print_summary(summary: dict, stream, db: str = "DB") -> None:
           f"{'' if tps is None else f' at {tps:.1f} tok/s'}   drift in {summary['drifted_trajectories']}"
           f"{_drift_kinds(summary.get('drift_kinds'))}",
           file=stream)
+    if summary.get("not_token_exact"):
+        print(f"  not token-exact: {summary['not_token_exact']} trajectories (the server returned text, not ids: "
+              "their ids are the local tokenizer's reading, their mask and logprobs not the model's)", file=stream)
     if "lint" in summary:
         from core.lint.summary import lint_line
 
@@ -698,7 +710,9 @@ def _run_lint(db: str, run_id: int | None, as_json: bool, examples: int, tokeniz
         print(f"{one_line(db)}: no runs to lint")
     for r in reports:
         print(f"run {r.run_id} ({one_line(r.run_kind, 10)}, {one_line(r.model, 60)}): {r.checked:,} trajectories "
-              f"checked, {r.without_tokens:,} without tokens, {r.seconds:.1f} s")
+              f"checked, {r.without_tokens:,} without tokens"
+              f"{f', {r.not_token_exact:,} not token-exact (not checked)' if r.not_token_exact else ''}, "
+              f"{r.seconds:.1f} s")
         summary = r.summary(examples)
         if summary["findings"]:
             print("  " + LINT_HEADER)

@@ -165,3 +165,27 @@ def test_a_real_llama_cpp_server_serving_the_embedded_model(tmp_path, tokenizer)
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_a_server_that_returns_text_only_marks_its_trajectories_not_token_exact(tmp_path, tokenizer):
+    """Ids re-tokenised from a server's text are stored as such (token_exact 0): counted in the
+    summary, left out of the mask lint (no model mask to check), exported with the flag."""
+    from core.lint import lint_run
+    from core.store.export import export_run
+
+    db = tmp_path / "runs.db"
+    with FakeOpenAIServer(tokenizer, script=_agent_script, models=["served-model"], ids="text") as fake:
+        summary = evaluate(_config(fake.url, judge="exact"), db)
+    assert summary["trajectories"] == 3 and summary["not_token_exact"] == 3
+    with Store.open_readonly(db) as store:
+        rows = store.trajectory_rows(summary["run_id"])
+        assert [store.trajectory(r["id"])["token_exact"] for r in rows] == [0, 0, 0]
+        report = lint_run(store, summary["run_id"], tokenizer=False)
+        assert report.not_token_exact == 3 and report.checked == 0 and not report.findings
+        out = tmp_path / "export.jsonl"
+        export_run(store, summary["run_id"], "jsonl", out)
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["token_exact"] for r in records] == [0, 0, 0]
+    with FakeOpenAIServer(tokenizer, script=_agent_script, models=["served-model"]) as fake:
+        exact = evaluate(_config(fake.url, judge="exact"), db)
+    assert exact["not_token_exact"] == 0

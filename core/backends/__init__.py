@@ -34,4 +34,4 @@ def create_backend(kind: str, model_ref, *, device: str = "auto", dtype: str = "
 
         return VLLMBackend.load(model_ref, device=device, dtype=dtype, tokenizer=tokenizer,
                                 **(vllm or VLLMOptions()).as_kwargs())
-    raise ValueError(f"unknown backend {kind!r} (available: hf)")
+    raise ValueError(f"unknown backend {kind!r} (available: hf, openai, vllm)")
