@@ -198,10 +198,16 @@ class TrajectoriesScreen(LiveScreen):
         self._update_run_line()
         if query != self.query_state:
             return  # a newer query is on its way
+        table = self.query_one(PagedTable)
+        # A live run's refresh mostly brings back the page on screen unchanged (its first pages,
+        # sorted by id): a refill would make DataTable render every visible cell again, ~200 ms
+        # of the event loop per refresh on a slow 2-core machine (benchmarks/tui_live.py).
+        same = (self.shown == (query, offset) and rows == self.rows and table.row_count == len(rows)
+                and self._text_widths() == self._filled_widths)
         self.rows, self.page_offset = rows, offset
         self.shown = (query, offset)
-        table = self.query_one(PagedTable)
-        self._fill(table)
+        if not same:
+            self._fill(table)
         if self._open_after_load is not None:
             tid, self._open_after_load = self._open_after_load, None
             self.call_after_refresh(self._open, tid)
@@ -210,7 +216,8 @@ class TrajectoriesScreen(LiveScreen):
             if keep_id in ids:
                 cursor = ids.index(keep_id)
             table.move_cursor(row=max(0, min(cursor if cursor >= 0 else len(rows) + cursor, len(rows) - 1)))
-        table.set_sorted(query.sort, query.descending)
+        if table.sorted_by != (query.sort, query.descending):  # relabelling re-measures every cell
+            table.set_sorted(query.sort, query.descending)
         self.query_one("#filter-line", Static).update(self._filter_text())
 
     def _add_columns(self, run: dict) -> None:
