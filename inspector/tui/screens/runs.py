@@ -61,6 +61,8 @@ class RunsScreen(LiveScreen):
         """The run marked as A by `c`, waiting for its B."""
         self._ticking = False
         self.pace = PaceTracker()
+        self._shown_cells: list[tuple[int, tuple[Text, ...]]] = []
+        """(run id, its cells) of each row on screen, in order, as last filled or updated."""
         self.paces: dict[int, Pace] = {}
         """Each listed run's pace at the last read (tok/s, ETA), by run id."""
 
@@ -113,7 +115,8 @@ class RunsScreen(LiveScreen):
                       for r in rows}
         self.pace.forget_missing(set(self.paces))
         self.loaded = True
-        self._fill(table)
+        if not self._update_in_place(table):
+            self._fill(table)
         if rows:
             keys = [str(r.id) for r in rows]
             row = keys.index(selected_key) if selected_key in keys else min(selected, len(rows) - 1)
@@ -225,6 +228,27 @@ class RunsScreen(LiveScreen):
         # first layout, which would clip the names once and redraw them a frame later).
         return max(12, min(48, self.app.size.width - _FIXED))
 
+    def _update_in_place(self, table: DataTable) -> bool:
+        """Change only the cells that differ from the table on screen, when it lists the same
+        runs in the same order at the same widths; False when a refill is needed.
+
+        A running run's row changes every second (duration, done, tok/s, ETA): clearing and
+        refilling the table re-measures and re-renders every cell, which kept keys waiting
+        (benchmarks/tui_live.py); updating a few cells does not re-measure the columns."""
+        name_width = self._name_width()
+        if (not self._shown_cells or self._filled_width != (name_width, self.app.console.width)
+                or [r.id for r in self.rows] != [rid for rid, _ in self._shown_cells]):
+            return False
+        shown = []
+        for (run_id, before), run in zip(self._shown_cells, self.rows):
+            cells = _cells(run, name_width, self.paces.get(run.id))
+            for column, old, new in zip(COLUMNS, before, cells):
+                if old != new:
+                    table.update_cell(str(run_id), column, new, update_width=new.cell_len > old.cell_len)
+            shown.append((run_id, cells))
+        self._shown_cells = shown
+        return True
+
     def _fill(self, table: DataTable) -> None:
         table.clear()
         name_width = self._name_width()
@@ -232,8 +256,11 @@ class RunsScreen(LiveScreen):
         # before the console has its size (a loaded CI runner did this), every column shrank to
         # its label. The console width is kept with the fill, and a resize that changes either refills.
         self._filled_width = (name_width, self.app.console.width)
+        self._shown_cells = []
         for run in self.rows:
-            table.add_row(*_cells(run, name_width, self.paces.get(run.id)), key=str(run.id))
+            cells = _cells(run, name_width, self.paces.get(run.id))
+            table.add_row(*cells, key=str(run.id))
+            self._shown_cells.append((run.id, cells))
 
     def _key_at(self, row: int) -> str | None:
         table = self.query_one(DataTable)
