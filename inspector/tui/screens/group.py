@@ -12,6 +12,7 @@ from textual.widgets import DataTable, Header, Static
 
 from core.data.records import RewardResult
 from core.store.queries import TrajectoryQuery, TrajectoryRow, group_rows
+from inspector.tui.widgets.line import Line
 from inspector.tui import format as fmt
 from inspector.tui.reads import read
 from inspector.tui.screens.live import LiveScreen
@@ -33,7 +34,7 @@ class GroupScreen(LiveScreen):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Static("", id="group-line", classes="status-line")
+        yield Line("", id="group-line", classes="status-line")
         yield DataTable(id="group-table", cursor_type="row", zebra_stripes=True)
         yield KeyBar()
 

@@ -29,6 +29,7 @@ from core.store.queries import (
 )
 from core.scoring.judges import judge_label
 from inspector.literal import one_line
+from inspector.tui.widgets.line import Line
 from inspector.tui import format as fmt
 from inspector.tui.reads import read
 from inspector.tui.screens.live import LiveScreen
@@ -137,8 +138,8 @@ class TrajectoriesScreen(LiveScreen):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Static("", id="run-line", classes="status-line")
-        yield Static("", id="filter-line", classes="filter-line")
+        yield Line("", id="run-line", classes="status-line")
+        yield Line("", id="filter-line", classes="filter-line")
         yield Input(placeholder="search messages (live, as a prefix) · Claess* prefix · q:<text> questions · "
                                 "step:<n> · Enter applies, empty clears", id="search")
         yield PagedTable(id="trajectories", cursor_type="row", zebra_stripes=True)

@@ -25,6 +25,7 @@ from core.store.export import trajectory_record
 from core.paths import cache_dir
 from core.data.records import Message, Question, RewardResult
 from core.store.queries import TrajectoryQuery, matching_positions, neighbour
+from inspector.tui.widgets.line import Line
 from inspector.tui import format as fmt
 from inspector.tui.reads import read
 from inspector.literal import visible
@@ -85,7 +86,7 @@ class TrajectoryScreen(LiveScreen):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Static("", id="trajectory-line", classes="status-line")
+        yield Line("", id="trajectory-line", classes="status-line")
         with Horizontal():
             with ContentSwitcher(initial="transcript", id="views"):
                 yield Transcript(id="transcript")
