@@ -77,6 +77,9 @@ class EvalConfig:
     max_model_len: int | None = None
     """--backend vllm: context length of the engine; None: the model's."""
     lora: str | None = None
+    kv_reuse: bool = True
+    """--backend hf: keep each trajectory's keys and values between turns and compute a prefix
+    rows share once (core.backends.kv_reuse); greedy ids as without, up to float rounding."""
     """--backend vllm: a peft LoRA adapter folder applied to every request."""
 
     def to_dict(self) -> dict[str, Any]:

@@ -172,7 +172,8 @@ class _Session:
                 tokenizer.chat_template = inputs.chat_template
             chat_format = check_template(tokenizer, template_name, config.tool_format)
             backend = create_backend(config.backend, ref, device=config.device, dtype=config.dtype,
-                                     tokenizer=tokenizer, server=server_options(config), vllm=config.vllm_options())
+                                     tokenizer=tokenizer, server=server_options(config), vllm=config.vllm_options(),
+                                     kv_reuse=config.kv_reuse)
         else:
             if inputs.chat_template is not None:
                 backend.tokenizer.chat_template = inputs.chat_template

@@ -105,6 +105,8 @@ def _eval_parser(sub: argparse._SubParsersAction) -> None:
     a("--tool-format", default=d.tool_format, choices=["auto", "seed", "native"], help="auto: native tool calling "
       "where the chat template supports tools, else the seed's format (default: %(default)s)")
     a("--no-drift-check", action="store_true", help="skip re-tokenising each finished chat to detect drift")
+    a("--no-kv-reuse", action="store_true", help="--backend hf: prefill every turn's whole chat instead of "
+      "reusing the keys and values earlier turns and other rows computed")
     a("--name", help="run name (default: model, split and time)")
     a("--json", action="store_true", help="print the summary as JSON on stdout")
     a("--resume", type=int, metavar="RUN", help="finish an interrupted run of --db instead of starting one")
@@ -236,7 +238,7 @@ def _config_from_args(args: argparse.Namespace):
         judge_max_tokens=args.judge_max_tokens, reward_weights=parse_weights(args.reward_weights) if args.reward_weights else {},
         extra_rewards=[_absolute_reward(r) for r in args.reward], on_tool_error=args.on_tool_error,
         prompt_template=_absolute(args.prompt_template),
-        check_drift=not args.no_drift_check, name=args.name, chat_template=_absolute(args.chat_template),
+        check_drift=not args.no_drift_check, kv_reuse=not args.no_kv_reuse, name=args.name, chat_template=_absolute(args.chat_template),
         tool_format=args.tool_format,
         base_url=args.base_url, api_key_env=args.api_key_env, server_model=args.server_model,
         max_concurrency=args.max_concurrency, request_timeout=args.request_timeout,

@@ -10,7 +10,7 @@ __all__ = ["Backend", "Generation", "SamplingConfig", "chat_complete", "chat_gen
 
 
 def create_backend(kind: str, model_ref, *, device: str = "auto", dtype: str = "auto", tokenizer=None,
-                   server=None, vllm=None) -> Backend:
+                   server=None, vllm=None, kv_reuse: bool = True) -> Backend:
     """Build the backend named by `--backend` for a resolved model.
 
     tokenizer: one already loaded (and checked, its chat template perhaps overridden); None loads it.
@@ -18,11 +18,12 @@ def create_backend(kind: str, model_ref, *, device: str = "auto", dtype: str = "
     variable, concurrency, timeout); the model's tokenizer is still loaded locally.
     vllm: core.backends.vllm_backend.VLLMOptions for "vllm" (tensor parallel size, GPU memory
     fraction, max model length, LoRA adapter, seed); None: vLLM's defaults.
+    kv_reuse: "hf" keeps keys and values between calls (core.backends.kv_reuse).
     """
     if kind == "hf":
         from core.backends.hf import HFBackend
 
-        return HFBackend.load(model_ref, device=device, dtype=dtype, tokenizer=tokenizer)
+        return HFBackend.load(model_ref, device=device, dtype=dtype, tokenizer=tokenizer, kv_reuse=kv_reuse)
     if kind == "openai":
         from core.backends.openai_server import connect_model
 
