@@ -250,11 +250,11 @@ async def test_runs_screen_shows_hostile_run_names_and_models_literally(db, size
         c = Checker(pilot, size)
         await c.step("runs screen")
         assert isinstance(app.screen, RunsScreen) and app.screen.query_one("#runs-table").row_count == 2
-        # The name column is 12 cells at 80 columns, 48 at 160.
+        # The name column is 12 cells at 80 columns, 40 at 160.
         await c.expect_on_screen("runs screen", "HXRUNE [/IN", "HXRUNT [/] ")
-        if size == WIDE:
-            await c.expect_on_screen("runs screen", "HXRUNE [/INST] [bold red]x[/] " + H.SHOWN_ANSI_RED,
-                     "HXRUNT [/] [link=http://evil]y[/link] ␛[2J␛[H")
+        if size == WIDE:  # 40 cells of name at 160 columns: the first 39 characters, then …
+            await c.expect_on_screen("runs screen", ("HXRUNE [/INST] [bold red]x[/] " + H.SHOWN_ANSI_RED)[:39],
+                     "HXRUNT [/] [link=http://evil]y[/link] ␛[2J␛[H"[:39])
         table = app.screen.query_one("#runs-table")
         with Store.open_readonly(db) as store:
             runs = {str(r["id"]): r for r in store.runs()}
