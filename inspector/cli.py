@@ -13,6 +13,9 @@
     rl-inspect export DB --run N [--format jsonl|parquet] [--out FILE]
                                    one record per trajectory (messages, rewards, tokens,
                                    mask, logprobs), streamed (core.store.export)
+    rl-inspect import PATH... --db DB [--format auto|jsonl|verl] [--name NAME]
+                                   convert rollouts other tools wrote (the export's JSONL,
+                                   verl rollout dumps) into runs (core.importers)
     rl-inspect merge OUT IN...     combine the databases of several writers into OUT,
                                    idempotently (core.store.merge)
     rl-inspect DB --trajectory ID  open one trajectory straight away
@@ -216,6 +219,16 @@ def build_parser() -> argparse.ArgumentParser:
     merge.add_argument("out", metavar="OUT", help="the database to write")
     merge.add_argument("inputs", nargs="+", metavar="IN", help="databases to read (never written)")
     merge.add_argument("--json", action="store_true", help="print what was done as JSON on stdout")
+    imp = sub.add_parser("import", help="convert rollouts other tools wrote into runs",
+                         description="Import the documented JSONL (what `rl-inspect export` writes) or verl "
+                         "rollout dumps (a folder of {step}.jsonl) into runs of --db (core.importers). Each "
+                         "source is written in one transaction; importing it again adds nothing (a grown verl "
+                         "folder adds its new steps). Exit 0, or 2 for bad input (nothing written).")
+    imp.add_argument("paths", nargs="+", metavar="PATH", help="files, folders or glob patterns")
+    imp.add_argument("--db", required=True, help="database to write (created if missing)")
+    imp.add_argument("--format", default="auto", choices=["auto", "jsonl", "verl"], help="default: detected from "
+                     "the extension and the first record")
+    imp.add_argument("--name", help="run name (default: the run_name in the records, else the file or folder name)")
     view = sub.add_parser("view", help="open a database in the TUI (the default command)")
     view.add_argument("db")
     view.add_argument("--run", type=int, help="open this run straight away")
@@ -662,6 +675,24 @@ def _run_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _run_import(args: argparse.Namespace) -> int:
+    """`rl-inspect import PATH... --db DB`: one line per source on stderr (runs written, or why it
+    was skipped, and notes). Bad input (a malformed line, an unknown format) is exit 2, with
+    nothing of that source written."""
+    from core.importers import import_paths
+
+    for result in import_paths(args.db, args.paths, fmt=args.format, name=args.name):
+        source = one_line(result.source)
+        for note in result.notes:
+            print(f"rl-inspect: {source}: {one_line(note)}", file=sys.stderr)
+        if result.skipped:
+            print(f"rl-inspect: {source}: {one_line(result.skipped)}", file=sys.stderr)
+        for run_id, name, n in result.runs:
+            print(f"rl-inspect: {source}: imported {n:,} trajectories into run {run_id} ({one_line(name, 60)}) "
+                  f"of {one_line(args.db)}", file=sys.stderr)
+    return EXIT_OK
+
+
 def _run_merge(out: str, inputs: list[str], as_json: bool) -> int:
     """`rl-inspect merge OUT IN...`: one line per input on stderr (runs copied, replaced,
     unchanged, skipped because still running), or the report as JSON on stdout."""
@@ -742,7 +773,7 @@ def _quiet_stdout() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (see the module's docstring)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] not in ("eval", "train", "runs", "view", "lint", "compare", "export", "merge", "-h",
+    if argv and argv[0] not in ("eval", "train", "runs", "view", "lint", "compare", "export", "merge", "import", "-h",
                                 "--help") and not argv[0].startswith("-"):
         argv = ["view", *argv]  # `rl-inspect runs.db`
     parser = build_parser()
@@ -769,6 +800,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_compare(args.db, args.run_a, args.run_b, args.json, args.rows)
         if args.command == "export":
             return _run_export(args)
+        if args.command == "import":
+            return _run_import(args)
         if args.command == "merge":
             return _run_merge(args.out, args.inputs, args.json)
         if args.command == "lint":

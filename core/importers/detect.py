@@ -1,0 +1,55 @@
+"""Which importer reads a path: `--format auto`.
+
+By extension first (a JSONL family file or a folder of them; formats this project does not read
+yet are named), then by the keys of the first record: `messages` is the documented JSONL
+(core.importers.jsonl), `input`/`output`/`score` is a verl rollout dump (core.importers.verl).
+Other importers add themselves to SNIFFERS.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+from core.data.records import InputError
+from core.importers import jsonl, verl
+from core.importers.common import first_record
+
+SNIFFERS: list[tuple[str, Callable[[dict[str, Any]], bool]]] = [("verl", verl.looks_like),
+                                                                ("jsonl", jsonl.looks_like)]
+"""(format, test on the first record), tried in order."""
+
+JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
+UNSUPPORTED = {".eval": "an Inspect log (not supported by this version's import)",
+               ".parquet": "Parquet (import reads JSONL; `rl-inspect export --format jsonl` writes it)"}
+
+
+def detect_format(path: str | Path) -> str:
+    """The format name ("jsonl" or "verl") of a file or folder. InputError naming the path when it
+    is missing, empty, of a format not read here, or has a first record neither format has."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(str(path), "no such file or folder")
+    if path.is_dir():
+        files = verl.step_files(path)
+        if not files:
+            raise InputError(str(path), "a folder without .jsonl files: nothing to import")
+        return detect_format(files[0])
+    why = UNSUPPORTED.get(path.suffix.lower())
+    if why:
+        raise InputError(str(path), f"{why}; formats read: jsonl, verl")
+    try:
+        record = first_record(path)
+    except InputError as exc:
+        if path.suffix.lower() not in JSONL_SUFFIXES:
+            raise InputError(str(path), f"unknown format (not JSONL: {exc.detail}); pass --format jsonl or verl"
+                             ) from None
+        raise
+    if record is None:
+        raise InputError(str(path), "empty: no records to import")
+    for name, test in SNIFFERS:
+        if test(record):
+            return name
+    keys = ", ".join(sorted(record)[:8]) or "none"
+    raise InputError(str(path), f"cannot tell the format from the first record (keys: {keys}); expected "
+                     "`messages` (jsonl) or `input`, `output`, `score` (verl); pass --format", line=1)
