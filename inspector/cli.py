@@ -164,6 +164,13 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     a("--eval-questions", type=int, default=d.eval_questions, help="held-out questions per evaluation "
       "(default: %(default)s)")
     a("--save-every", type=int, metavar="N", help="checkpoint every N steps, beside --db (needed by --resume)")
+    a("--use-vllm", action="store_true", help="generate rollouts with TRL's vLLM integration (GPU; pip install "
+      "'rl-inspect[vllm]'): weights synced each step, the same agent loop")
+    a("--vllm-mode", choices=["colocate", "server"], default=d.vllm_mode, help="--use-vllm: vLLM in this process "
+      "(colocate, default) or a `trl vllm-serve` server")
+    a("--vllm-server-url", metavar="URL", help="--vllm-mode server: the server's base URL")
+    a("--vllm-gpu-memory-utilization", type=float, default=d.vllm_gpu_memory_utilization,
+      help="--vllm-mode colocate: GPU memory fraction for vLLM (default: %(default)s)")
     a("--resume", type=int, metavar="RUN", help="continue train run RUN of --db from its last checkpoint, "
       "with its stored options")
     a("--name", help="run name (default: model, grpo and time)")
@@ -450,7 +457,9 @@ def _train_config_from_args(args: argparse.Namespace):
         judge_model=args.judge_model, reward_weights=parse_weights(args.reward_weights) if args.reward_weights else {},
         judge_max_tokens=args.judge_max_tokens, lora_r=args.lora_r, lora_alpha=args.lora_alpha, seed=args.seed, name=args.name,
         save_every=args.save_every, eval_every=args.eval_every, eval_questions=args.eval_questions,
-        prompt_template=_absolute(args.prompt_template), extra_rewards=[_absolute_reward(r) for r in args.reward])
+        prompt_template=_absolute(args.prompt_template), extra_rewards=[_absolute_reward(r) for r in args.reward],
+        use_vllm=args.use_vllm, vllm_mode=args.vllm_mode, vllm_server_url=args.vllm_server_url,
+        vllm_gpu_memory_utilization=args.vllm_gpu_memory_utilization)
 
 
 def _train_progress_line(p) -> str:

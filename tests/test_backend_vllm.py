@@ -506,3 +506,33 @@ def test_cli_eval_options_reach_the_engine(tmp_path, monkeypatch, tok):
     kw = vllm.engines[0].kwargs
     assert (kw["tensor_parallel_size"], kw["gpu_memory_utilization"], kw["max_model_len"]) == (2, 0.6, 1024)
     assert kw["max_lora_rank"] == 8 and vllm.engines[0].calls[0]["lora_request"].lora_path == str(adapter.resolve())
+
+
+# --------------------------------------------------------------------------- train --use-vllm
+def test_train_use_vllm_sets_trls_vllm_fields_and_refuses_without_the_extra(tmp_path, monkeypatch):
+    """`rl-inspect train --use-vllm` asks TRL's GRPOConfig for its vLLM integration (trl 1.16
+    field names); without vllm installed it stops in one line naming the install command."""
+    from core.backends.errors import MissingExtraError
+    from core.train.config import TrainConfig
+    from core.train.trainer import grpo_config
+    from inspector.cli import _train_config_from_args, build_parser
+
+    args = build_parser().parse_args(["train", "--use-vllm", "--vllm-mode", "server", "--vllm-server-url",
+                                      "http://127.0.0.1:8000"])
+    config = _train_config_from_args(args)
+    assert (config.use_vllm, config.vllm_mode, config.vllm_server_url) == (True, "server", "http://127.0.0.1:8000")
+    config.validate()
+    from core.train import trainer as train_module
+
+    captured = {}
+    monkeypatch.setattr("trl.GRPOConfig", lambda **kw: captured.update(kw) or kw)  # trl imported before the fake
+    install(monkeypatch, lambda prompt, params: [1])
+    grpo_config(config, str(tmp_path), "cuda")
+    assert captured["use_vllm"] is True and captured["vllm_mode"] == "server"
+    assert captured["vllm_server_base_url"] == "http://127.0.0.1:8000"
+    assert "use_vllm" not in train_module._vllm_options(TrainConfig())
+    monkeypatch.setitem(sys.modules, "vllm", None)  # import vllm -> ImportError
+    with pytest.raises(MissingExtraError, match=r"--use-vllm needs the package vllm.*pip install 'rl-inspect\[vllm\]'"):
+        grpo_config(config, str(tmp_path), "cuda")
+    with pytest.raises(ValueError, match="--vllm-server-url needs --use-vllm"):
+        TrainConfig(vllm_server_url="http://x").validate()

@@ -79,6 +79,16 @@ class TrainConfig:
     output_dir: str | None = None
     """TRL's output folder, where checkpoints go; None: beside the database with --save-every
     (core.train.trainer.checkpoint_folder), else a temporary one."""
+    use_vllm: bool = False
+    """Generate the rollouts with TRL's vLLM integration (GRPOConfig.use_vllm): TRL syncs the
+    policy's weights into vLLM before each rollout_func call, and the agent loop generates through
+    that engine (core.backends.vllm_backend.trl_vllm_backend). Needs the [vllm] extra and a GPU."""
+    vllm_mode: str = "colocate"
+    """"colocate" (vLLM in the trainer's process) or "server" (a `trl vllm-serve` server)."""
+    vllm_server_url: str | None = None
+    """vllm_mode server: the server's base URL (TRL's vllm_server_base_url); None: TRL's default host and port."""
+    vllm_gpu_memory_utilization: float = 0.3
+    """vllm_mode colocate: the GPU memory fraction vLLM takes beside the trainer (TRL's default)."""
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
@@ -128,6 +138,12 @@ class TrainConfig:
                                  f"{self.questions_per_step} questions x {self.num_generations} generations = {total}")
         if not self.temperature > 0:
             raise ValueError(f"--temperature must be > 0 for training (GRPO samples), not {self.temperature}")
+        if self.vllm_mode not in ("colocate", "server"):
+            raise ValueError(f"--vllm-mode must be colocate or server, not {self.vllm_mode!r}")
+        if not 0 < self.vllm_gpu_memory_utilization <= 1:
+            raise ValueError(f"--vllm-gpu-memory-utilization must be in (0, 1], not {self.vllm_gpu_memory_utilization}")
+        if self.vllm_server_url and not self.use_vllm:
+            raise ValueError("--vllm-server-url needs --use-vllm")
         if not 0 < self.top_p <= 1:
             raise ValueError(f"--top-p must be in (0, 1], not {self.top_p}")
         if self.learning_rate <= 0:

@@ -109,7 +109,28 @@ def grpo_config(config: TrainConfig, output_dir: str, device: str):
         seed=config.seed,
         data_seed=config.seed,
         remove_unused_columns=False,
+        **_vllm_options(config),
     )
+
+
+def _vllm_options(config: TrainConfig) -> dict:
+    """GRPOConfig's vLLM fields for --use-vllm (trl 1.16 names); none without it. The import
+    check comes first so a missing extra is one install line (core.backends.errors), not TRL's
+    own ImportError from inside GRPOTrainer."""
+    if not config.use_vllm:
+        return {}
+    from core.backends.errors import MissingExtraError
+    from core.backends.vllm_backend import import_vllm
+
+    try:
+        import_vllm()
+    except MissingExtraError as exc:
+        raise MissingExtraError(str(exc).replace("--backend vllm", "--use-vllm", 1)) from None
+    options = {"use_vllm": True, "vllm_mode": config.vllm_mode,
+               "vllm_gpu_memory_utilization": config.vllm_gpu_memory_utilization}
+    if config.vllm_server_url:
+        options["vllm_server_base_url"] = config.vllm_server_url
+    return options
 
 
 def _device(config: TrainConfig) -> str:
@@ -155,6 +176,12 @@ def train(config: TrainConfig, db: str | Path, progress: StepProgressFn | None =
         return format_results(retriever.search(query, k))
 
     def make_agent(trainer: Any) -> Agent:
+        if config.use_vllm and trainer is not None:
+            # TRL synced the policy's weights into its vLLM engine before calling rollout_func.
+            from core.backends.vllm_backend import trl_vllm_backend
+
+            return Agent(trl_vllm_backend(trainer, tokenizer, sorted(stops)), search, agent_config, inputs.prompts,
+                         chat_format)
         policy = trainer.accelerator.unwrap_model(trainer.model) if trainer is not None else model
         backend = HFBackend(model=policy, tokenizer=tokenizer, device=device, stop_token_ids=stops)
         return Agent(backend, search, agent_config, inputs.prompts, chat_format)
