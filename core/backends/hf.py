@@ -206,23 +206,7 @@ class HFBackend:
         for row, prompt in enumerate(prompts):  # left padding: every prompt ends at the same column
             ids[row, width - len(prompt):] = torch.tensor(list(prompt), dtype=torch.long)
             attention[row, width - len(prompt):] = 1
-        recorder = _ChosenLogprobs(sampling.temperature)
-        sample = sampling.temperature > 0
-        if sampling.seed is not None:
-            torch.manual_seed(sampling.seed)
-        out = self.model.generate(
-            input_ids=ids.to(self.device),
-            attention_mask=attention.to(self.device),
-            max_new_tokens=max(max_tokens),
-            do_sample=sample,
-            temperature=sampling.temperature if sample else None,
-            top_p=sampling.top_p if sample else None,
-            top_k=0 if sample else None,  # the full distribution, whatever the model's config says
-            eos_token_id=sorted(self.stop_token_ids),
-            pad_token_id=pad,
-            logits_processor=LogitsProcessorList([recorder]),
-            return_dict_in_generate=True,
-        )
+        out, recorder = self._run_generate(ids, attention, max_tokens, sampling)
         new_tokens = out.sequences[:, width:].cpu()
         logprobs = recorder.collect(out.sequences)
         generations = [
