@@ -48,3 +48,23 @@ def test_embedded_model_with_the_qwen3_template_sees_every_tool_result_whole(tmp
             assert [m.role for m in messages][:4] == ["system", "user", "assistant", "tool"]
             assert row["turns"] == 2 and row["drift_kind"] in (None, "template_rewrite")
         assert seen >= 2  # the scripted calls; under native tools the model may call again itself
+
+
+def test_kv_reuse_and_decode_waves_store_the_same_ids_mask_and_logprobs(tmp_path):
+    """Issue 9: an eval of the embedded model with KV reuse (and decoding in waves) stores, for
+    every trajectory, the ids, mask and logprobs of the same eval without reuse (float32, CPU)."""
+    ref = resolve_model("default")
+    tokenizer = load_tokenizer(ref)
+    stored = {}
+    for reuse in (False, True):
+        backend = FirstCallScripted(create_backend("hf", ref, device="cpu", tokenizer=tokenizer, kv_reuse=reuse),
+                                    CALL)
+        config = EvalConfig(split="all", limit=3, batch_size=3, demo_chunks=60, max_generations=3,
+                            max_tokens_per_turn=40, judge="exact")
+        summary = evaluate(config, tmp_path / f"runs-{reuse}.db", backend=backend)
+        with Store.open_readonly(tmp_path / f"runs-{reuse}.db") as store:
+            stored[reuse] = [(row["qidx"], store.tokens(row["id"])) for row in store.trajectory_rows(summary["run_id"])]
+    assert backend.inner.stats.cached_tokens > 0  # reuse really happened
+    for (q_off, off), (q_on, on) in zip(stored[False], stored[True], strict=True):
+        assert q_off == q_on and off.ids == on.ids and off.mask == on.mask
+        assert [x for x in on.logprobs if x == x] == pytest.approx([x for x in off.logprobs if x == x], abs=1e-4)
