@@ -190,18 +190,16 @@ def replay_hf(model, tok, stops, calls) -> tuple[int, float]:
     """Plain batched `model.generate` (greedy, no logprobs) on the recorded batches: (tokens, seconds)."""
     import torch
 
+    from core.backends.hf import left_padded
+
     pad, stops, device = tok.pad_token_id, set(stops), model.device
     generated = 0
     _sync(device)
     began = time.perf_counter()
     with torch.inference_mode():
         for prompts, limits in calls:
-            width = max(len(p) for p in prompts)
-            ids = torch.full((len(prompts), width), pad, dtype=torch.long)
-            mask = torch.zeros_like(ids)
-            for row, p in enumerate(prompts):
-                ids[row, width - len(p):] = torch.tensor(p)
-                mask[row, width - len(p):] = 1
+            ids, mask = left_padded(prompts, pad)
+            width = ids.shape[1]
             out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), max_new_tokens=max(limits),
                                  do_sample=False, eos_token_id=sorted(stops), pad_token_id=pad)
             for row, limit in enumerate(limits):

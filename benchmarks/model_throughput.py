@@ -22,6 +22,7 @@ import torch
 from loguru import logger
 
 from core.backends import SamplingConfig, create_backend
+from core.backends.hf import left_padded
 from core.config import EvalConfig
 from core.evaluate import evaluate
 from core.models import resolve_model
@@ -48,12 +49,8 @@ def replay(backend, calls) -> tuple[int, float]:
     model, pad, stops = backend.model, backend.tokenizer.pad_token_id, backend.stop_token_ids
     tokens, began = 0, time.perf_counter()
     for prompts, limits in calls:
-        width = max(len(p) for p in prompts)
-        ids = torch.full((len(prompts), width), pad, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for row, p in enumerate(prompts):
-            ids[row, width - len(p):] = torch.tensor(p)
-            mask[row, width - len(p):] = 1
+        ids, mask = left_padded(prompts, pad)
+        width = ids.shape[1]
         out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max(limits), do_sample=False,
                              eos_token_id=sorted(stops), pad_token_id=pad)
         for row, limit in enumerate(limits):

@@ -15,9 +15,10 @@ class MissingExtraError(ModelError, ValueError):
     """
 
 
-def missing_extra(backend: str, package: str, extra: str, detail: str = "") -> MissingExtraError:
-    """The error for `--backend {backend}` without `package`: one line naming what to install,
-    e.g. "--backend vllm needs the package vllm, which is not installed: pip install 'rl-inspect[vllm]'"."""
+def missing_extra(option: str, package: str, extra: str, detail: str = "") -> MissingExtraError:
+    """The error for the command-line `option` that needs `package` (e.g. "--backend vllm",
+    "--use-vllm"): one line naming what to install, e.g. "--backend vllm needs the package vllm,
+    which is not installed: pip install 'rl-inspect[vllm]'"."""
     why = detail or "which is not installed"
-    return MissingExtraError(f"--backend {backend} needs the package {package}, {why}: "
+    return MissingExtraError(f"{option} needs the package {package}, {why}: "
                              f"pip install 'rl-inspect[{extra}]'")

@@ -60,6 +60,18 @@ class _ChosenLogprobs(LogitsProcessor):
         return torch.stack(self.steps, dim=1).cpu()
 
 
+def left_padded(prompts: Sequence[Sequence[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids, attention mask), both (rows, longest prompt) long tensors: each prompt ends at the
+    last column (left padding with `pad`, mask 0 there), as batched `generate` wants."""
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), pad, dtype=torch.long)
+    attention = torch.zeros((len(prompts), width), dtype=torch.long)
+    for row, prompt in enumerate(prompts):
+        ids[row, width - len(prompt):] = torch.tensor(list(prompt), dtype=torch.long)
+        attention[row, width - len(prompt):] = 1
+    return ids, attention
+
+
 @dataclass
 class GenerationStats:
     """Running totals of one backend's calls, for benchmarks and logs.
@@ -199,13 +211,8 @@ class HFBackend:
         self, prompts: Sequence[Sequence[int]], max_tokens: Sequence[int], sampling: SamplingConfig
     ) -> list[Generation]:
         began = time.perf_counter()
-        pad = self.tokenizer.pad_token_id
-        width = max(len(p) for p in prompts)
-        ids = torch.full((len(prompts), width), pad, dtype=torch.long)
-        attention = torch.zeros((len(prompts), width), dtype=torch.long)
-        for row, prompt in enumerate(prompts):  # left padding: every prompt ends at the same column
-            ids[row, width - len(prompt):] = torch.tensor(list(prompt), dtype=torch.long)
-            attention[row, width - len(prompt):] = 1
+        ids, attention = left_padded(prompts, self.tokenizer.pad_token_id)
+        width = ids.shape[1]
         out, recorder = self._run_generate(ids, attention, max_tokens, sampling)
         new_tokens = out.sequences[:, width:].cpu()
         logprobs = recorder.collect(out.sequences)

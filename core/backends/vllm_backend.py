@@ -56,16 +56,16 @@ LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 _SEED_MODULUS = 2**31 - 1
 
 
-def import_vllm():
+def import_vllm(option: str = "--backend vllm"):
     """The `vllm` module; MissingExtraError (exit 2) in one line when it is absent or older than
-    MIN_VLLM, naming the install command."""
+    MIN_VLLM, naming `option` (what asked for vLLM) and the install command."""
     try:
         vllm = importlib.import_module("vllm")
     except ImportError as exc:
-        raise missing_extra("vllm", "vllm", "vllm") from exc
+        raise missing_extra(option, "vllm", "vllm") from exc
     version = _version_tuple(getattr(vllm, "__version__", "0"))
     if version < MIN_VLLM:
-        raise missing_extra("vllm", "vllm>=0.10.2", "vllm",
+        raise missing_extra(option, "vllm>=0.10.2", "vllm",
                             f"but vllm {getattr(vllm, '__version__', '?')} is installed, older than 0.10.2 "
                             "(the first to return logprobs of the sampling distribution)")
     return vllm

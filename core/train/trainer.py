@@ -119,13 +119,9 @@ def _vllm_options(config: TrainConfig) -> dict:
     own ImportError from inside GRPOTrainer."""
     if not config.use_vllm:
         return {}
-    from core.backends.errors import MissingExtraError
     from core.backends.vllm_backend import import_vllm
 
-    try:
-        import_vllm()
-    except MissingExtraError as exc:
-        raise MissingExtraError(str(exc).replace("--backend vllm", "--use-vllm", 1)) from None
+    import_vllm("--use-vllm")
     options = {"use_vllm": True, "vllm_mode": config.vllm_mode,
                "vllm_gpu_memory_utilization": config.vllm_gpu_memory_utilization}
     if config.vllm_server_url:
