@@ -21,6 +21,7 @@ from core.data.records import Question
 from core.store import StoreError
 from core.store.compare import Comparison, QuestionRow, QuestionStats, compare_runs
 from inspector.literal import one_line
+from inspector.tui.widgets.table import Table
 from inspector.tui import format as fmt
 from inspector.tui.reads import read
 from inspector.tui.screens.live import LiveScreen
@@ -107,7 +108,7 @@ class CompareScreen(LiveScreen):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static("comparing…", id="compare-summary")
-        yield DataTable(id="compare-table", cursor_type="row", zebra_stripes=True)
+        yield Table(id="compare-table", cursor_type="row", zebra_stripes=True)
         yield KeyBar()
 
     def on_mount(self) -> None:

@@ -12,6 +12,7 @@ from textual.widgets import DataTable, Header, Static
 
 from core.data.records import RewardResult
 from core.store.queries import TrajectoryQuery, TrajectoryRow, group_rows
+from inspector.tui.widgets.table import Table
 from inspector.tui.widgets.line import Line
 from inspector.tui import format as fmt
 from inspector.tui.reads import read
@@ -35,7 +36,7 @@ class GroupScreen(LiveScreen):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Line("", id="group-line", classes="status-line")
-        yield DataTable(id="group-table", cursor_type="row", zebra_stripes=True)
+        yield Table(id="group-table", cursor_type="row", zebra_stripes=True)
         yield KeyBar()
 
     def on_mount(self) -> None:

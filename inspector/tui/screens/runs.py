@@ -13,6 +13,7 @@ from textual.widgets import DataTable, Header, Static
 
 from core.store.pace import Pace, PaceTracker
 from core.store.queries import RunRow, run_rows
+from inspector.tui.widgets.table import Table
 from inspector.tui.widgets.line import Line
 from inspector.tui import format as fmt
 from inspector.tui.reads import read
@@ -70,7 +71,7 @@ class RunsScreen(LiveScreen):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Line("", id="runs-status", classes="status-line")
-        yield DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
+        yield Table(id="runs-table", cursor_type="row", zebra_stripes=True)
         yield KeyBar()
 
     def on_mount(self) -> None:

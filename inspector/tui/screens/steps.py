@@ -15,6 +15,7 @@ from textual.css.query import NoMatches
 from textual.widgets import DataTable, Header, Sparkline, Static
 
 from core.store.queries import StepRow, train_step_rows
+from inspector.tui.widgets.table import Table
 from inspector.tui.widgets.line import Line
 from inspector.tui import format as fmt
 from inspector.tui.reads import read
@@ -132,7 +133,7 @@ class StepsScreen(LiveScreen):
         yield Header()
         yield Line("", id="run-line", classes="status-line")
         yield VerticalScroll(id="curves")
-        yield DataTable(id="steps-table", cursor_type="row", zebra_stripes=True)
+        yield Table(id="steps-table", cursor_type="row", zebra_stripes=True)
         yield KeyBar()
 
     def on_mount(self) -> None:

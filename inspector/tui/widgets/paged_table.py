@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from rich.text import Text
 from textual.message import Message
-from textual.widgets import DataTable
+from inspector.tui.widgets.table import Table
 
 
-class PagedTable(DataTable):
+class PagedTable(Table):
     class EdgeReached(Message):
         """The cursor tried to leave the page: direction +1 (down) or -1 (up)."""
 
