@@ -38,6 +38,7 @@ from typing import Any, Sequence
 
 from loguru import logger
 
+from core.rollout.fast_encode import BackendEncoder
 from core.rollout.scaffold import Structure, cached_content_linear, placeholder_chat, split_rendering, structure_key
 from core.rollout.templates import ChatFormat, check_template
 from core.rollout.tokens import TokenSequence
@@ -142,6 +143,8 @@ class ChatTokenizer:
         is proven content-linear (see the module docstring); False renders every chat in full
         (the reference path the tests compare it with)."""
         self.tokenizer = tokenizer
+        self._backend = BackendEncoder.of(tokenizer)
+        """The Rust backend called directly (core.rollout.fast_encode), None: transformers' call."""
         self.fmt = fmt if fmt is not None else check_template(tokenizer, name)
         self.linear_reason = "disabled" if not reuse_renderings else self._linearity(tokenizer, self.fmt)
         """None when renderings are reused (the template is content-linear); else why not."""
@@ -229,6 +232,8 @@ class ChatTokenizer:
 
     def encode(self, text: str) -> list[int]:
         # The template's text already holds BOS and special tokens: add none.
+        if self._backend is not None:
+            return self._backend.encode_many([text])[0]
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def prompt_ids(self, messages: Sequence[dict]) -> list[int]:
@@ -527,6 +532,11 @@ class ChatTokenizer:
         todo = [i for i, text in enumerate(joined) if text]
         if not todo:
             return out
+        if self._backend is not None:
+            cut = self._backend.encode_pieces([pending[i].texts for i in todo])
+            for k, i in enumerate(todo):
+                out[i] = [Segment(ids, owner) for ids, owner in zip(cut[k], pending[i].owners) if ids]
+            return out
         if not getattr(self.tokenizer, "is_fast", False):  # no offsets: tokenise piece by piece
             for i in todo:
                 out[i] = [Segment(self.encode(t), o) for t, o in zip(pending[i].texts, pending[i].owners) if t]
@@ -581,6 +591,8 @@ class ChatTokenizer:
         """encode() of each text, in one batched tokenizer call (the same ids as one call each)."""
         if not texts:
             return []
+        if self._backend is not None:
+            return self._backend.encode_many(texts)
         return [list(ids) for ids in self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
 
     def _judge_drift(self, state: ChatState, tokens: TokenSequence, messages: Sequence[dict], text: str,
