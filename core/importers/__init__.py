@@ -1,7 +1,8 @@
 """`rl-inspect import`: runs other tools wrote, converted into this project's database.
 
 Formats: the documented JSONL that `rl-inspect export` writes (core.importers.jsonl) and verl
-rollout dumps (core.importers.verl); `detect_format` picks one. Each source is written in one
+rollout dumps (core.importers.verl) and Inspect eval logs (core.importers.inspect_log, needs the
+`inspect` extra); `detect_format` picks one. Each source is written in one
 transaction, so a malformed file leaves nothing behind, and re-importing a source adds nothing
 that is already there (each module's docstring says how it knows).
 """
@@ -13,10 +14,12 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from core.data.records import InputError
+from core.importers.inspect_log import import_inspect
 from core.importers.jsonl import SourceResult, import_jsonl
 from core.importers.verl import import_verl
 
-IMPORTERS: dict[str, Callable[..., SourceResult]] = {"jsonl": import_jsonl, "verl": import_verl}
+IMPORTERS: dict[str, Callable[..., SourceResult]] = {"jsonl": import_jsonl, "verl": import_verl,
+                                                     "inspect": import_inspect}
 FORMATS = ("auto", *IMPORTERS)
 
 
@@ -43,10 +46,11 @@ def import_paths(db: str | Path, paths: Sequence[str | Path], *, fmt: str = "aut
     """Import every path (files, folders, globs) into database `db` (created when missing); one
     SourceResult per source, in order.
 
-    `fmt` "auto" detects each source's format (core.importers.detect); "jsonl" or "verl" forces
-    it. A folder is one verl run, or under jsonl each of its .jsonl files. Every source is checked
+    `fmt` "auto" detects each source's format (core.importers.detect); "jsonl", "verl" or
+    "inspect" forces it. A folder is one verl run, or under jsonl each of its .jsonl files. Every source is checked
     (exists, format known) before anything is written; then each is written in its own
-    transaction. InputError / StoreError as the importers raise them; ValueError for an unknown
+    transaction (so an Inspect log without inspect_ai installed fails before any source is
+    written). InputError / StoreError as the importers raise them; ValueError for an unknown
     `fmt`."""
     from core.importers.detect import detect_format
     from core.importers.verl import step_files
@@ -64,8 +68,14 @@ def import_paths(db: str | Path, paths: Sequence[str | Path], *, fmt: str = "aut
             sources.extend((f, kind) for f in files)
         else:
             sources.append((path, kind))
+    for path, kind in sources:
+        if kind == "inspect":
+            from core.importers.inspect_log import require
+
+            require(path)
     with Store.open(db) as store:
         return [IMPORTERS[kind](store, path, name=name) for path, kind in sources]
 
 
-__all__ = ["FORMATS", "IMPORTERS", "SourceResult", "expand", "import_paths", "import_jsonl", "import_verl"]
+__all__ = ["FORMATS", "IMPORTERS", "SourceResult", "expand", "import_paths", "import_jsonl", "import_verl",
+           "import_inspect"]

@@ -1,9 +1,11 @@
 """Which importer reads a path: `--format auto`.
 
 By extension first (a JSONL family file or a folder of them; formats this project does not read
-yet are named), then by the keys of the first record: `messages` is the documented JSONL
-(core.importers.jsonl), `input`/`output`/`score` is a verl rollout dump (core.importers.verl).
-Other importers add themselves to SNIFFERS.
+yet are named; `.eval`, and a `.json` that begins like an Inspect log, is an Inspect log:
+core.importers.inspect_log.sniff), then by the keys of the first record: `messages` is the
+documented JSONL (core.importers.jsonl), `input`/`output`/`score` is a verl rollout dump
+(core.importers.verl), `version`/`status`/`eval` an Inspect log on one line. Other importers add
+themselves to SNIFFERS.
 """
 
 from __future__ import annotations
@@ -12,20 +14,20 @@ from pathlib import Path
 from typing import Any, Callable
 
 from core.data.records import InputError
-from core.importers import jsonl, verl
+from core.importers import inspect_log, jsonl, verl
 from core.importers.common import first_record
 
-SNIFFERS: list[tuple[str, Callable[[dict[str, Any]], bool]]] = [("verl", verl.looks_like),
+SNIFFERS: list[tuple[str, Callable[[dict[str, Any]], bool]]] = [("inspect", inspect_log.looks_like),
+                                                                ("verl", verl.looks_like),
                                                                 ("jsonl", jsonl.looks_like)]
 """(format, test on the first record), tried in order."""
 
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
-UNSUPPORTED = {".eval": "an Inspect log (not supported by this version's import)",
-               ".parquet": "Parquet (import reads JSONL; `rl-inspect export --format jsonl` writes it)"}
+UNSUPPORTED = {".parquet": "Parquet (import reads JSONL; `rl-inspect export --format jsonl` writes it)"}
 
 
 def detect_format(path: str | Path) -> str:
-    """The format name ("jsonl" or "verl") of a file or folder. InputError naming the path when it
+    """The format name ("jsonl", "verl" or "inspect") of a file or folder. InputError naming the path when it
     is missing, empty, of a format not read here, or has a first record neither format has."""
     path = Path(path)
     if not path.exists():
@@ -37,7 +39,9 @@ def detect_format(path: str | Path) -> str:
         return detect_format(files[0])
     why = UNSUPPORTED.get(path.suffix.lower())
     if why:
-        raise InputError(str(path), f"{why}; formats read: jsonl, verl")
+        raise InputError(str(path), f"{why}; formats read: jsonl, verl, inspect")
+    if inspect_log.sniff(path):
+        return "inspect"
     try:
         record = first_record(path)
     except InputError as exc:
