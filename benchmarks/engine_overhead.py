@@ -118,10 +118,14 @@ class _CheckTimer:
 
 
 def ours(tokenizer, turns: int, n: int, results: list[str] | None = None, drift: bool = True,
-         turn_times: list[float] | None = None) -> tuple[float, float]:
+         turn_times: list[float] | None = None, direct: bool = True,
+         tokenise_seconds: list[float] | None = None) -> tuple[float, float]:
     """(engine seconds per trajectory, of which the per-turn template check).
 
     turn_times, when given, receives the engine's seconds for each turn of the whole batch.
+    direct False tokenises through transformers' call instead of the Rust backend called
+    directly (core.rollout.fast_encode), as the engine did before. tokenise_seconds, when
+    given, receives the seconds of each batched tokenise call (the Rust encoding and the cut).
     """
     texts = _replies(turns)
     stop = tokenizer.eos_token_id
@@ -129,6 +133,19 @@ def ours(tokenizer, turns: int, n: int, results: list[str] | None = None, drift:
     backend = InstantBackend(tokenizer, replies, texts)
     config = AgentConfig(max_generations=turns, max_new_tokens=10**9, max_tokens_per_turn=10**6, check_drift=drift)
     agent = Agent(backend, _search(results), config)
+    if not direct:
+        agent.chat._backend = None
+    if tokenise_seconds is not None:
+        tokenise = agent.chat.tokenise
+
+        def timed_tokenise(pending):
+            began = time.perf_counter()
+            try:
+                return tokenise(pending)
+            finally:
+                tokenise_seconds.append(time.perf_counter() - began)
+
+        agent.chat.tokenise = timed_tokenise
     timer = _CheckTimer(agent.chat)
     continue_chat = agent.chat.prepare_continue
 
@@ -226,15 +243,20 @@ def main() -> None:
     if not args.skip_pool:
         # As core.evaluate runs it: the drift check is not in the turn but in the store writer
         # thread (core/evaluate.py _DriftCheck), so the turn here is timed without it.
-        times: list[float] = []
-        ours(tokenizer, args.pool_turns, args.pool, results, drift=False, turn_times=times)
         gpu = args.pool * 100 / 20_000
-        mean, worst = sum(times) / len(times), max(times)
         print(f"\nsimulated GPU pace: pool of {args.pool}, {args.pool_turns} turns, instant backend, realistic "
               f"results, drift checked off the turn (as eval does); a GPU turn of 100 tokens per row at "
               f"20,000 tok/s takes {gpu:.2f} s")
-        print(f"{'engine ms/turn (mean)':>22} {'worst turn ms':>14} {'% of GPU turn':>14} {'goal ms':>8}")
-        print(f"{mean * 1e3:>22.1f} {worst * 1e3:>14.1f} {100 * mean / gpu:>13.1f}% {gpu * 0.05 * 1e3:>8.0f}")
+        print(f"{'tokenizer call':>26} {'engine ms/turn (mean)':>22} {'of which tokenise':>18} "
+              f"{'worst turn ms':>14} {'% of GPU turn':>14} {'goal ms':>8}")
+        for label, direct in (("Rust backend (engine)", True), ("transformers __call__", False)):
+            times: list[float] = []
+            tokenising: list[float] = []
+            ours(tokenizer, args.pool_turns, args.pool, results, drift=False, turn_times=times, direct=direct,
+                 tokenise_seconds=tokenising)
+            mean, worst = sum(times) / len(times), max(times)
+            print(f"{label:>26} {mean * 1e3:>22.1f} {sum(tokenising) / len(times) * 1e3:>18.1f} "
+                  f"{worst * 1e3:>14.1f} {100 * mean / gpu:>13.1f}% {gpu * 0.05 * 1e3:>8.0f}")
     if args.skip_short:
         return
     print()
