@@ -691,7 +691,13 @@ def _run_import(args: argparse.Namespace) -> int:
     nothing of that source written."""
     from core.importers import import_paths
 
-    for result in import_paths(args.db, args.paths, fmt=args.format, name=args.name):
+    _report_imports(import_paths(args.db, args.paths, fmt=args.format, name=args.name), args.db)
+    return EXIT_OK
+
+
+def _report_imports(results, db: str) -> None:
+    """One stderr line per note, skip and run written of each SourceResult."""
+    for result in results:
         source = one_line(result.source)
         for note in result.notes:
             print(f"rl-inspect: {source}: {one_line(note)}", file=sys.stderr)
@@ -699,8 +705,21 @@ def _run_import(args: argparse.Namespace) -> int:
             print(f"rl-inspect: {source}: {one_line(result.skipped)}", file=sys.stderr)
         for run_id, name, n in result.runs:
             print(f"rl-inspect: {source}: imported {n:,} trajectories into run {run_id} ({one_line(name, 60)}) "
-                  f"of {one_line(args.db)}", file=sys.stderr)
-    return EXIT_OK
+                  f"of {one_line(db)}", file=sys.stderr)
+
+
+def _view_target(path: str) -> str:
+    """The database `rl-inspect PATH` opens: PATH itself, or for a log another tool wrote (a
+    folder, or a file with a log's extension that is not SQLite) the cache database it is imported into
+    (core.importers.cache; InputError for a malformed log)."""
+    from core.importers.cache import LOG_SUFFIXES, cached_import, is_database
+
+    target = Path(path)
+    if is_database(target) or not (target.is_dir() or target.suffix.lower() in LOG_SUFFIXES):
+        return path  # a database, or what the viewer's own checks name (missing, corrupt)
+    db, results = cached_import(path)
+    _report_imports(results, str(db))
+    return str(db)
 
 
 def _run_merge(out: str, inputs: list[str], as_json: bool) -> int:
@@ -805,7 +824,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "train":
             return _run_train(args)
         if args.command == "view":
-            return _run_view(args.db, args.run, args.trajectory)
+            return _run_view(_view_target(args.db), args.run, args.trajectory)
         if args.command == "compare":
             return _run_compare(args.db, args.run_a, args.run_b, args.json, args.rows)
         if args.command == "export":

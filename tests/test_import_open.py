@@ -1,0 +1,110 @@
+"""`rl-inspect PATH` on a log another tool wrote: imported into a cache database, then opened."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from core.data.records import InputError
+from core.importers.cache import cached_import, is_database
+from core.store import Store
+from inspector import cli
+
+
+def _jsonl(path: Path, n: int = 3) -> Path:
+    path.write_text("".join(json.dumps({"messages": [{"role": "user", "content": f"q{i}"},
+                                                     {"role": "assistant", "content": f"[b]a{i}[/b]"}],
+                                        "reward": float(i)}) + "\n" for i in range(n)), encoding="utf-8")
+    return path
+
+
+def _verl_step(folder: Path, step: int) -> None:
+    folder.mkdir(exist_ok=True)
+    (folder / f"{step}.jsonl").write_text("".join(json.dumps({"input": f"p{i}", "output": "o", "gts": "g",
+                                                              "score": 1.0, "step": step}) + "\n"
+                                                  for i in range(2)), encoding="utf-8")
+
+
+def _trajectories(db: Path) -> int:
+    with Store.open_readonly(db) as store:
+        return store.conn.execute("SELECT COUNT(*) FROM trajectories").fetchone()[0]
+
+
+def test_a_database_is_recognised_by_its_header(tmp_path):
+    db = tmp_path / "runs.db"
+    with Store.open(db):
+        pass
+    assert is_database(db)
+    assert not is_database(_jsonl(tmp_path / "x.jsonl"))
+    assert not is_database(tmp_path / "missing.db")
+    assert not is_database(tmp_path)
+
+
+def test_a_file_is_imported_once_into_a_cache_database_keyed_by_its_content(tmp_path, monkeypatch):
+    monkeypatch.setenv("RL_INSPECT_CACHE", str(tmp_path / "cache"))
+    log = _jsonl(tmp_path / "run.jsonl")
+    db, results = cached_import(log)
+    assert db.parent.parent == tmp_path / "cache" and db.exists()
+    assert results[0].runs and _trajectories(db) == 3
+    again, results = cached_import(log)
+    assert again == db and results[0].skipped and _trajectories(db) == 3  # nothing added twice
+    copy = tmp_path / "copy.jsonl"
+    copy.write_bytes(log.read_bytes())
+    assert cached_import(copy)[0] == db  # same content, same cache
+    _jsonl(log, n=4)
+    assert cached_import(log)[0] != db  # changed content, its own cache
+
+
+def test_a_folder_keeps_its_cache_database_and_adds_new_steps(tmp_path, monkeypatch):
+    monkeypatch.setenv("RL_INSPECT_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "rollouts"
+    _verl_step(folder, 1)
+    db, _ = cached_import(folder)
+    assert _trajectories(db) == 2
+    _verl_step(folder, 2)  # a training run still writing
+    again, _ = cached_import(folder)
+    assert again == db and _trajectories(db) == 4
+
+
+def test_a_malformed_file_names_the_file_and_leaves_no_half_import(tmp_path, monkeypatch):
+    monkeypatch.setenv("RL_INSPECT_CACHE", str(tmp_path / "cache"))
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"messages": [{"role": "user", "content": "q"}]}\n{"messages": 5}\n', encoding="utf-8")
+    with pytest.raises(InputError) as err:
+        cached_import(bad)
+    assert "bad.jsonl" in str(err.value)
+    for db in (tmp_path / "cache").rglob("*.db"):
+        assert _trajectories(db) == 0
+
+
+def test_cli_opens_an_imported_log_in_the_viewer(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("RL_INSPECT_CACHE", str(tmp_path / "cache"))
+    log = _jsonl(tmp_path / "run.jsonl")
+    opened = []
+    monkeypatch.setattr(cli, "_run_view", lambda db, run=None, trajectory=None: opened.append((db, run)) or 0)
+    assert cli.main([str(log)]) == 0
+    [(db, run)] = opened
+    assert Path(db).parent.parent == tmp_path / "cache" and run is None and _trajectories(Path(db)) == 3
+    err = capsys.readouterr().err
+    assert "run.jsonl" in err and "imported 3 trajectories" in err
+
+
+def test_cli_refuses_a_malformed_log_in_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("RL_INSPECT_CACHE", str(tmp_path / "cache"))
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("{not json\n", encoding="utf-8")
+    monkeypatch.setattr(cli, "_run_view", lambda *a, **k: pytest.fail("the viewer opened"))
+    assert cli.main([str(bad)]) == cli.EXIT_BAD_INPUT
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "bad.jsonl" in err[0]
+
+
+def test_cli_still_names_a_damaged_database_as_a_database(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("RL_INSPECT_CACHE", str(tmp_path / "cache"))
+    bad = tmp_path / "runs.db"
+    bad.write_bytes(b"not sqlite at all" * 10)
+    assert cli.main([str(bad)]) == cli.EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert "runs.db" in err and "import" not in err and not (tmp_path / "cache" / "imports").exists()
