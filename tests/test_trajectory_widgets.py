@@ -87,6 +87,26 @@ async def test_transcript_shows_turns_calls_hits_errors_and_the_verdict():
         assert verdict == "Final answer: Ada [b]\nGold: Ada\n✔ correct"
 
 
+async def test_a_text_only_trajectory_does_not_claim_the_model_never_saw_a_tool_error():
+    """An imported trajectory has no token positions at all: 'the model never saw it' (said of a
+    tool result without tokens in a tokenised trajectory) was shown on every tool error of an
+    Inspect log, even one the model answered in the next turn."""
+    call = ToolCall("add", {"x": -2})
+    messages = [Message("user", "What is 2+3?", 0),
+                Message("assistant", "", 1, tool_call=call, tool_error=ERROR),
+                Message("tool", "negative numbers are not allowed", 1, tool_error=ERROR),
+                Message("assistant", "The answer is 5", 2)]
+    transcript = Transcript()
+    async with Host(transcript).run_test(size=SIZE) as pilot:
+        transcript.show(messages, None, "The answer is 5", "5", True)
+        await pilot.pause()
+        roles = " ".join(shown(s) for s in transcript.query(".role"))
+        assert "tool result" in roles and "never saw it" not in roles
+        transcript.show(transcript_messages(), None, "Ada", "Ada", True)  # tokenised: still said there
+        await pilot.pause()
+        assert "never saw it" in " ".join(shown(s) for s in transcript.query(".role"))
+
+
 async def test_a_ten_thousand_character_line_folds_inside_the_screen():
     transcript = Transcript()
     async with Host(transcript).run_test(size=SIZE) as pilot:

@@ -90,6 +90,9 @@ class Transcript(VerticalScroll, can_focus=True):
         phrase = (search or "").strip().rstrip("*").strip()
         gold_chunk = question  # its chunk_content, or last supporting paragraph (render.Gold)
         errors_at_tool = {m.turn for m in messages if m.role != "assistant" and m.tool_error is not None}
+        # Only a tokenised trajectory can say a result was never fed to the model (no token span);
+        # a text-only one (imported from another tool) has no spans at all.
+        tokenised = any(m.token_start is not None for m in messages)
         self._blocks = []
         turn = None
         for index, message in enumerate(messages):
@@ -105,7 +108,7 @@ class Transcript(VerticalScroll, can_focus=True):
                 if cut is not None:
                     parts.append(Static(cut, classes="cut"))
             else:
-                parts += _tool_result(message, gold_chunk, phrase)
+                parts += _tool_result(message, gold_chunk, phrase, tokenised)
             hit = gold_chunk_hit(message, gold_chunk)
             classes = f"role-{_css_name(message.role)}{' gold-hit' if hit else ''}"
             classes += " search-hit" if index in self._hits else ""
@@ -232,12 +235,12 @@ def _assistant(m: Message, phrase: str = "", show_error: bool = True) -> list[Wi
     return parts
 
 
-def _tool_result(m: Message, gold_chunk: Gold, phrase: str = "") -> list[Widget]:
+def _tool_result(m: Message, gold_chunk: Gold, phrase: str = "", tokenised: bool = True) -> list[Widget]:
     header = Text(f"{visible(m.role)} result", style="bold")
     if gold_chunk_hit(m, gold_chunk):
         header.append("  ")
         header.append_text(gold_badge())
-    if m.tool_error is not None and m.token_start is None:
+    if m.tool_error is not None and m.token_start is None and tokenised:
         header.append("  (ended the chat: the model never saw it)", style="dim")
     parts: list[Widget] = [Static(header, classes="role")]
     if m.tool_error is not None:
