@@ -308,3 +308,27 @@ def test_cli_accepts_format_inspect_and_every_importer_is_a_choice(logs, tmp_pat
         with pytest.raises(SystemExit) as done:
             main(["import", "--format", fmt, "--help"])
         assert done.value.code == 0
+
+
+def test_an_eval_log_missing_a_sample_imports_the_others_in_order(logs, tmp_path, monkeypatch):
+    """A log that did not finish names samples it lacks: the chunked reader (core.importers.
+    inspect_log._eval_samples) falls back to one sample at a time for that chunk and skips the
+    missing one; with chunks of 2 the order is still the header's (sample id, then epoch)."""
+    from core.importers import inspect_log
+
+    monkeypatch.setattr(inspect_log, "_CHUNK", 2)
+    read_header = inspect_log._header
+
+    def header_naming_a_missing_sample(path):
+        header = read_header(path)
+        ids = list(header.eval.dataset.sample_ids)
+        header.eval.dataset.sample_ids = [ids[0], "not-in-the-log", *ids[1:]]
+        return header
+
+    monkeypatch.setattr(inspect_log, "_header", header_naming_a_missing_sample)
+    db = tmp_path / "g.db"
+    [result] = import_paths(db, [logs["eval"]])
+    assert result.runs[0][2] == 6
+    with Store.open(db) as store:
+        order = [tuple(r) for r in store.conn.execute("SELECT qidx, sample FROM trajectories ORDER BY id")]
+    assert order == [(0, 0), (0, 1), (1, 0), (1, 1), (2, 0), (2, 1)]
