@@ -151,6 +151,16 @@ def as_float(value: Any, line: Line, field: str) -> float:
 
 
 # ------------------------------------------------------------------------------------ fingerprints
+def already_imported(store: Store, sha: str) -> str | None:
+    """Why a source whose bytes hash to `sha` (hex sha256) is skipped, or None when no run was
+    imported from the same content (under any path)."""
+    existing = imported_runs(store, "source_sha256", sha)
+    if not existing:
+        return None
+    return (f"already imported (same content, sha256 {sha[:12]}) as run"
+            f"{'s' if len(existing) > 1 else ''} {', '.join(map(str, existing))}")
+
+
 def imported_runs(store: Store, key: str, value: str) -> list[int]:
     """Ids of runs whose configuration has `key` equal to `value` (e.g. source_sha256), oldest first."""
     return [r[0] for r in store.conn.execute(

@@ -69,7 +69,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from core.data.records import InputError, Message, Question, RewardResult, ToolCall, ToolError
-from core.importers.common import RunWriter, absolute, finish, imported_runs, new_run, sha256_file
+from core.importers.common import RunWriter, absolute, already_imported, finish, new_run, sha256_file
 from core.importers.jsonl import SourceResult
 from core.store.bulk import FinishedTrajectory
 from core.store.store import Store, TrajectoryOutcome
@@ -486,10 +486,8 @@ def import_inspect(store: Store, path: str | Path, *, name: str | None = None) -
     require(path)
     sha = sha256_file(path)
     result = SourceResult(str(path))
-    existing = imported_runs(store, "source_sha256", sha)
-    if existing:
-        result.skipped = (f"already imported (same content, sha256 {sha[:12]}) as run"
-                          f"{'s' if len(existing) > 1 else ''} {', '.join(map(str, existing))}")
+    result.skipped = already_imported(store, sha)
+    if result.skipped:
         return result
     header = _header(path)
     config = run_config(path, sha, header)

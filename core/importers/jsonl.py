@@ -49,8 +49,8 @@ from pathlib import Path
 from typing import Any
 
 from core.data.records import Message, Question, RewardResult, ToolCall, ToolError
-from core.importers.common import (Line, RunWriter, absolute, as_float, finish, get_bool, get_float, get_int,
-                                   get_str, imported_runs, new_run, read_records, sha256_file)
+from core.importers.common import (Line, RunWriter, absolute, already_imported, as_float, finish, get_bool,
+                                   get_float, get_int, get_str, new_run, read_records, sha256_file)
 from core.rollout.tokens import TokenSequence
 from core.store.bulk import FinishedTrajectory
 from core.store.store import Store, TrajectoryOutcome
@@ -337,10 +337,8 @@ def import_jsonl(store: Store, path: str | Path, *, name: str | None = None) -> 
     path = Path(path)
     sha = sha256_file(path)
     result = SourceResult(str(path))
-    existing = imported_runs(store, "source_sha256", sha)
-    if existing:
-        result.skipped = (f"already imported (same content, sha256 {sha[:12]}) as run"
-                          f"{'s' if len(existing) > 1 else ''} {', '.join(map(str, existing))}")
+    result.skipped = already_imported(store, sha)
+    if result.skipped:
         return result
     config = {"imported_from": absolute(path), "source_sha256": sha, "format": FORMAT}
     writers: dict[tuple[str, str, str], RunWriter] = {}
