@@ -539,7 +539,7 @@ def _readable(db: str, run_id: int | None, trajectory_id: int | None = None) -> 
             raise StoreError(f"{db}: the database cannot be read ({exc})") from None
 
 
-def _run_view(db: str, run_id: int | None = None, trajectory_id: int | None = None) -> int:
+def _run_view(db: str, run_id: int | None = None, trajectory_id: int | None = None, title: str | None = None) -> int:
     import asyncio
 
     from core.logs import current_log, log_to_file
@@ -558,7 +558,8 @@ def _run_view(db: str, run_id: int | None = None, trajectory_id: int | None = No
     from inspector.tui import app as tui
 
     app = tui.create_app(db, missing_ok=True) if missing else tui.create_app(db, open_run=run_id,
-                                                                              open_trajectory=trajectory_id)
+                                                                              open_trajectory=trajectory_id,
+                                                                              title=title)
     log = current_log() or log_to_file("view")
 
     def cancel(signum, frame) -> None:
@@ -824,7 +825,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "train":
             return _run_train(args)
         if args.command == "view":
-            return _run_view(_view_target(args.db), args.run, args.trajectory)
+            target = _view_target(args.db)
+            title = None if target == args.db else f"{Path(args.db).name} (imported)"
+            return _run_view(target, args.run, args.trajectory, title)
         if args.command == "compare":
             return _run_compare(args.db, args.run_a, args.run_b, args.json, args.rows)
         if args.command == "export":

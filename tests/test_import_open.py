@@ -83,9 +83,11 @@ def test_cli_opens_an_imported_log_in_the_viewer(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("RL_INSPECT_CACHE", str(tmp_path / "cache"))
     log = _jsonl(tmp_path / "run.jsonl")
     opened = []
-    monkeypatch.setattr(cli, "_run_view", lambda db, run=None, trajectory=None: opened.append((db, run)) or 0)
+    monkeypatch.setattr(cli, "_run_view", lambda db, run=None, trajectory=None, title=None:
+                        opened.append((db, run, title)) or 0)
     assert cli.main([str(log)]) == 0
-    [(db, run)] = opened
+    [(db, run, title)] = opened
+    assert title == "run.jsonl (imported)"  # the header names the log, not the cache file
     assert Path(db).parent.parent == tmp_path / "cache" and run is None and _trajectories(Path(db)) == 3
     err = capsys.readouterr().err
     assert "run.jsonl" in err and "imported 3 trajectories" in err
@@ -108,3 +110,13 @@ def test_cli_still_names_a_damaged_database_as_a_database(tmp_path, monkeypatch,
     assert cli.main([str(bad)]) == cli.EXIT_BAD_INPUT
     err = capsys.readouterr().err
     assert "runs.db" in err and "import" not in err and not (tmp_path / "cache" / "imports").exists()
+
+
+async def test_the_header_names_the_log_a_cache_database_came_from(tmp_path, monkeypatch):
+    from inspector.tui.app import create_app
+
+    monkeypatch.setenv("RL_INSPECT_CACHE", str(tmp_path / "cache"))
+    db, _ = cached_import(_jsonl(tmp_path / "run.jsonl"))
+    app = create_app(db, refresh_seconds=0, title="run.jsonl (imported)")
+    async with app.run_test(size=(80, 24)):
+        assert app.sub_title == "run.jsonl (imported)"

@@ -193,7 +193,8 @@ def _runner(node, action: str):
 
 
 def create_app(db_path: str | Path, *, refresh_seconds: float = 1.0, open_run: int | None = None,
-               missing_ok: bool = False, open_trajectory: int | None = None) -> RLInspectApp:
+               missing_ok: bool = False, open_trajectory: int | None = None,
+               title: str | None = None) -> RLInspectApp:
     """Open `db_path` read-only and build the app.
 
     `missing_ok`: a path that does not exist (in a folder that does) gives an app with no store,
@@ -205,6 +206,7 @@ def create_app(db_path: str | Path, *, refresh_seconds: float = 1.0, open_run: i
     schema, damaged where the first screen reads, or when `open_run` is not one of its runs.
     `open_trajectory`: open that trajectory on top of its run's list (its run is `open_run`);
     StoreError when there is no such trajectory, or it is not of `open_run` when that is given.
+    `title`: what the header names instead of the file (the log a cache database was imported from).
     """
     path = Path(db_path)
     if missing_ok and open_run is None and open_trajectory is None and not path.exists() and path.parent.is_dir():
@@ -226,4 +228,7 @@ def create_app(db_path: str | Path, *, refresh_seconds: float = 1.0, open_run: i
         store.close()
         raise
     store.conn.execute(f"PRAGMA busy_timeout={VIEWER_BUSY_MS}")
-    return RLInspectApp(store, refresh_seconds=refresh_seconds, open_run=open_run, open_trajectory=open_trajectory)
+    app = RLInspectApp(store, refresh_seconds=refresh_seconds, open_run=open_run, open_trajectory=open_trajectory)
+    if title is not None:
+        app.sub_title = one_line(title)
+    return app
