@@ -76,26 +76,3 @@ async def test_the_runs_table_updates_a_running_runs_cells_without_a_refill(tmp_
         await settle(pilot)
         assert len(fills) == filled + 1 and table.row_count == 2
     writer.close()
-
-
-async def test_a_fill_made_against_a_narrower_console_is_redone_when_it_widens(tmp_path, monkeypatch):
-    """A loaded CI runner filled the trajectories table before the console had its width, and
-    DataTable shrank every column to its label; a resize that finds the console wider refills."""
-    monkeypatch.setenv("RL_INSPECT_CACHE", str(tmp_path / "cache"))
-    db = tui_fixtures.build(tmp_path / "runs.db")
-    app = create_app(db, refresh_seconds=0, open_run=1)
-    async with app.run_test(size=(160, 45)) as pilot:
-        await settle(pilot)
-        screen = app.screen
-        table = screen.query_one(PagedTable)
-        wide = app.console.width
-        app.console.width = 40
-        screen._fill(table)  # as if the page arrived before the console was sized
-        app.console.width = wide
-        fills: list[int] = []
-        fill = screen._fill
-        monkeypatch.setattr(screen, "_fill", lambda t: (fills.append(1), fill(t))[1])
-        screen.on_resize(None)
-        assert fills == [1]
-        screen.on_resize(None)  # nothing changed since: no second refill
-        assert fills == [1]

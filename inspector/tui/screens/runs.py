@@ -58,7 +58,8 @@ class RunsScreen(LiveScreen):
         self.rows: list[RunRow] = []
         self.loaded = False
         """True once the first read came back (tests wait on it)."""
-        self._filled_width: tuple[int, int] = (0, 0)
+        self._filled_width = 0
+        """The name column's width the table on screen was filled at (see _name_width)."""
         self.compare_from: int | None = None
         """The run marked as A by `c`, waiting for its B."""
         self._ticking = False
@@ -238,7 +239,7 @@ class RunsScreen(LiveScreen):
         refilling the table re-measures and re-renders every cell, which kept keys waiting
         (benchmarks/tui_live.py); updating a few cells does not re-measure the columns."""
         name_width = self._name_width()
-        if (not self._shown_cells or self._filled_width != (name_width, self.app.console.width)
+        if (not self._shown_cells or self._filled_width != name_width
                 or [r.id for r in self.rows] != [rid for rid, _ in self._shown_cells]):
             return False
         shown = []
@@ -254,10 +255,7 @@ class RunsScreen(LiveScreen):
     def _fill(self, table: DataTable) -> None:
         table.clear()
         name_width = self._name_width()
-        # DataTable sizes auto-width columns by measuring cells against the app's console: filled
-        # before the console has its size (a loaded CI runner did this), every column shrank to
-        # its label. The console width is kept with the fill, and a resize that changes either refills.
-        self._filled_width = (name_width, self.app.console.width)
+        self._filled_width = name_width
         self._shown_cells = []
         for run in self.rows:
             cells = _cells(run, name_width, self.paces.get(run.id))
@@ -271,7 +269,7 @@ class RunsScreen(LiveScreen):
         return table.coordinate_to_cell_key((row, 0)).row_key.value
 
     def on_resize(self, event: events.Resize) -> None:
-        if self.rows and (self._name_width(), self.app.console.width) != self._filled_width:
+        if self.rows and self._name_width() != self._filled_width:
             table = self.query_one(DataTable)
             row = table.cursor_row
             self._fill(table)

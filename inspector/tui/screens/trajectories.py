@@ -124,8 +124,6 @@ class TrajectoriesScreen(LiveScreen):
         self._reasons: list[str] | None = None
         self._typing: Timer | None = None
         self._filled_widths: dict[str, int] = {}
-        self._filled_console = 0
-        """The console's width when the table was last filled (see _fill)."""
         """The text columns' widths the page on screen was clipped to."""
         self._lint = None
         """The run's mask-lint report (core.lint.LintReport) once `l` asked for it, and the
@@ -206,7 +204,7 @@ class TrajectoriesScreen(LiveScreen):
         # sorted by id): a refill would make DataTable render every visible cell again, ~200 ms
         # of the event loop per refresh on a slow 2-core machine (benchmarks/tui_live.py).
         same = (self.shown == (query, offset) and rows == self.rows and table.row_count == len(rows)
-                and self._text_widths() == self._filled_widths and self.app.console.width == self._filled_console)
+                and self._text_widths() == self._filled_widths)
         self.rows, self.page_offset = rows, offset
         self.shown = (query, offset)
         if not same:
@@ -232,11 +230,6 @@ class TrajectoriesScreen(LiveScreen):
     def _fill(self, table: PagedTable) -> None:
         table.clear()
         widths = self._filled_widths = self._text_widths()
-        # DataTable sizes auto-width columns by measuring cells against the app's console: a fill
-        # made before the console has its final width (a loaded CI runner did this) shrinks every
-        # column to its label, so the console width is kept with the fill and a change refills
-        # (as on the runs screen).
-        self._filled_console = self.app.console.width
         for row in self.rows:
             table.add_row(*self._cells(row, widths), key=str(row.id))
 
@@ -247,8 +240,7 @@ class TrajectoriesScreen(LiveScreen):
         return {key: max(TEXT_MIN[key], int(spare * share)) for key, share in TEXT_SHARE.items()}
 
     def on_resize(self, event: events.Resize) -> None:
-        if self.rows and (self._text_widths() != self._filled_widths
-                          or self.app.console.width != self._filled_console):
+        if self.rows and self._text_widths() != self._filled_widths:
             table = self.query_one(PagedTable)
             row = table.cursor_row
             self._fill(table)
