@@ -72,3 +72,23 @@ def test_progress_line_names_step_reward_loss_kl_time_and_eta():
     # A run resumed after step 3 has trained 2 steps in 20 s when it reports step 5 of 6.
     assert StepProgress(1, 5, 6, {}, 20.0, first_step=4).eta == pytest.approx(10.0)
     assert line == "step 2/4  reward 0.500  loss 0.0100  kl –  20.0 s/step  ETA 0m40s"
+
+
+@pytest.mark.parametrize("env", [{"WORLD_SIZE": "2"}, {"WORLD_SIZE": "8", "RANK": "3"}])
+def test_more_than_one_process_is_refused_before_anything_is_written(env, tmp_path, capsys, monkeypatch):
+    # Under `accelerate launch` / torchrun every rank would create its own run in the database
+    # and see only part of each GRPO group: refused in one line until ranks are supported.
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert main(["train", "--db", str(tmp_path / "runs.db")]) == EXIT_BAD_INPUT
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and f"{env['WORLD_SIZE']} processes" in lines[0], lines
+    assert not (tmp_path / "runs.db").exists()
+
+
+def test_one_process_of_a_launcher_is_not_refused(tmp_path, monkeypatch):
+    from core.train.config import TrainConfig, check_one_process
+
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    check_one_process()
+    TrainConfig().validate()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -185,11 +186,33 @@ class TrainConfig:
                 raise InputError(path, f"no such {label} file or folder")
 
 
+def check_one_process() -> None:
+    """Refuse to train as one of several processes (WORLD_SIZE > 1, as `accelerate launch` and
+    torchrun set it): raises ValueError in one line.
+
+    Why: TRL splits each generation batch across ranks in consecutive slices
+    (grpo_trainer.py, `process_slice`), so a GRPO group can straddle two ranks, and every rank
+    here would create its own run in the database with group ids of its own slice. Until ranks
+    write their own databases with global group ids for `rl-inspect merge`, one process it is;
+    vLLM generation can still use other GPUs (--use-vllm --vllm-mode server)."""
+    raw = os.environ.get("WORLD_SIZE", "1")
+    try:
+        world = int(raw)
+    except ValueError:
+        raise ValueError(f"WORLD_SIZE={raw!r} in the environment is not a number of processes") from None
+    if world > 1:
+        raise ValueError(f"rl-inspect train runs as one process, not {world} processes (WORLD_SIZE={world}, set "
+                         "by accelerate launch / torchrun): each rank would write its own run and see part of "
+                         "each GRPO group; launch it once (vLLM generation may use other GPUs: --use-vllm "
+                         "--vllm-mode server)")
+
+
 def load_train_inputs(config: TrainConfig):
     """Validate `config` and read its corpus and questions (core.evaluate.EvalInputs), refusing a
     split with fewer questions than one step needs; raises ValueError / InputError, writes nothing."""
     from core.evaluate import load_inputs
 
+    check_one_process()
     config.validate()
     inputs = load_inputs(config.eval_config())
     if config.eval_every:
