@@ -47,12 +47,12 @@ class EvalConfig:
     on_tool_error: str = "stop"
     prompt_template: str | None = None
     chat_template: str | None = None
+    """A Jinja chat template file replacing the model's own (`--chat-template FILE`, as vLLM and TRL)."""
     tool_format: str = "auto"
     """auto (native where the chat template supports tools, else the seed's), seed (the tool in the
     user prompt, calls as JSON text: the embedded SmolLM2's format) or native (the template's tools
     and tool_calls; refused for a template without them). Runs stored before this option existed
     read back as seed."""
-    """A Jinja chat template file replacing the model's own (`--chat-template FILE`, as vLLM and TRL)."""
     check_drift: bool = True
     name: str | None = None
     base_url: str | None = None
@@ -77,10 +77,19 @@ class EvalConfig:
     max_model_len: int | None = None
     """--backend vllm: context length of the engine; None: the model's."""
     lora: str | None = None
+    """--backend vllm: a peft LoRA adapter folder applied to every request."""
     kv_reuse: bool = True
     """--backend hf: keep each trajectory's keys and values between turns and compute a prefix
     rows share once (core.backends.kv_reuse); greedy ids as without, up to float rounding."""
-    """--backend vllm: a peft LoRA adapter folder applied to every request."""
+    shard: list[int] | None = None
+    """--shard I/N as [I, N]: this process evaluates question i of the run only where i % N == I
+    (0 <= I < N), so N processes (one per GPU or host) split one evaluation; each stores the whole
+    question list and its own run, and `rl-inspect merge` combines the N runs into one
+    (core.store.merge). None: every question."""
+    job: str | None = None
+    """The evaluation the shards belong to, the same in all N (--job NAME); None with --shard:
+    core.evaluate.job_id, a digest of the configuration without shard and job, so the N processes
+    of one command agree without being told."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -126,6 +135,12 @@ class EvalConfig:
             raise ValueError(f"--judge must be one of {', '.join(JUDGE_CHOICES)}, not {self.judge!r}")
         if self.judge_model and self.judge not in ("llm", "auto"):
             raise ValueError(f"--judge-model is only asked by the LLM judge, not --judge {self.judge}")
+        if self.shard is not None:
+            index, count = self.shard
+            if not (count >= 1 and 0 <= index < count):
+                raise ValueError(f"--shard I/N needs 0 <= I < N, not {index}/{count}")
+        if self.job is not None and self.shard is None:
+            raise ValueError("--job names the evaluation that --shard splits; it needs --shard")
         if self.retriever not in ("bm25", "dense"):
             raise ValueError(f"--retriever must be bm25 or dense, not {self.retriever!r}")
         self._validate_servers()

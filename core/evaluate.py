@@ -8,6 +8,8 @@ written, and new questions take their places, so one long chat does not hold up 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from dataclasses import dataclass, replace
 from functools import partial
@@ -34,6 +36,7 @@ from core.scoring.rewards import (RewardInput, RewardSuite, final_answer, load_u
                                   reward_failures)
 from core.store import Store, TrajectoryOutcome
 from core.store.liveness import check_resumable
+from core.store.merge import shard_name
 from core.store.writer import StoreWriter
 from core.rollout.templates import check_template, load_chat_template
 
@@ -115,16 +118,43 @@ def evaluate(config: EvalConfig, db: str | Path, progress: ProgressFn | None = N
     inputs = load_inputs(config)
     # The judge that decides is stored, never "auto": the summary, `runs` and the TUI name it.
     config = replace(config, judge=effective_judge(config.judge, config.judge_model))
+    if config.shard is not None and config.job is None:
+        config = replace(config, job=job_id(config))
     session = _Session.build(config, inputs, backend)
+    todo = shard_questions(list(enumerate(inputs.questions)), config.shard)
     with Store.open(db) as store:
         stored = config.to_dict() | {"corpus_fingerprint": inputs.fingerprint, "corpus_label": inputs.corpus_label,
                                      "n_chunks": len(inputs.chunks),
                                      "chat_format": list(session.agent.chat.fmt.notes)}
         name = config.name or _default_name(config)
-        run_id = store.create_run("eval", name, config.model, stored, n_planned=len(inputs.questions))
+        if config.shard is not None:
+            name = shard_name(name, *config.shard)
+        run_id = store.create_run("eval", name, config.model, stored, n_planned=len(todo))
+        # A shard stores every question, so qidx is the same in all shards and merge can join them.
         store.add_questions(run_id, inputs.questions)
-        logger.info("run {} ({}) started: {} questions", run_id, name, len(inputs.questions))
-        return session.run(store, run_id, list(enumerate(inputs.questions)), progress)
+        logger.info("run {} ({}) started: {} questions{}", run_id, name, len(todo),
+                    f" (shard {config.shard[0]}/{config.shard[1]} of {len(inputs.questions)}, job {config.job})"
+                    if config.shard else "")
+        return session.run(store, run_id, todo, progress)
+
+
+def job_id(config: EvalConfig) -> str:
+    """The default --job of a sharded evaluation: 12 hex digits of the SHA-256 of the configuration
+    without `shard` and `job` (JSON, sorted keys). The N processes of one command get the same id;
+    running the same command again later gets it too, and merge then takes each shard's further
+    copy (core.store.merge): pass --job to keep two such evaluations apart."""
+    data = {k: v for k, v in config.to_dict().items() if k not in ("shard", "job")}
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def shard_questions(indexed: list[tuple[int, Question]], shard: list[int] | None) -> list[tuple[int, Question]]:
+    """The (qidx, question) pairs shard [I, N] evaluates: those with qidx % N == I (all for None).
+    Interleaved rather than in blocks, so shards of a question file sorted by difficulty or
+    source get alike work."""
+    if shard is None:
+        return indexed
+    index, count = shard
+    return [(i, q) for i, q in indexed if i % count == index]
 
 
 def resume(db: str | Path, run_id: int, progress: ProgressFn | None = None,
@@ -142,7 +172,7 @@ def resume(db: str | Path, run_id: int, progress: ProgressFn | None = None,
             raise InputError(inputs.corpus_label, "the corpus changed since the run started; cannot resume")
         questions = store.questions(run_id)
         done = store.done_question_indices(run_id)
-        todo = [(i, q) for i, q in enumerate(questions) if i not in done]
+        todo = [(i, q) for i, q in shard_questions(list(enumerate(questions)), config.shard) if i not in done]
         session = _Session.build(config, inputs, backend)
         store.claim_run(run_id)
         logger.info("run {} resumed: {} of {} questions left", run_id, len(todo), len(questions))

@@ -111,6 +111,11 @@ def _eval_parser(sub: argparse._SubParsersAction) -> None:
     a("--no-kv-reuse", action="store_true", help="--backend hf: prefill every turn's whole chat instead of "
       "reusing the keys and values earlier turns and other rows computed")
     a("--name", help="run name (default: model, split and time)")
+    a("--shard", type=_shard, metavar="I/N", help="evaluate only the questions i with i %% N == I (0 <= I < N): "
+      "N processes, one per GPU or host, each with its own --db, split one evaluation; `rl-inspect merge OUT "
+      "DB...` combines their runs into one")
+    a("--job", metavar="NAME", help="with --shard: names the evaluation the shards belong to (default: a digest "
+      "of the other options, the same in every shard of one command)")
     a("--json", action="store_true", help="print the summary as JSON on stdout")
     a("--resume", type=int, metavar="RUN", help="finish an interrupted run of --db instead of starting one")
     a("--no-open", action="store_true", help="do not open the TUI afterwards (it opens only in a terminal anyway)")
@@ -265,8 +270,21 @@ def _config_from_args(args: argparse.Namespace):
         max_concurrency=args.max_concurrency, request_timeout=args.request_timeout,
         judge_backend=args.judge_backend, judge_base_url=args.judge_base_url,
         tensor_parallel_size=args.tensor_parallel_size, gpu_memory_utilization=args.gpu_memory_utilization,
-        max_model_len=args.max_model_len, lora=_absolute(args.lora),
+        max_model_len=args.max_model_len, lora=_absolute(args.lora), shard=args.shard, job=args.job,
     )
+
+
+def _shard(text: str) -> list[int]:
+    """--shard I/N as [I, N]; argparse's error (exit 2) for anything else."""
+    index, sep, count = text.partition("/")
+    try:
+        pair = [int(index), int(count)]
+    except ValueError:
+        pair = None
+    if not sep or pair is None or not (pair[1] >= 1 and 0 <= pair[0] < pair[1]):
+        raise argparse.ArgumentTypeError(f"expected I/N with 0 <= I < N (shard 0/4 is the first of four), "
+                                         f"not {text!r}")
+    return pair
 
 
 _RESUME_OWN = {"command", "db", "resume", "json", "no_open"}
@@ -728,18 +746,22 @@ def _run_merge(out: str, inputs: list[str], as_json: bool) -> int:
     unchanged, skipped because still running), or the report as JSON on stdout."""
     from core.store.merge import merge_databases
 
-    report = merge_databases(out, inputs)
+    from core.evaluate import run_summary
+
+    report = merge_databases(out, inputs, summarise=run_summary)
     if as_json:
-        print(json.dumps({"out": out, "copied": report.copied, "replaced": report.replaced,
+        print(json.dumps({"out": out, "copied": report.copied, "parts": report.parts, "replaced": report.replaced,
                           "unchanged": report.unchanged, "skipped_running": report.skipped_running,
                           "trajectories": report.trajectories}, indent=2))
     for path in inputs:
         copied = [c for c in report.copied if c[0] == str(path)]
         unchanged = [u for u in report.unchanged if u[0] == str(path)]
         running = [r for r in report.skipped_running if r[0] == str(path)]
+        parts = {(src, dst): index for p, src, index, dst in report.parts if p == str(path)}
         line = f"{one_line(path)}: {len(copied)} run{'s' if len(copied) != 1 else ''} copied"
         if copied:
-            line += " (" + ", ".join(f"{src}→{dst}" for _, src, dst in copied) + ")"
+            line += " (" + ", ".join(f"{src}→{dst}" + (f" as shard {parts[src, dst]}" if (src, dst) in parts else "")
+                                     for _, src, dst in copied) + ")"
         line += f", {len(unchanged)} already in {one_line(out)}"
         if running:
             line += "; still running, merge again when they end: " + ", ".join(

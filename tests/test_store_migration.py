@@ -44,9 +44,10 @@ def test_version_one_database_is_readable_read_only_without_being_changed(tmp_pa
 def test_writer_migrates_version_one_and_keeps_its_rows(tmp_path):
     db = tmp_path / "old.db"
     _v1_database(db)
-    assert SCHEMA_VERSION == 4
+    assert SCHEMA_VERSION == 5
     with Store.open(db) as store:
-        assert store.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "4"
+        assert store.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "5"
+        assert store.conn.execute("SELECT COUNT(*) FROM run_parts").fetchone()[0] == 0
         old = store.trajectory(1)
         assert (old["drift_at"], old["drift_kind"], old["token_exact"]) == (7, None, None)
         tid = store.start_trajectory(1, 1, Question("q2", "q2?", "b"))
@@ -96,7 +97,7 @@ def test_version_two_tokens_read_without_trainer_logprobs_and_migrate_to_three(t
         assert tokens.ids == [1, 2, 3, 4] and tokens.trainer_logprobs is None
     assert db.read_bytes() == before
     with Store.open(db) as store:
-        assert store.version == SCHEMA_VERSION == 4
+        assert store.version == SCHEMA_VERSION == 5
         store.set_trainer_logprobs(tid, [math.nan, math.nan, -0.25, -1.5])
         with pytest.raises(ValueError, match="4 tokens, got 3"):
             store.set_trainer_logprobs(tid, [0.0, 0.0, 0.0])

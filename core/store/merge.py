@@ -17,6 +17,14 @@ hosts). `merge_databases` copies their runs into one file:
   that run. A run's trajectory ids keep their order.
 - **Running runs.** A run whose writer is still alive (core.store.liveness) is skipped and named:
   it is merged by a later merge, once it ends. A run whose writer died is copied as interrupted.
+- **Shards.** The runs of `rl-inspect eval --shard I/N` (configuration `shard: [I, N]` and `job`)
+  are not copied apart: the N shard runs of one job become one run of OUT (configuration without
+  `shard`, with `shards: N`; name without the "-shardIofN" ending), whose trajectories are every
+  shard's. What each part was when copied is kept in `run_parts`; a part is replaced (its
+  trajectories, those with qidx % N == I, deleted and copied again) only when the incoming copy
+  is further along, by the rule above. The merged run's counters are recounted from its
+  trajectories; it is 'done' when all N parts are merged and done, 'failed' or 'cancelled' when a
+  part is, else 'interrupted' with an error naming the missing parts.
 - **Versions.** Inputs of any readable schema version (core.store.schema.MIN_READABLE_VERSION up
   to this program's) are read; columns an older file lacks are left NULL. A newer file, a file
   that is not an rl-inspect database, OUT among the inputs, or a missing input raises StoreError
@@ -25,10 +33,12 @@ hosts). `merge_databases` copies their runs into one file:
 
 from __future__ import annotations
 
+import json
+import re
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 from core.store.liveness import effective_status
 from core.store.schema import FTS_POSITIONS
@@ -51,12 +61,37 @@ class MergeReport:
     """(input file, run id, 'pid P on HOST') of runs still being written."""
     trajectories: int = 0
     """Trajectories copied in all."""
+    parts: list[tuple[str, int, int, int]] = field(default_factory=list)
+    """(input file, its run id, shard index, the merged run's id in OUT) of each shard run copied
+    into a merged run (also listed in `copied`)."""
 
 
-def merge_databases(out: str | Path, inputs: Sequence[str | Path]) -> MergeReport:
+_SHARD_SUFFIX = re.compile(r"-shard(\d+)of(\d+)\Z")
+
+
+def shard_name(name: str, index: int, count: int) -> str:
+    """The run name of shard `index` of `count`: "NAME-shard{index}of{count}"; merge takes the
+    ending off again for the merged run."""
+    return f"{name}-shard{index}of{count}"
+
+
+def _merged_name(name: str, index: int, count: int) -> str:
+    match = _SHARD_SUFFIX.search(name)
+    if match and (int(match.group(1)), int(match.group(2))) == (index, count):
+        return name[:match.start()]
+    return name
+
+
+Summarise = Callable[[Store, int], dict[str, Any]]
+
+
+def merge_databases(out: str | Path, inputs: Sequence[str | Path], summarise: Summarise | None = None
+                    ) -> MergeReport:
     """Copy every run of `inputs` into database `out` (created when missing), as the module
-    docstring says. Returns a MergeReport. Raises StoreError naming the file when an input is
-    missing, unreadable, of a newer schema, or the same file as `out`."""
+    docstring says. `summarise(store, run_id)` (core.evaluate.run_summary at the CLI) rewrites the
+    summary of each merged shard run; None leaves it empty. Returns a MergeReport. Raises
+    StoreError naming the file when an input is missing, unreadable, of a newer schema, or the same
+    file as `out`."""
     out = Path(out)
     paths = [Path(p) for p in inputs]
     for path in paths:
@@ -67,11 +102,11 @@ def merge_databases(out: str | Path, inputs: Sequence[str | Path]) -> MergeRepor
     with Store.open(out) as dest:
         dest.heartbeat = None  # merging claims no run
         for path in paths:
-            _merge_one(dest, path, report)
+            _merge_one(dest, path, report, summarise)
     return report
 
 
-def _merge_one(dest: Store, path: Path, report: MergeReport) -> None:
+def _merge_one(dest: Store, path: Path, report: MergeReport, summarise: Summarise | None) -> None:
     conn = dest.conn
     # A plain path: the store's connection is not opened with URI filenames enabled, so a
     # "file:...?mode=ro" here would name a new file. The input is only read (SELECT).
@@ -84,6 +119,10 @@ def _merge_one(dest: Store, path: Path, report: MergeReport) -> None:
             status = effective_status(run)
             if status == "running":
                 report.skipped_running.append((str(path), run["id"], f"pid {run.get('pid')} on {run.get('host')}"))
+                continue
+            shard = _shard_of(run)
+            if shard is not None:
+                _merge_part(dest, path, run, status, shard, report, summarise)
                 continue
             existing = _find(conn, run)
             if existing is not None and not _further_along(run, existing):
@@ -140,14 +179,18 @@ def _copy_run(conn: sqlite3.Connection, run: dict, status: str, id_map: dict[int
     return int(cur.lastrowid)
 
 
-def _copy_children(conn: sqlite3.Connection, src_run: int, new_run: int) -> int:
-    """Copy the run's questions, train steps, trajectories and what hangs off them; returns
-    the number of trajectories copied."""
-    for table in ("questions", "train_steps"):
+def _copy_children(conn: sqlite3.Connection, src_run: int, new_run: int, *, into_merged: bool = False) -> int:
+    """Copy the run's questions, train steps, merged parts, trajectories and what hangs off them;
+    returns the number of trajectories copied. into_merged: the run joins a merged run that may
+    hold its questions already (every shard stores them all): those are kept, not doubled."""
+    tables = ("questions", "train_steps") if into_merged else ("questions", "train_steps", "run_parts")
+    for table in tables:
+        if not _has_table(conn, "src", table):
+            continue  # run_parts: an input older than version 5
         cols, exprs = _columns(conn, table)
         sel = ", ".join("?" if c == "run_id" else e for c, e in zip(cols, exprs))
-        conn.execute(f"INSERT INTO main.{table} ({', '.join(cols)}) SELECT {sel} FROM src.{table} WHERE run_id=?",
-                     (new_run, src_run))
+        conn.execute(f"INSERT {'OR IGNORE ' if into_merged else ''}INTO main.{table} ({', '.join(cols)}) "
+                     f"SELECT {sel} FROM src.{table} WHERE run_id=?", (new_run, src_run))
     low, high, n = conn.execute("SELECT min(id), max(id), count(*) FROM src.trajectories WHERE run_id=?",
                                 (src_run,)).fetchone()
     if not n:
@@ -176,6 +219,121 @@ def _delete_run(conn: sqlite3.Connection, run_id: int) -> None:
     in_run = "trajectory_id IN (SELECT id FROM main.trajectories WHERE run_id=?)"
     for table in ("rewards", "tokens", "messages"):
         conn.execute(f"DELETE FROM main.{table} WHERE {in_run}", (run_id,))
-    for table in ("trajectories", "questions", "train_steps"):
+    for table in ("trajectories", "questions", "train_steps", "run_parts"):
         conn.execute(f"DELETE FROM main.{table} WHERE run_id=?", (run_id,))
     conn.execute("DELETE FROM main.runs WHERE id=?", (run_id,))
+
+
+def _has_table(conn: sqlite3.Connection, schema: str, table: str) -> bool:
+    return conn.execute(f"SELECT 1 FROM {schema}.sqlite_master WHERE type='table' AND name=?",
+                        (table,)).fetchone() is not None
+
+
+# -- shards -------------------------------------------------------------------------------------
+
+def _shard_of(run: dict) -> tuple[int, int, str] | None:
+    """(index, count, job) of a shard run; None for any other run (or a configuration that is
+    not readable JSON: such a run is copied as it is)."""
+    try:
+        config = json.loads(run.get("config") or "{}")
+    except ValueError:
+        return None
+    shard, job = (config.get("shard"), config.get("job")) if isinstance(config, dict) else (None, None)
+    if (isinstance(shard, list) and len(shard) == 2 and all(type(x) is int for x in shard)
+            and 0 <= shard[0] < shard[1] and isinstance(job, str) and job):
+        return shard[0], shard[1], job
+    return None
+
+
+_PART_COLUMNS = ("created_at", "host", "pid", "status", "error", "n_planned", "n_done", "generation_seconds",
+                 "updated_at", "finished_at")
+
+
+def _merge_part(dest: Store, path: Path, run: dict, status: str, shard: tuple[int, int, str],
+                report: MergeReport, summarise: Summarise | None) -> None:
+    """Copy shard run `run` of input `path` into its job's merged run of OUT (made on first need)."""
+    conn = dest.conn
+    index, count, job = shard
+    merged = _find_merged(conn, run["kind"], job, count)
+    if merged is not None:
+        part = conn.execute("SELECT n_done, updated_at FROM main.run_parts WHERE run_id=? AND part=?",
+                            (merged, index)).fetchone()
+        if part is not None and not _further_along(run, {"n_done": part[0], "updated_at": part[1]}):
+            report.unchanged.append((str(path), run["id"]))
+            return
+    with dest.transaction():
+        if merged is None:
+            merged = _new_merged_run(conn, run, index, count)
+        else:
+            _delete_part(conn, merged, index, count)
+        report.trajectories += _copy_children(conn, run["id"], merged, into_merged=True)
+        conn.execute(f"INSERT INTO main.run_parts (run_id, part, parts, {', '.join(_PART_COLUMNS)}) "
+                     f"VALUES (?, ?, ?, {', '.join('?' for _ in _PART_COLUMNS)})",
+                     (merged, index, count, *[status if c == "status" else run.get(c) for c in _PART_COLUMNS]))
+        _recount(conn, merged, count)
+        if summarise is not None:
+            conn.execute("UPDATE main.runs SET summary=? WHERE id=?", (json.dumps(summarise(dest, merged)), merged))
+    report.copied.append((str(path), run["id"], merged))
+    report.parts.append((str(path), run["id"], index, merged))
+
+
+def _find_merged(conn: sqlite3.Connection, kind: str, job: str, count: int) -> int | None:
+    row = conn.execute("SELECT id FROM main.runs WHERE kind=? AND json_extract(config, '$.job')=?"
+                       " AND json_extract(config, '$.shard') IS NULL AND json_extract(config, '$.shards')=?"
+                       " ORDER BY id LIMIT 1", (kind, job, count)).fetchone()
+    return None if row is None else int(row[0])
+
+
+def _new_merged_run(conn: sqlite3.Connection, run: dict, index: int, count: int) -> int:
+    """The merged run's row, from the first part merged: its configuration without `shard`, with
+    `shards`; no writer (pid and host NULL: no process holds it); counters set by _recount."""
+    config = json.loads(run["config"])
+    config.pop("shard", None)
+    config["shards"] = count
+    cur = conn.execute(
+        "INSERT INTO main.runs (kind, name, model, status, config, n_planned, created_at, updated_at)"
+        " VALUES (?, ?, ?, 'interrupted', ?, 0, ?, ?)",
+        (run["kind"], _merged_name(run["name"], index, count), run["model"], json.dumps(config, sort_keys=True),
+         run["created_at"], run["updated_at"] or run["created_at"]))
+    return int(cur.lastrowid)
+
+
+def _delete_part(conn: sqlite3.Connection, merged: int, index: int, count: int) -> None:
+    """Remove part `index`'s trajectories (qidx % count == index) and what hangs off them, and its
+    run_parts row, from merged run `merged`."""
+    doomed = "SELECT id FROM main.trajectories WHERE run_id=? AND qidx % ? = ?"
+    for table in ("rewards", "tokens", "messages"):
+        conn.execute(f"DELETE FROM main.{table} WHERE trajectory_id IN ({doomed})", (merged, count, index))
+    conn.execute("DELETE FROM main.trajectories WHERE run_id=? AND qidx % ? = ?", (merged, count, index))
+    conn.execute("DELETE FROM main.run_parts WHERE run_id=? AND part=?", (merged, index))
+
+
+def _recount(conn: sqlite3.Connection, merged: int, count: int) -> None:
+    """Set the merged run's counters from its trajectories (as Store.finish_trajectory counts them:
+    finished trajectories only) and its status, times and error from its parts."""
+    parts = [dict(zip(("part", "status", "error", "generation_seconds", "updated_at", "finished_at"), row))
+             for row in conn.execute("SELECT part, status, error, generation_seconds, updated_at, finished_at"
+                                     " FROM main.run_parts WHERE run_id=? ORDER BY part", (merged,))]
+    statuses = {p["status"] for p in parts}
+    missing = sorted(set(range(count)) - {p["part"] for p in parts})
+    if not missing and statuses == {"done"}:
+        status, error = "done", None
+    else:
+        status = next((s for s in ("failed", "cancelled") if s in statuses), "interrupted")
+        said = [f"shard {p['part']}/{count} {p['status']}" + (f": {p['error']}" if p["error"] else "")
+                for p in parts if p["status"] != "done"]
+        if missing:
+            said.append(f"shards not merged yet: {', '.join(str(m) for m in missing)} of {count}")
+        error = "; ".join(said)
+    finished = max((p["finished_at"] or 0 for p in parts), default=0) if status == "done" else None
+    conn.execute(
+        "UPDATE main.runs SET status=:status, error=:error, finished_at=:finished,"
+        " updated_at=(SELECT MAX(updated_at) FROM main.run_parts WHERE run_id=:r),"
+        " generation_seconds=(SELECT COALESCE(SUM(generation_seconds), 0) FROM main.run_parts WHERE run_id=:r),"
+        " n_planned=(SELECT COUNT(*) FROM main.questions WHERE run_id=:r),"
+        " (n_done, n_correct, n_judged, n_with_tool_error, reward_sum, generated_tokens)=("
+        "   SELECT COUNT(*), COALESCE(SUM(correct=1), 0), COALESCE(SUM(correct IS NOT NULL), 0),"
+        "   COALESCE(SUM(tool_errors>0), 0), COALESCE(SUM(reward), 0), COALESCE(SUM(generated_tokens), 0)"
+        "   FROM main.trajectories WHERE run_id=:r AND status='done')"
+        " WHERE id=:r",
+        {"status": status, "error": error, "finished": finished or None, "r": merged})

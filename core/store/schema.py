@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import sqlite3
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 MIN_READABLE_VERSION = 1
 """The oldest version a reader opens without migrating: every change since then added nullable
-columns only, which Store's row readers fill with None on older files."""
+columns, which Store's row readers fill with None on older files, or a table only merge reads
+(run_parts, version 5)."""
 
 _V1 = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -188,11 +189,34 @@ _V4 = """
 ALTER TABLE trajectories ADD COLUMN token_exact INTEGER;
 """
 
+_V5 = """
+-- Shards merged into one run (issue 10). Processes of `rl-inspect eval --shard I/N` each write a run
+-- of their own; `rl-inspect merge` combines the shard runs of one job (config.job) into one run of
+-- OUT and keeps here what each part was when copied, so merging again replaces a part only when
+-- the incoming copy is further along. A part's trajectories are those with qidx % parts = part.
+CREATE TABLE run_parts (
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    part INTEGER NOT NULL,              -- the shard index I
+    parts INTEGER NOT NULL,             -- the shard count N
+    created_at REAL NOT NULL,           -- the part's own run: created_at, host and pid identify it
+    host TEXT,
+    pid INTEGER,
+    status TEXT NOT NULL,
+    error TEXT,
+    n_planned INTEGER NOT NULL,
+    n_done INTEGER NOT NULL,
+    generation_seconds REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    finished_at REAL,
+    PRIMARY KEY (run_id, part)
+) WITHOUT ROWID;
+"""
+
 ADDED_COLUMNS: dict[str, tuple[str, ...]] = {"trajectories": ("drift_kind", "finish_detail", "token_exact"),
                                              "tokens": ("trainer_logprobs",)}
 """Columns added after version 1; rows read from an older file get them as None."""
 
-MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2, 3: _V3, 4: _V4}
+MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5}
 """Version N's entry turns a version N-1 database (0: empty) into version N."""
 
 
