@@ -13,7 +13,7 @@
     rl-inspect export DB --run N [--format jsonl|parquet] [--out FILE]
                                    one record per trajectory (messages, rewards, tokens,
                                    mask, logprobs), streamed (core.store.export)
-    rl-inspect import PATH... --db DB [--format auto|jsonl|verl|inspect] [--name NAME]
+    rl-inspect import PATH... --db DB [--format auto|jsonl|verl|verifiers|inspect] [--name NAME]
                                    convert rollouts other tools wrote (the export's JSONL,
                                    verl rollout dumps, Inspect logs) into runs (core.importers)
     rl-inspect merge OUT IN...     combine the databases of several writers into OUT,
@@ -233,13 +233,14 @@ def build_parser() -> argparse.ArgumentParser:
     merge.add_argument("--json", action="store_true", help="print what was done as JSON on stdout")
     imp = sub.add_parser("import", help="convert rollouts other tools wrote into runs",
                          description="Import the documented JSONL (what `rl-inspect export` writes), verl "
-                         "rollout dumps (a folder of {step}.jsonl) or Inspect eval logs (.eval, .json; needs "
+                         "rollout dumps (a folder of {step}.jsonl), verifiers eval results (a vf-eval folder with results.jsonl "
+                         "and metadata.json) or Inspect eval logs (.eval, .json; needs "
                          "pip install 'rl-inspect[inspect]') into runs of --db (core.importers). Each "
                          "source is written in one transaction; importing it again adds nothing (a grown verl "
                          "folder adds its new steps). Exit 0, or 2 for bad input (nothing written).")
     imp.add_argument("paths", nargs="+", metavar="PATH", help="files, folders or glob patterns")
     imp.add_argument("--db", required=True, help="database to write (created if missing)")
-    imp.add_argument("--format", default="auto", choices=["auto", "jsonl", "verl", "inspect"], help="default: detected from "
+    imp.add_argument("--format", default="auto", choices=["auto", "jsonl", "verl", "verifiers", "inspect"], help="default: detected from "
                      "the extension and the first record")
     imp.add_argument("--name", help="run name (default: the run_name in the records, else the file or folder name)")
     view = sub.add_parser("view", help="open a database in the TUI (the default command)")

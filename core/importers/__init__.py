@@ -1,10 +1,10 @@
 """`rl-inspect import`: runs other tools wrote, converted into this project's database.
 
-Formats: the documented JSONL that `rl-inspect export` writes (core.importers.jsonl) and verl
-rollout dumps (core.importers.verl) and Inspect eval logs (core.importers.inspect_log, needs the
-`inspect` extra); `detect_format` picks one. Each source is written in one
-transaction, so a malformed file leaves nothing behind, and re-importing a source adds nothing
-that is already there (each module's docstring says how it knows).
+Formats: the documented JSONL that `rl-inspect export` writes (core.importers.jsonl), verl
+rollout dumps (core.importers.verl), verifiers eval results (core.importers.verifiers) and Inspect
+eval logs (core.importers.inspect_log, needs the `inspect` extra); `detect_format` picks one. Each
+source is written in one transaction, so a malformed file leaves nothing behind, and re-importing
+a source adds nothing that is already there (each module's docstring says how it knows).
 """
 
 from __future__ import annotations
@@ -16,10 +16,11 @@ from typing import Callable, Sequence
 from core.data.records import InputError
 from core.importers.inspect_log import import_inspect
 from core.importers.jsonl import SourceResult, import_jsonl
+from core.importers.verifiers import import_verifiers
 from core.importers.verl import import_verl
 
 IMPORTERS: dict[str, Callable[..., SourceResult]] = {"jsonl": import_jsonl, "verl": import_verl,
-                                                     "inspect": import_inspect}
+                                                     "verifiers": import_verifiers, "inspect": import_inspect}
 FORMATS = ("auto", *IMPORTERS)
 
 
@@ -46,8 +47,9 @@ def import_paths(db: str | Path, paths: Sequence[str | Path], *, fmt: str = "aut
     """Import every path (files, folders, globs) into database `db` (created when missing); one
     SourceResult per source, in order.
 
-    `fmt` "auto" detects each source's format (core.importers.detect); "jsonl", "verl" or
-    "inspect" forces it. A folder is one verl run, or under jsonl each of its .jsonl files. Every source is checked
+    `fmt` "auto" detects each source's format (core.importers.detect); "jsonl", "verl",
+    "verifiers" or "inspect" forces it. A folder is one verl run, one verifiers run (its
+    results.jsonl), or under jsonl each of its .jsonl files. Every source is checked
     (exists, format known) before anything is written; then each is written in its own
     transaction (so an Inspect log without inspect_ai installed fails before any source is
     written). InputError / StoreError as the importers raise them; ValueError for an unknown
@@ -78,4 +80,4 @@ def import_paths(db: str | Path, paths: Sequence[str | Path], *, fmt: str = "aut
 
 
 __all__ = ["FORMATS", "IMPORTERS", "SourceResult", "expand", "import_paths", "import_jsonl", "import_verl",
-           "import_inspect"]
+           "import_verifiers", "import_inspect"]

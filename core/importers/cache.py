@@ -2,9 +2,10 @@
 
 The cache database lives under the cache folder (core.paths.cache_dir, `imports/`). A file's is
 keyed by the sha256 of its bytes, so opening the same log again (under any name) reuses it and a
-changed file gets its own. A folder's is keyed by its absolute path, because a folder grows (verl
-writes a step file per training step): opening it again imports only the new steps into the same
-database (core.importers.verl). Either way the import is the one `rl-inspect import` does, with its
+changed file gets its own; a verifiers results folder is keyed the same way by its results.jsonl
+(core.importers.verifiers), its one source. Any other folder's is keyed by its absolute path,
+because a folder grows (verl writes a step file per training step): opening it again imports only
+the new steps into the same database (core.importers.verl). Either way the import is the one `rl-inspect import` does, with its
 idempotence and its one transaction per source.
 """
 
@@ -38,8 +39,12 @@ def cache_database(path: str | Path) -> Path:
     InputError when a file cannot be read."""
     from core.paths import cache_dir
 
+    from core.importers.verifiers import RESULTS, is_results_folder
+
     path = Path(path)
-    if path.is_dir():
+    if is_results_folder(path):
+        key = "file-" + sha256_file(path / RESULTS)[:24]
+    elif path.is_dir():
         key = "dir-" + hashlib.sha256(str(path.resolve()).encode("utf-8")).hexdigest()[:24]
     else:
         key = "file-" + sha256_file(path)[:24]

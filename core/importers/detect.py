@@ -4,8 +4,9 @@ By extension first (a JSONL family file or a folder of them; formats this projec
 yet are named; `.eval`, and a `.json` that begins like an Inspect log, is an Inspect log:
 core.importers.inspect_log.sniff), then by the keys of the first record: `messages` is the
 documented JSONL (core.importers.jsonl), `input`/`output`/`score` is a verl rollout dump
-(core.importers.verl), `version`/`status`/`eval` an Inspect log on one line. Other importers add
-themselves to SNIFFERS.
+(core.importers.verl), `prompt`/`completion` with `example_id` or `reward` a verifiers results file
+(core.importers.verifiers), `version`/`status`/`eval` an Inspect log on one line. A folder holding
+results.jsonl is a verifiers results folder. Other importers add themselves to SNIFFERS.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 from core.data.records import InputError
-from core.importers import inspect_log, jsonl, verl
+from core.importers import inspect_log, jsonl, verifiers, verl
 from core.importers.common import first_record
 
 SNIFFERS: list[tuple[str, Callable[[dict[str, Any]], bool]]] = [("inspect", inspect_log.looks_like),
                                                                 ("verl", verl.looks_like),
+                                                                ("verifiers", verifiers.looks_like),
                                                                 ("jsonl", jsonl.looks_like)]
 """(format, test on the first record), tried in order."""
 
@@ -27,33 +29,39 @@ UNSUPPORTED = {".parquet": "Parquet (import reads JSONL; `rl-inspect export --fo
 
 
 def detect_format(path: str | Path) -> str:
-    """The format name ("jsonl", "verl" or "inspect") of a file or folder. InputError naming the path when it
-    is missing, empty, of a format not read here, or has a first record neither format has."""
+    """The format name ("jsonl", "verl", "verifiers" or "inspect") of a file or folder. InputError
+    naming the path when it is missing, empty, of a format not read here, or has a first record no
+    format has."""
     path = Path(path)
     if not path.exists():
         raise InputError(str(path), "no such file or folder")
     if path.is_dir():
+        if verifiers.is_results_folder(path):
+            return "verifiers"
         files = verl.step_files(path)
         if not files:
             raise InputError(str(path), "a folder without .jsonl files: nothing to import")
         return detect_format(files[0])
     why = UNSUPPORTED.get(path.suffix.lower())
     if why:
-        raise InputError(str(path), f"{why}; formats read: jsonl, verl, inspect")
+        raise InputError(str(path), f"{why}; formats read: jsonl, verl, verifiers, inspect")
     if inspect_log.sniff(path):
         return "inspect"
     try:
         record = first_record(path)
     except InputError as exc:
         if path.suffix.lower() not in JSONL_SUFFIXES:
-            raise InputError(str(path), f"unknown format (not JSONL: {exc.detail}); pass --format jsonl or verl"
-                             ) from None
+            raise InputError(str(path), f"unknown format (not JSONL: {exc.detail}); pass --format jsonl, verl "
+                             "or verifiers") from None
         raise
     if record is None:
         raise InputError(str(path), "empty: no records to import")
     for name, test in SNIFFERS:
         if test(record):
             return name
+    if isinstance(record.get("traces"), list) and "prompt" not in record:
+        raise InputError(str(path), verifiers.V1_EPISODE, line=1, field="traces")
     keys = ", ".join(sorted(record)[:8]) or "none"
     raise InputError(str(path), f"cannot tell the format from the first record (keys: {keys}); expected "
-                     "`messages` (jsonl) or `input`, `output`, `score` (verl); pass --format", line=1)
+                     "`messages` (jsonl), `input`, `output`, `score` (verl) or `prompt`, `completion`, "
+                     "`example_id` (verifiers); pass --format", line=1)
