@@ -20,12 +20,13 @@ from typing import Any, Callable
 from loguru import logger
 
 from core.rollout.agent import FINISH_MAX_TURNS, FINISH_TOOL_ERROR, Agent, AgentConfig, Trajectory, drift_input
-from core.backends import Backend, SamplingConfig, chat_generate, create_backend
+from core.backends import Backend, SamplingConfig, create_backend
 from core.backends.openai_server import server_options
 from core.config import EvalConfig
 from core.data.corpus import corpus_fingerprint, load_corpus
 from core.data.demo_data import generate_demo
 from core.scoring.judges import build_judge, effective_judge, judge_label, verdict_correct
+from core.scoring.judge_model import judge_complete
 from core.models import load_tokenizer, resolve_model
 from core.rollout.prompts import PromptTemplate
 from core.data.questions import load_questions, split_questions
@@ -230,13 +231,14 @@ class _Session:
         complete = None
         judge = effective_judge(config.judge, config.judge_model)
         if judge == "llm":
-            judge_backend = backend  # --judge llm without --judge-model: the policy, as the seed
-            if config.judge_model:
-                judge_backend = create_backend(config.judge_backend or config.backend,
-                                               resolve_model(config.judge_model), device=config.device,
-                                               dtype=config.dtype, server=server_options(config, judge=True))
-            budget = config.judge_max_tokens
-            complete = lambda texts: chat_generate(judge_backend, texts, max_tokens=budget)  # noqa: E731
+            # Without --judge-model the policy judges, as the seed; --judge-backend openai asks
+            # over chat completions, with no local tokenizer (core.scoring.judge_model).
+            kind = config.judge_backend or config.backend
+            complete = judge_complete(kind, config.judge_model, config.judge_max_tokens,
+                                      lambda: create_backend(kind, resolve_model(config.judge_model),
+                                                             device=config.device, dtype=config.dtype)
+                                      if config.judge_model else backend,
+                                      server=server_options(config, judge=True), seed=config.seed)
         suite = RewardSuite(build_judge(judge, complete, config.judge_max_tokens), config.reward_weights,
                             config.extra_rewards)
         return cls(config, agent, suite, drift)

@@ -93,7 +93,9 @@ def _eval_parser(sub: argparse._SubParsersAction) -> None:
     a("--judge-model", help="model for the LLM judge (implies --judge llm under auto)")
     a("--judge-max-tokens", type=int, default=d.judge_max_tokens, help="reply budget of the LLM judge, room for a "
       "thinking model to reason (default: %(default)s)")
-    a("--judge-backend", choices=["hf", "openai", "vllm"], help="backend of --judge-model (default: --backend)")
+    a("--judge-backend", choices=["hf", "openai", "vllm"], help="backend of --judge-model (default: --backend); "
+      "openai asks it over the chat-completions endpoint (/v1/chat/completions), no local tokenizer needed, "
+      "so a hosted chat model can judge")
     a("--judge-base-url", help="server of --judge-model under --judge-backend openai (default: --base-url); "
       "the served name is --judge-model, the key the same --api-key-env")
     a("--reward-weights", default="", help="e.g. correctness=1,formatting=0.5,retry_behavior=1,chunk_hit=1")

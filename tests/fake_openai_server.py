@@ -1,12 +1,12 @@
 """FakeOpenAIServer: a test double of an OpenAI-compatible completions server, on loopback.
 
-It speaks the parts of vLLM's API the openai backend uses (`GET /v1/models`, `POST
-/v1/completions` with a prompt of token ids, `logprobs`, `return_tokens_as_token_ids`,
-`stop_token_ids`), "generating" replies a test scripts, encoded with a real tokenizer and ended
-with a stop id. Variants: `ids="text"` answers with text and string tokens only (llama-cpp-python,
-hosted endpoints), `ids="content"` with llama.cpp's `logprobs.content[].id`. Failures to replay,
-a key to demand, a delay per request and a concurrency counter let the contract tests reach every
-path. It lives in tests only.
+It speaks the parts of vLLM's API the openai backend uses (`GET /v1/models`, `POST /v1/completions`
+with a prompt of token ids, `logprobs`, `return_tokens_as_token_ids`, `stop_token_ids`; `POST
+/v1/chat/completions` for the LLM judge), "generating" replies a test scripts, encoded with a real
+tokenizer and ended with a stop id. Variants: `ids="text"` answers with text and string tokens only
+(llama-cpp-python, hosted endpoints), `ids="content"` with llama.cpp's `logprobs.content[].id`.
+Failures to replay, a key to demand, a delay per request and a concurrency counter let the contract
+tests reach every path. It lives in tests only.
 """
 
 from __future__ import annotations
@@ -107,7 +107,7 @@ class FakeOpenAIServer:
             data = [{"id": m, "object": "model", **({"max_model_len": self.max_model_len}
                                                       if self.max_model_len else {})} for m in self.models]
             return _send(handler, 200, {"object": "list", "data": data})
-        if handler.command != "POST" or handler.path != "/v1/completions":
+        if handler.command != "POST" or handler.path not in ("/v1/completions", "/v1/chat/completions"):
             return _send(handler, 404, {"detail": "Not Found"})
         with self._lock:
             self.requests.append(body)
@@ -119,11 +119,19 @@ class FakeOpenAIServer:
                 time.sleep(canned.delay)
                 return _send(handler, canned.status, canned.body, canned.headers)
             time.sleep(self.delay)
-            status, reply = self._complete(body)
+            status, reply = self._chat(body) if handler.path == "/v1/chat/completions" else self._complete(body)
             return _send(handler, status, reply)
         finally:
             with self._lock:
                 self.in_flight -= 1
+
+    def _chat(self, body: dict) -> tuple[int, dict]:
+        """The LLM judge's route (core.backends.openai_chat): the script's reply to the last message."""
+        if body.get("model") not in self.models:
+            return 404, {"error": {"message": f"The model `{body.get('model')}` does not exist."}}
+        message = {"role": "assistant", "content": self.script(body["messages"][-1]["content"])}
+        return 200, {"id": "chatcmpl-1", "object": "chat.completion", "model": body["model"],
+                     "choices": [{"index": 0, "message": message, "finish_reason": "stop"}]}
 
     def _complete(self, body: dict) -> tuple[int, dict]:
         if body.get("model") not in self.models:

@@ -94,7 +94,8 @@ def test_the_judge_can_run_on_a_server_apart_from_the_policy(tmp_path, tokenizer
         summary = evaluate(_config(policy.url, judge="llm", judge_model=DEFAULT_MODEL, judge_backend="openai",
                                    judge_base_url=judge.url), db)
     assert summary["accuracy"] == 1.0 and len(judge.requests) == 3
-    assert all("search_corpus" not in tokenizer.decode(r["prompt"]) for r in judge.requests)
+    # The judge is asked over chat completions: one user message, no local tokenizer needed.
+    assert all("search_corpus" not in r["messages"][0]["content"] for r in judge.requests)
 
 
 def _eval(url: str, db: Path, *extra: str) -> int:

@@ -27,9 +27,11 @@ identical at temperature 0 and 1).
 
 Requests run in a pool of `max_concurrency` threads (the server batches them itself); transient
 failures (connection errors, HTTP 408/429/5xx) are retried with exponential backoff, honouring
-Retry-After; every request has a timeout. Failures raise ServerError (exit 1 at the CLI); what
-the user must fix (a wrong model name, a refused key, a refused request) raises ServerRefused,
-also a ValueError, so the CLI says it in one line with exit code 2.
+Retry-After; every request has a timeout. That HTTP side (requests, retries, errors, the
+/v1/models probe) is ServerClient, shared with the LLM judge's chat-completions client
+(core.backends.openai_chat). Failures raise ServerError (exit 1 at the CLI); what the user must
+fix (a wrong model name, a refused key, a refused request) raises ServerRefused, also a
+ValueError, so the CLI says it in one line with exit code 2.
 
 The API key comes from the environment variable `api_key_env` names (default OPENAI_API_KEY when
 set): never from the command line, never stored with the run (only the variable's name is).
@@ -178,6 +180,153 @@ class ServerStats:
 
 
 @dataclass
+class ServerClient:
+    """The HTTP side of one OpenAI-compatible server, shared by OpenAIServerBackend (completions)
+    and core.backends.openai_chat (chat completions): JSON requests with the key as a Bearer
+    header, retries of transient failures with exponential backoff (Retry-After honoured), a
+    timeout per request, and one-line errors. Safe to use from many threads at once.
+
+    options: where the server is and how to treat it (base URL, timeout, retries, backoff).
+    served_model: the model name sent to the server (named in errors about the model).
+    key: the API key (ServerOptions.api_key(); None: no Authorization header). Never logged; a
+        server message that echoes it has it replaced by ***.
+    model_option: the command-line option that names served_model, said in errors about it.
+    url_option: the command-line option that names the server's address, said in errors.
+    stats: request and retry counts are added to it (a backend passes its own).
+    """
+
+    options: ServerOptions
+    served_model: str
+    key: str | None = field(default=None, repr=False)
+    model_option: str = "--server-model"
+    url_option: str = "--base-url"
+    stats: ServerStats = field(default_factory=ServerStats)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @classmethod
+    def open(cls, options: ServerOptions, served_model: str, model_option: str = "--server-model",
+             url_option: str = "--base-url") -> "ServerClient":
+        """A client with the key read from the environment now. ValueError for a base URL that
+        cannot work or a --api-key-env variable that is not set; nothing is sent yet."""
+        options.root()
+        return cls(options, served_model, key=options.api_key(), model_option=model_option, url_option=url_option)
+
+    def probe(self, note: str = "") -> dict | None:
+        """Reachability, key and model name, through GET /v1/models (one quick retry).
+
+        Returns the served model's entry of the list (a dict: "id", perhaps "max_model_len"), or
+        None when the server has no model list (404/405) or answers in another shape: then the
+        first request will tell. Raises ServerError when the server cannot be reached, and
+        ServerRefused for a refused key (401/403) or a model the list does not name (status 404;
+        the message names self.model_option, followed by `note`).
+        """
+        try:
+            reply = self.request("GET", "/v1/models", None, retries=min(1, self.options.retries))
+        except ServerRefused as exc:
+            if exc.status in (404, 405):
+                return None  # the server has no model list: the first completion will tell
+            raise
+        served = _served_models(reply)
+        if served is None:
+            return None
+        names = [m.get("id") for m in served]
+        if self.served_model not in names:
+            listed = ", ".join(str(n) for n in names[:8]) or "none"
+            raise ServerRefused(f"{self.options.root()} does not serve the model {self.served_model!r} "
+                                f"(it serves: {listed}); name it with {self.model_option}{note}",
+                                404)
+        return served[names.index(self.served_model)]
+
+    def request(self, method: str, path: str, body: dict | None, retries: int | None = None) -> Any:
+        """The decoded JSON reply of `method` `path` (e.g. "POST", "/v1/completions") under the
+        server's root, `body` sent as JSON (None: no body).
+
+        retries: further attempts after a transient failure (None: options.retries). HTTP
+        408/429/5xx and connection errors are retried after options.backoff seconds, doubled each
+        time up to options.max_backoff, or what Retry-After asks (at most 300 s); a request that
+        gets no reply within options.timeout seconds is not retried.
+        Raises ServerRefused (also a ValueError) for a refused key (401/403), a model or route the
+        server does not have (404) or a refused request (other 4xx); ServerError when the server
+        cannot be reached, times out, fails after its retries or replies with something not JSON.
+        """
+        root = self.options.root()
+        url = root + path
+        retries = self.options.retries if retries is None else retries
+        data = None if body is None else json.dumps(body).encode("utf-8")
+        headers = {"Accept": "application/json", "User-Agent": "rl-inspect"}
+        if data is not None:
+            headers["Content-Type"] = "application/json"
+        if self.key:
+            headers["Authorization"] = f"Bearer {self.key}"
+        # A proxy from the environment must not capture a server on this machine.
+        handlers = [urllib.request.ProxyHandler({})] if _is_loopback(urllib.parse.urlsplit(url).hostname) else []
+        opener = urllib.request.build_opener(*handlers)
+        attempt = 0
+        while True:
+            with self._lock:
+                self.stats.requests += 1
+            try:
+                request = urllib.request.Request(url, data=data, headers=headers, method=method)
+                with opener.open(request, timeout=self.options.timeout) as response:
+                    raw = response.read()
+            except urllib.error.HTTPError as exc:
+                status, message = exc.code, self._scrub(_error_message(exc))
+                if status in TRANSIENT_STATUS and attempt < retries:
+                    self._wait(attempt, _retry_after(exc.headers))
+                    attempt += 1
+                    continue
+                raise self._http_error(url, path, status, message, attempt) from None
+            except (urllib.error.URLError, ConnectionError, http.client.HTTPException, OSError) as exc:
+                reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+                if isinstance(exc, TimeoutError):
+                    # No reply in time after the request went out: the same generation would
+                    # take as long again, so it is not retried.
+                    raise ServerError(f"{url}: no reply within {self.options.timeout:g} s "
+                                      f"(--request-timeout)") from None
+                if attempt < retries:
+                    self._wait(attempt, None)
+                    attempt += 1
+                    continue
+                tries = f" after {attempt + 1} attempts" if attempt else ""
+                raise ServerError(f"cannot reach the server at {root}{tries} ({_reason(reason)}); is it running "
+                                  f"and is {self.url_option} right?") from None
+            try:
+                return json.loads(raw.decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+                raise ServerError(f"{url}: the reply is not JSON ({_preview(raw)})") from None
+
+    def _wait(self, attempt: int, retry_after: float | None) -> None:
+        with self._lock:
+            self.stats.retries += 1
+        delay = retry_after if retry_after is not None else min(self.options.max_backoff,
+                                                                self.options.backoff * 2 ** attempt)
+        self.options.sleep(delay)
+
+    def _http_error(self, url: str, path: str, status: int, message: str, attempt: int) -> ServerError:
+        said = f"HTTP {status}: {message}" if message else f"HTTP {status}"
+        if status in (401, 403):
+            if self.key:
+                where = self.options.api_key_env or DEFAULT_KEY_ENV
+                return ServerRefused(f"{url}: the server refused the API key from ${where} ({said})", status)
+            return ServerRefused(f"{url}: the server wants an API key ({said}); put it in an environment "
+                                 f"variable and name it with --api-key-env (default {DEFAULT_KEY_ENV})", status)
+        if status == 404:
+            if "model" in message.lower():
+                return ServerRefused(f"{url}: the server does not serve the model {self.served_model!r} ({said}); "
+                                     f"name it with {self.model_option}", status)
+            return ServerRefused(f"{url}: not found ({said}); is {self.url_option} the server's address "
+                                 f"(an OpenAI-compatible server with {path})?", status)
+        if 400 <= status < 500 and status not in TRANSIENT_STATUS:
+            return ServerRefused(f"{url}: the server refused the request ({said})", status)
+        tries = f" after {attempt + 1} attempts" if attempt else ""
+        return ServerError(f"{url}: the server failed{tries} ({said})")
+
+    def _scrub(self, text: str) -> str:
+        """A server message without the key in it (some echo what they were sent)."""
+        return text.replace(self.key, "***") if self.key else text
+
+
+@dataclass
 class OpenAIServerBackend:
     """The Backend protocol (core.backends.base) over an OpenAI-compatible completions endpoint.
 
@@ -199,6 +348,7 @@ class OpenAIServerBackend:
     _settled: bool = field(default=False, repr=False)
     _pool: ThreadPoolExecutor | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _http: "ServerClient | None" = field(default=None, repr=False)
 
     @classmethod
     def connect(cls, tokenizer: Any, options: ServerOptions, model_name: str,
@@ -334,104 +484,22 @@ class OpenAIServerBackend:
         return sorted(t for t in texts if t)[:4]
 
     def _probe(self) -> None:
-        """Reachability, key and model name, through GET /v1/models (one quick retry)."""
-        try:
-            reply = self._request("GET", "/v1/models", None, retries=min(1, self.options.retries))
-        except ServerRefused as exc:
-            if exc.status in (404, 405):
-                return  # the server has no model list: the first completion will tell
-            raise
-        served = _served_models(reply)
-        if served is None:
-            return
-        names = [m.get("id") for m in served]
-        if self.served_model not in names:
-            listed = ", ".join(str(n) for n in names[:8]) or "none"
-            raise ServerRefused(f"{self.options.root()} does not serve the model {self.served_model!r} "
-                                f"(it serves: {listed}); name it with --server-model (--model is the local "
-                                f"tokenizer)", 404)
-        entry = served[names.index(self.served_model)]
-        context = entry.get("max_model_len")
+        """Reachability, key and model name, through GET /v1/models (ServerClient.probe)."""
+        entry = self._client().probe(note=" (--model is the local tokenizer)")
+        context = entry.get("max_model_len") if entry is not None else None
         if isinstance(context, int) and not isinstance(context, bool) and context > 0:
             self.model = SimpleNamespace(config=SimpleNamespace(max_position_embeddings=context))
 
     def _request(self, method: str, path: str, body: dict | None, retries: int | None = None) -> Any:
-        """The reply's JSON. Retries transient failures; raises ServerError / ServerRefused."""
-        root = self.options.root()
-        url = root + path
-        retries = self.options.retries if retries is None else retries
-        data = None if body is None else json.dumps(body).encode("utf-8")
-        headers = {"Accept": "application/json", "User-Agent": "rl-inspect"}
-        if data is not None:
-            headers["Content-Type"] = "application/json"
-        if self._key:
-            headers["Authorization"] = f"Bearer {self._key}"
-        # A proxy from the environment must not capture a server on this machine.
-        handlers = [urllib.request.ProxyHandler({})] if _is_loopback(urllib.parse.urlsplit(url).hostname) else []
-        opener = urllib.request.build_opener(*handlers)
-        attempt = 0
-        while True:
-            with self._lock:
-                self.stats.requests += 1
-            try:
-                request = urllib.request.Request(url, data=data, headers=headers, method=method)
-                with opener.open(request, timeout=self.options.timeout) as response:
-                    raw = response.read()
-            except urllib.error.HTTPError as exc:
-                status, message = exc.code, self._scrub(_error_message(exc))
-                if status in TRANSIENT_STATUS and attempt < retries:
-                    self._wait(attempt, _retry_after(exc.headers))
-                    attempt += 1
-                    continue
-                raise self._http_error(url, status, message, attempt) from None
-            except (urllib.error.URLError, ConnectionError, http.client.HTTPException, OSError) as exc:
-                reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
-                if isinstance(exc, TimeoutError):
-                    # No reply in time after the request went out: the same generation would
-                    # take as long again, so it is not retried.
-                    raise ServerError(f"{url}: no reply within {self.options.timeout:g} s "
-                                      f"(--request-timeout)") from None
-                if attempt < retries:
-                    self._wait(attempt, None)
-                    attempt += 1
-                    continue
-                tries = f" after {attempt + 1} attempts" if attempt else ""
-                raise ServerError(f"cannot reach the server at {root}{tries} ({_reason(reason)}); is it running "
-                                  f"and is --base-url right?") from None
-            try:
-                return json.loads(raw.decode("utf-8"))
-            except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-                raise ServerError(f"{url}: the reply is not JSON ({_preview(raw)})") from None
+        """The reply's JSON (ServerClient.request). Retries transient failures; raises ServerError /
+        ServerRefused."""
+        return self._client().request(method, path, body, retries=retries)
 
-    def _wait(self, attempt: int, retry_after: float | None) -> None:
+    def _client(self) -> "ServerClient":
         with self._lock:
-            self.stats.retries += 1
-        delay = retry_after if retry_after is not None else min(self.options.max_backoff,
-                                                                self.options.backoff * 2 ** attempt)
-        self.options.sleep(delay)
-
-    def _http_error(self, url: str, status: int, message: str, attempt: int) -> ServerError:
-        said = f"HTTP {status}: {message}" if message else f"HTTP {status}"
-        if status in (401, 403):
-            if self._key:
-                where = self.options.api_key_env or DEFAULT_KEY_ENV
-                return ServerRefused(f"{url}: the server refused the API key from ${where} ({said})", status)
-            return ServerRefused(f"{url}: the server wants an API key ({said}); put it in an environment "
-                                 f"variable and name it with --api-key-env (default {DEFAULT_KEY_ENV})", status)
-        if status == 404:
-            if "model" in message.lower():
-                return ServerRefused(f"{url}: the server does not serve the model {self.served_model!r} ({said}); "
-                                     f"name it with --server-model", status)
-            return ServerRefused(f"{url}: not found ({said}); is --base-url the server's address "
-                                 f"(an OpenAI-compatible server with /v1/completions)?", status)
-        if 400 <= status < 500 and status not in TRANSIENT_STATUS:
-            return ServerRefused(f"{url}: the server refused the request ({said})", status)
-        tries = f" after {attempt + 1} attempts" if attempt else ""
-        return ServerError(f"{url}: the server failed{tries} ({said})")
-
-    def _scrub(self, text: str) -> str:
-        """A server message without the key in it (some echo what they were sent)."""
-        return text.replace(self._key, "***") if self._key else text
+            if self._http is None:
+                self._http = ServerClient(self.options, self.served_model, key=self._key, stats=self.stats)
+            return self._http
 
 
 # -- parsing replies ------------------------------------------------------------------------------

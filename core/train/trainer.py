@@ -28,10 +28,11 @@ from typing import Any, Callable
 from loguru import logger
 
 from core.rollout.agent import Agent, AgentConfig
-from core.backends import SamplingConfig, chat_generate, create_backend
+from core.backends import SamplingConfig, create_backend
 from core.backends.hf import HFBackend
 from core.rollout.chat import stop_token_ids
 from core.scoring.judges import build_judge
+from core.scoring.judge_model import judge_complete
 from core.models import load_causal_lm, load_tokenizer, resolve_model
 from core.data.records import Question
 from core.lint.summary import lint_totals_or_none
@@ -294,10 +295,8 @@ def reward_suite(config: TrainConfig, load_judge_backend: Callable[[], Any]) -> 
     verdict within `config.judge_max_tokens` (as eval's LLM judge: reasoning stripped, a reply with
     no yes or no not judged); user rewards from --reward after the built-in ones."""
     complete = None
-    if config.judge == "llm":
-        judge_backend = load_judge_backend()
-        budget = config.judge_max_tokens
-        complete = lambda texts: chat_generate(judge_backend, texts, max_tokens=budget)  # noqa: E731
+    if config.judge == "llm":  # train's judge is always an hf model (core.scoring.judge_model)
+        complete = judge_complete("hf", config.judge_model, config.judge_max_tokens, load_judge_backend)
     return RewardSuite(build_judge(config.judge, complete, config.judge_max_tokens), config.reward_weights,
                        config.extra_rewards)
 
