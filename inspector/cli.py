@@ -34,8 +34,9 @@ import json
 import os
 import signal
 import sys
+import time
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from inspector.literal import one_line
 
@@ -500,7 +501,7 @@ def _run_train(args: argparse.Namespace) -> int:
     from core.logs import log_to_file
     from core import models
     from core.train import train
-    from core.train.config import load_train_inputs
+    from core.train.config import check_ranks, load_train_inputs, process_ranks
 
     log_path = log_to_file("train")
     _quiet_libraries()
@@ -512,6 +513,7 @@ def _run_train(args: argparse.Namespace) -> int:
         config = _train_config_from_args(args)
     # Everything that can be refused is refused here, before any model loads.
     load_train_inputs(config)
+    check_ranks(config, process_ranks()[1], resume=args.resume is not None)
     _check_db_for_writing(args.db)
     if models.is_embedded(config.model) and not models.embedded_model_folder().exists():
         print(PREPARING_NOTICE, file=sys.stderr, flush=True)
@@ -521,7 +523,10 @@ def _run_train(args: argparse.Namespace) -> int:
     def progress(p) -> None:
         print(_train_progress_line(p), file=sys.stderr, flush=True)
 
-    summary = train(config, args.db, progress, resume_run=args.resume)
+    rank, world = process_ranks()
+    summary = train(config, args.db, progress if rank == 0 else None, resume_run=args.resume)
+    if world > 1:
+        return _merge_ranks(args, summary, rank, world, log_path)
     if args.json:
         print(json.dumps(summary, indent=2))
     last = "–" if summary["last_reward"] is None else f"{summary['last_reward']:.3f}"
@@ -534,6 +539,76 @@ def _run_train(args: argparse.Namespace) -> int:
 
     print(f"  {lint_line(summary.get('lint'), args.db, summary['run_id'])}", file=sys.stderr)
     print(f"  stored in {args.db}; log: {log_path}", file=sys.stderr)
+    return EXIT_OK
+
+
+def summary_of_kind(store: Any, run_id: int) -> dict:
+    """The summary a run of its kind gets when it ends: core.train.store.train_summary for a train
+    run, core.evaluate.run_summary for an eval (merge rewrites merged runs' summaries with it)."""
+    from core.evaluate import run_summary
+    from core.train.store import train_summary
+
+    return (train_summary if store.run(run_id)["kind"] == "train" else run_summary)(store, run_id)
+
+
+def _merge_ranks(args: argparse.Namespace, summary: dict, rank: int, world: int, log_path: Any,
+                 wait_seconds: float = 600.0) -> int:
+    """After a multi-process training: rank 0 waits (up to `wait_seconds`) for every rank's run to
+    end, then merges the rank databases into --db as one train run (core.store.merge) and reports
+    it; the other ranks say where their part is. A rank still running at the deadline is named
+    with the merge command to run later."""
+    from core.lint.summary import lint_line
+    from core.store import Store
+    from core.store.liveness import effective_status
+    from core.store.merge import merge_databases
+    from core.train.config import rank_database
+
+    own = rank_database(args.db, rank)
+    if rank != 0:
+        print(f"rl-inspect: rank {rank} stored its part in {one_line(str(own))} (run {summary['run_id']}); rank 0 "
+              f"merges the ranks into {one_line(str(args.db))}", file=sys.stderr)
+        return EXIT_OK
+    paths = [rank_database(args.db, r) for r in range(world)]
+    deadline = time.monotonic() + wait_seconds
+    waiting = list(paths)
+    while waiting and time.monotonic() < deadline:
+        still = []
+        for path in waiting:
+            try:
+                with Store.open_readonly(path) as store:
+                    running = [r for r in store.runs() if effective_status(r) == "running"]
+            except Exception:  # noqa: BLE001 - not written yet: wait for it
+                running = [path]
+            if running:
+                still.append(path)
+        waiting = still
+        if waiting:
+            time.sleep(1.0)
+    command = f"rl-inspect merge {args.db} " + " ".join(str(p) for p in paths)
+    if waiting:
+        print(f"rl-inspect: ranks still running after {wait_seconds:.0f} s ({', '.join(map(str, waiting))}); when "
+              f"they end: {command}", file=sys.stderr)
+        return EXIT_OK
+    merge_databases(args.db, paths, summarise=summary_of_kind)
+    with Store.open_readonly(paths[0]) as store:
+        job = store.run(summary["run_id"])["config"].get("job")
+    with Store.open_readonly(args.db) as store:
+        row = store.conn.execute("SELECT id FROM runs WHERE kind='train' AND json_extract(config, '$.job')=?"
+                                 " AND json_extract(config, '$.shard') IS NULL", (job,)).fetchone()
+    merged = None if row is None else int(row[0])
+    if merged is None:
+        print(f"rl-inspect: nothing merged into {one_line(str(args.db))}; run {command}", file=sys.stderr)
+        return EXIT_FAILED
+    with Store.open_readonly(args.db) as store:
+        total, steps = store.run(merged), len(store.train_steps(merged))
+    whole = total.get("summary") or {}
+    print(f"train run {merged} ({total['name']}): {world} ranks merged, {total['n_done']} trajectories, "
+          f"{steps} steps; status {total['status']}", file=sys.stderr)
+    print(f"  {lint_line(whole.get('lint'), args.db, merged)}", file=sys.stderr)
+    print(f"  stored in {args.db} (the ranks' own parts: {', '.join(p.name for p in paths)}); log: {log_path}",
+          file=sys.stderr)
+    if args.json:
+        print(json.dumps(whole, indent=2))
     return EXIT_OK
 
 
@@ -749,9 +824,7 @@ def _run_merge(out: str, inputs: list[str], as_json: bool) -> int:
     unchanged, skipped because still running), or the report as JSON on stdout."""
     from core.store.merge import merge_databases
 
-    from core.evaluate import run_summary
-
-    report = merge_databases(out, inputs, summarise=run_summary)
+    report = merge_databases(out, inputs, summarise=summary_of_kind)
     if as_json:
         print(json.dumps({"out": out, "copied": report.copied, "parts": report.parts, "replaced": report.replaced,
                           "unchanged": report.unchanged, "skipped_running": report.skipped_running,

@@ -74,21 +74,45 @@ def test_progress_line_names_step_reward_loss_kl_time_and_eta():
     assert line == "step 2/4  reward 0.500  loss 0.0100  kl –  20.0 s/step  ETA 0m40s"
 
 
-@pytest.mark.parametrize("env", [{"WORLD_SIZE": "2"}, {"WORLD_SIZE": "8", "RANK": "3"}])
-def test_more_than_one_process_is_refused_before_anything_is_written(env, tmp_path, capsys, monkeypatch):
-    # Under `accelerate launch` / torchrun every rank would create its own run in the database
-    # and see only part of each GRPO group: refused in one line until ranks are supported.
+RANK_REFUSED = {
+    "questions not split evenly across ranks": ({"WORLD_SIZE": "2", "RANK": "1"}, ["--questions-per-step", "3"],
+                                                "not a multiple of the 2 processes"),
+    "a per-device batch cutting a group": ({"WORLD_SIZE": "2"}, ["--questions-per-step", "2", "--num-generations",
+                                                                 "4", "--batch-size", "2"], "multiple of"),
+    "a rank outside the job": ({"WORLD_SIZE": "2", "RANK": "2"}, [], "no process of the job"),
+    "a world size that is no number": ({"WORLD_SIZE": "two"}, [], "WORLD_SIZE='two'"),
+    "resume across ranks": ({"WORLD_SIZE": "2"}, ["--resume", "1"], "--resume runs as one process"),
+}
+
+
+@pytest.mark.parametrize("env,argv,needle", list(RANK_REFUSED.values()), ids=list(RANK_REFUSED))
+def test_a_multi_process_layout_that_splits_groups_is_refused(env, argv, needle, tmp_path, capsys, monkeypatch):
+    # TRL gives each rank a consecutive slice of the generation batch: a rank must hold whole groups.
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    assert main(["train", "--db", str(tmp_path / "runs.db")]) == EXIT_BAD_INPUT
+    if "--resume" in argv:  # a run to resume, so the refusal is the ranks' and not a missing run
+        monkeypatch.setattr("core.train.trainer.resume_config", lambda db, run: __import__(
+            "core.train.config", fromlist=["TrainConfig"]).TrainConfig())
+    assert main(["train", "--db", str(tmp_path / "runs.db"), *argv]) == EXIT_BAD_INPUT
     lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 1 and f"{env['WORLD_SIZE']} processes" in lines[0], lines
-    assert not (tmp_path / "runs.db").exists()
+    assert len(lines) == 1 and needle in lines[0], lines
+    assert not list(tmp_path.glob("*.db"))
 
 
-def test_one_process_of_a_launcher_is_not_refused(tmp_path, monkeypatch):
-    from core.train.config import TrainConfig, check_one_process
+def test_ranks_write_their_own_database_and_take_an_even_share_of_each_step(monkeypatch):
+    from core.train.config import TrainConfig, check_ranks, process_ranks, rank_database
+    from core.train.trainer import grpo_config, train_job_id
 
-    monkeypatch.setenv("WORLD_SIZE", "1")
-    check_one_process()
-    TrainConfig().validate()
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("RANK", "3")
+    assert process_ranks() == (3, 4)
+    assert rank_database("/data/runs.db", 3).as_posix() == "/data/runs.rank3.db"
+    monkeypatch.delenv("WORLD_SIZE")
+    monkeypatch.delenv("RANK")
+    assert process_ranks() == (0, 1)
+    config = TrainConfig(questions_per_step=4, num_generations=2)
+    check_ranks(config, 4)
+    # GRPOConfig itself would start a process group under WORLD_SIZE=4: built here as one process.
+    args = grpo_config(config, "/tmp/out", "cpu", world=4)
+    assert (args.per_device_train_batch_size, args.gradient_accumulation_steps) == (2, 1)
+    assert train_job_id(config) == train_job_id(TrainConfig(questions_per_step=4, num_generations=2))

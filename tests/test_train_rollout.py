@@ -169,3 +169,74 @@ def test_llm_judge_is_a_model_apart_from_the_policy():
     assert judge.calls == [2] and all(judge is not b for b in backends)
     assert reward_suite(TrainConfig(), lambda: pytest.fail("a deterministic judge loads no model")).judge.name \
         == "contains"
+
+
+def test_ranks_record_global_groups_and_merge_into_one_train_run(tmp_path):
+    """Two ranks of one training, as `accelerate launch --num_processes 2` runs them: each stores
+    its slice of every step in its own database with the step's global group ids; merge joins
+    them into one train run (core.store.merge), its held-out eval keeping its parent."""
+    import json
+
+    import torch
+
+    from core.store import Store
+    from core.store.merge import merge_databases, shard_name
+    from core.train.store import StepRecorder
+
+    world, per_rank = 2, 1  # questions_per_step 2: one question (one group of 2 samples) per rank
+    steps = {0: ([QUESTIONS[0].question] * 2, [QUESTIONS[1].question] * 2),
+             1: ([QUESTIONS[1].question] * 2, [QUESTIONS[0].question] * 2)}
+    paths = []
+    for rank in range(world):
+        rollout, _ = _rollout()
+        rollout.num_generations = 2
+        cache = ScoreCache(RewardSuite(build_judge("contains")))
+        path = tmp_path / f"runs.rank{rank}.db"
+        with Store.open(path) as store:
+            run_id = store.create_run("train", shard_name("grpo", rank, world), "scripted",
+                                      {"shard": [rank, world], "job": "j1"}, n_planned=4)
+            store.add_questions(run_id, QUESTIONS)
+            recorder = StepRecorder(store, run_id, rollout, cache, steps=2)
+            recorder.group_offset, recorder.groups_per_batch = rank * per_rank, world * per_rank
+            for step in (1, 2):
+                rollout(steps[rank][step - 1], trainer=None)
+                recorder.store_batch(step, torch.tensor([0.5, -0.5]))
+                # TRL logs the mean over all ranks: no rank's share can be compared with it.
+                store.add_train_step(run_id, step, {"loss": 0.1 * step, "completions/mean_length": 999.0})
+            if rank == 0:
+                child = store.create_run("eval", "grpo-step2", "scripted", {}, parent_run_id=run_id, train_step=2)
+                store.finish_run(child, "done")
+            store.finish_run(run_id, "done")
+        paths.append(path)
+    from core.lint import lint_store
+
+    with Store.open_readonly(paths[1]) as store:
+        assert [r[0] for r in store.conn.execute("SELECT group_id FROM trajectories ORDER BY id")] == [1, 1, 3, 3]
+        [part] = lint_store(store, 1, tokenizer=None)
+        assert "trainer_count_mismatch" not in {f.kind for f in part.findings}
+        assert "rank's share" in part.skipped["trainer_count_mismatch"]
+    out = tmp_path / "runs.db"
+    merge_databases(out, paths)
+    with Store.open_readonly(out) as store:
+        runs = {r["kind"]: store.run(r["id"]) for r in store.runs()}
+        train = runs["train"]
+        assert (train["name"], train["status"], train["n_planned"], train["n_done"]) == ("grpo", "done", 8, 8)
+        assert json.loads(json.dumps(train["config"]))["shards"] == 2
+        assert runs["eval"]["parent_run_id"] == train["id"]
+        rows = store.conn.execute("SELECT step, group_id, sample, qidx FROM trajectories WHERE run_id=?"
+                                  " ORDER BY step, group_id, sample", (train["id"],)).fetchall()
+        assert rows == [(1, 0, 0, 0), (1, 0, 1, 0), (1, 1, 0, 1), (1, 1, 1, 1),
+                        (2, 2, 0, 1), (2, 2, 1, 1), (2, 3, 0, 0), (2, 3, 1, 0)]
+        assert [s["step"] for s in store.train_steps(train["id"])] == [1, 2]
+        [whole] = lint_store(store, train["id"], tokenizer=None)  # merged: compared, and 999 is wrong
+        assert [f.step for f in whole.findings if f.kind == "trainer_count_mismatch"] == [1, 2]
+    # What `rl-inspect train` does at the end under torchrun: rank 1 names its part, rank 0 merges.
+    import argparse
+
+    from inspector.cli import _merge_ranks
+
+    args = argparse.Namespace(db=tmp_path / "runs.db", json=False)
+    assert _merge_ranks(args, {"run_id": 1}, 1, world, "log") == 0
+    assert _merge_ranks(args, {"run_id": 1}, 0, world, "log", wait_seconds=5) == 0
+    with Store.open_readonly(out) as store:
+        assert [r["kind"] for r in store.runs()].count("train") == 1  # merged again: nothing doubled

@@ -245,8 +245,15 @@ def _step_counts(store: Store, run_id: int, steps: StepTotals, report: LintRepor
     sum(env_mask) over the step's completions, grpo_trainer.py `_generate`) differs from the mean
     number of mask-1 completion tokens of the step's stored trajectories. Steps without the
     metric are not compared; a step with trajectories lacking tokens cannot be and is named in
-    report.skipped."""
+    report.skipped. A rank's part of a multi-process training (configuration `shard`) holds only
+    its share of each step while TRL logs the mean of all ranks: not compared there, only once
+    merged (core.store.merge)."""
     out = []
+    config = store.run(run_id).get("config") or {}
+    if isinstance(config, dict) and config.get("shard") is not None:
+        report.skipped["trainer_count_mismatch"] = ("a rank's share of each step; TRL logs all ranks' mean "
+                                                    "(merge the ranks to compare)")
+        return out
     for step, metrics in store.conn.execute("SELECT step, metrics FROM train_steps WHERE run_id = ? ORDER BY step",
                                             (run_id,)):
         try:

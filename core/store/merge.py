@@ -20,9 +20,10 @@ hosts). `merge_databases` copies their runs into one file:
 - **Shards.** The runs of `rl-inspect eval --shard I/N` (configuration `shard: [I, N]` and `job`)
   are not copied apart: the N shard runs of one job become one run of OUT (configuration without
   `shard`, with `shards: N`; name without the "-shardIofN" ending), whose trajectories are every
-  shard's. What each part was when copied is kept in `run_parts`; a part is replaced (its
-  trajectories, those with qidx % N == I, deleted and copied again) only when the incoming copy
-  is further along, by the rule above. The merged run's counters are recounted from its
+  shard's. The ranks of a multi-process `rl-inspect train` (`shard: [rank, world size]`) are
+  joined the same way into one train run. What each part was when copied, and the ids its
+  trajectories got, are kept in `run_parts`; a part is replaced (its trajectories deleted and
+  copied again) only when the incoming copy is further along, by the rule above. The merged run's counters are recounted from its
   trajectories; it is 'done' when all N parts are merged and done, 'failed' or 'cancelled' when a
   part is, else 'interrupted' with an error naming the missing parts.
 - **Versions.** Inputs of any readable schema version (core.store.schema.MIN_READABLE_VERSION up
@@ -122,7 +123,7 @@ def _merge_one(dest: Store, path: Path, report: MergeReport, summarise: Summaris
                 continue
             shard = _shard_of(run)
             if shard is not None:
-                _merge_part(dest, path, run, status, shard, report, summarise)
+                _merge_part(dest, path, run, status, shard, report, summarise, id_map)
                 continue
             existing = _find(conn, run)
             if existing is not None and not _further_along(run, existing):
@@ -250,7 +251,7 @@ _PART_COLUMNS = ("created_at", "host", "pid", "status", "error", "n_planned", "n
 
 
 def _merge_part(dest: Store, path: Path, run: dict, status: str, shard: tuple[int, int, str],
-                report: MergeReport, summarise: Summarise | None) -> None:
+                report: MergeReport, summarise: Summarise | None, id_map: dict[int, int]) -> None:
     """Copy shard run `run` of input `path` into its job's merged run of OUT (made on first need)."""
     conn = dest.conn
     index, count, job = shard
@@ -260,19 +261,25 @@ def _merge_part(dest: Store, path: Path, run: dict, status: str, shard: tuple[in
                             (merged, index)).fetchone()
         if part is not None and not _further_along(run, {"n_done": part[0], "updated_at": part[1]}):
             report.unchanged.append((str(path), run["id"]))
+            id_map[run["id"]] = merged
             return
     with dest.transaction():
         if merged is None:
             merged = _new_merged_run(conn, run, index, count)
         else:
-            _delete_part(conn, merged, index, count)
-        report.trajectories += _copy_children(conn, run["id"], merged, into_merged=True)
-        conn.execute(f"INSERT INTO main.run_parts (run_id, part, parts, {', '.join(_PART_COLUMNS)}) "
-                     f"VALUES (?, ?, ?, {', '.join('?' for _ in _PART_COLUMNS)})",
-                     (merged, index, count, *[status if c == "status" else run.get(c) for c in _PART_COLUMNS]))
-        _recount(conn, merged, count)
+            _delete_part(conn, merged, index)
+        top = conn.execute("SELECT COALESCE(MAX(id), 0) FROM main.trajectories").fetchone()[0]
+        copied = _copy_children(conn, run["id"], merged, into_merged=True)
+        report.trajectories += copied
+        first, last = (top + 1, top + copied) if copied else (None, None)  # consecutive: _copy_children
+        conn.execute(f"INSERT INTO main.run_parts (run_id, part, parts, {', '.join(_PART_COLUMNS)}, first_id, last_id)"
+                     f" VALUES (?, ?, ?, {', '.join('?' for _ in _PART_COLUMNS)}, ?, ?)",
+                     (merged, index, count, *[status if c == "status" else run.get(c) for c in _PART_COLUMNS],
+                      first, last))
+        _recount(conn, merged, run["kind"], count)
         if summarise is not None:
             conn.execute("UPDATE main.runs SET summary=? WHERE id=?", (json.dumps(summarise(dest, merged)), merged))
+    id_map[run["id"]] = merged  # a train rank's held-out eval runs keep their parent
     report.copied.append((str(path), run["id"], merged))
     report.parts.append((str(path), run["id"], index, merged))
 
@@ -298,19 +305,24 @@ def _new_merged_run(conn: sqlite3.Connection, run: dict, index: int, count: int)
     return int(cur.lastrowid)
 
 
-def _delete_part(conn: sqlite3.Connection, merged: int, index: int, count: int) -> None:
-    """Remove part `index`'s trajectories (qidx % count == index) and what hangs off them, and its
+def _delete_part(conn: sqlite3.Connection, merged: int, index: int) -> None:
+    """Remove part `index`'s trajectories (its run_parts id range) and what hangs off them, and its
     run_parts row, from merged run `merged`."""
-    doomed = "SELECT id FROM main.trajectories WHERE run_id=? AND qidx % ? = ?"
-    for table in ("rewards", "tokens", "messages"):
-        conn.execute(f"DELETE FROM main.{table} WHERE trajectory_id IN ({doomed})", (merged, count, index))
-    conn.execute("DELETE FROM main.trajectories WHERE run_id=? AND qidx % ? = ?", (merged, count, index))
+    row = conn.execute("SELECT first_id, last_id FROM main.run_parts WHERE run_id=? AND part=?",
+                       (merged, index)).fetchone()
+    if row is not None and row[0] is not None:
+        doomed = "SELECT id FROM main.trajectories WHERE run_id=? AND id BETWEEN ? AND ?"
+        args = (merged, row[0], row[1])
+        for table in ("rewards", "tokens", "messages"):
+            conn.execute(f"DELETE FROM main.{table} WHERE trajectory_id IN ({doomed})", args)
+        conn.execute("DELETE FROM main.trajectories WHERE run_id=? AND id BETWEEN ? AND ?", args)
     conn.execute("DELETE FROM main.run_parts WHERE run_id=? AND part=?", (merged, index))
 
 
-def _recount(conn: sqlite3.Connection, merged: int, count: int) -> None:
+def _recount(conn: sqlite3.Connection, merged: int, kind: str, count: int) -> None:
     """Set the merged run's counters from its trajectories (as Store.finish_trajectory counts them:
-    finished trajectories only) and its status, times and error from its parts."""
+    finished trajectories only) and its status, times and error from its parts. Planned: an eval's
+    questions (every shard stores them all); a train run's ranks each plan the same share."""
     parts = [dict(zip(("part", "status", "error", "generation_seconds", "updated_at", "finished_at"), row))
              for row in conn.execute("SELECT part, status, error, generation_seconds, updated_at, finished_at"
                                      " FROM main.run_parts WHERE run_id=? ORDER BY part", (merged,))]
@@ -330,10 +342,12 @@ def _recount(conn: sqlite3.Connection, merged: int, count: int) -> None:
         "UPDATE main.runs SET status=:status, error=:error, finished_at=:finished,"
         " updated_at=(SELECT MAX(updated_at) FROM main.run_parts WHERE run_id=:r),"
         " generation_seconds=(SELECT COALESCE(SUM(generation_seconds), 0) FROM main.run_parts WHERE run_id=:r),"
-        " n_planned=(SELECT COUNT(*) FROM main.questions WHERE run_id=:r),"
+        " n_planned=(CASE WHEN :kind='eval' THEN (SELECT COUNT(*) FROM main.questions WHERE run_id=:r)"
+        "   ELSE (SELECT MAX(n_planned) FROM main.run_parts WHERE run_id=:r) * :count END),"
         " (n_done, n_correct, n_judged, n_with_tool_error, reward_sum, generated_tokens)=("
         "   SELECT COUNT(*), COALESCE(SUM(correct=1), 0), COALESCE(SUM(correct IS NOT NULL), 0),"
         "   COALESCE(SUM(tool_errors>0), 0), COALESCE(SUM(reward), 0), COALESCE(SUM(generated_tokens), 0)"
         "   FROM main.trajectories WHERE run_id=:r AND status='done')"
         " WHERE id=:r",
-        {"status": status, "error": error, "finished": finished or None, "r": merged})
+        {"status": status, "error": error, "finished": finished or None, "r": merged, "kind": kind,
+         "count": count})

@@ -190,10 +190,11 @@ ALTER TABLE trajectories ADD COLUMN token_exact INTEGER;
 """
 
 _V5 = """
--- Shards merged into one run (issue 10). Processes of `rl-inspect eval --shard I/N` each write a run
--- of their own; `rl-inspect merge` combines the shard runs of one job (config.job) into one run of
+-- Shards merged into one run (issue 10). Processes of `rl-inspect eval --shard I/N` (or the ranks of a
+-- multi-process `rl-inspect train`) each write a run of their own; `rl-inspect merge` combines the shard runs of one job (config.job) into one run of
 -- OUT and keeps here what each part was when copied, so merging again replaces a part only when
--- the incoming copy is further along. A part's trajectories are those with qidx % parts = part.
+-- the incoming copy is further along. A part's trajectories are the merged run's ids first_id..last_id
+-- (one part is copied in one piece, so its ids are consecutive; NULL: it had none).
 CREATE TABLE run_parts (
     run_id INTEGER NOT NULL REFERENCES runs(id),
     part INTEGER NOT NULL,              -- the shard index I
@@ -208,6 +209,8 @@ CREATE TABLE run_parts (
     generation_seconds REAL NOT NULL,
     updated_at REAL NOT NULL,
     finished_at REAL,
+    first_id INTEGER,
+    last_id INTEGER,
     PRIMARY KEY (run_id, part)
 ) WITHOUT ROWID;
 """

@@ -186,25 +186,48 @@ class TrainConfig:
                 raise InputError(path, f"no such {label} file or folder")
 
 
-def check_one_process() -> None:
-    """Refuse to train as one of several processes (WORLD_SIZE > 1, as `accelerate launch` and
-    torchrun set it): raises ValueError in one line.
-
-    Why: TRL splits each generation batch across ranks in consecutive slices
-    (grpo_trainer.py, `process_slice`), so a GRPO group can straddle two ranks, and every rank
-    here would create its own run in the database with group ids of its own slice. Until ranks
-    write their own databases with global group ids for `rl-inspect merge`, one process it is;
-    vLLM generation can still use other GPUs (--use-vllm --vllm-mode server)."""
-    raw = os.environ.get("WORLD_SIZE", "1")
+def process_ranks() -> tuple[int, int]:
+    """(rank, world size) of this process: RANK and WORLD_SIZE as `accelerate launch` and torchrun
+    set them; (0, 1) without them. ValueError for values that are not such numbers."""
+    raw_world, raw_rank = os.environ.get("WORLD_SIZE", "1"), os.environ.get("RANK", "0")
     try:
-        world = int(raw)
+        world, rank = int(raw_world), int(raw_rank)
     except ValueError:
-        raise ValueError(f"WORLD_SIZE={raw!r} in the environment is not a number of processes") from None
-    if world > 1:
-        raise ValueError(f"rl-inspect train runs as one process, not {world} processes (WORLD_SIZE={world}, set "
-                         "by accelerate launch / torchrun): each rank would write its own run and see part of "
-                         "each GRPO group; launch it once (vLLM generation may use other GPUs: --use-vllm "
-                         "--vllm-mode server)")
+        raise ValueError(f"WORLD_SIZE={raw_world!r} / RANK={raw_rank!r} in the environment are not process "
+                         "numbers") from None
+    if world < 1 or not 0 <= rank < world:
+        raise ValueError(f"RANK={rank} of WORLD_SIZE={world} in the environment is no process of the job")
+    return rank, world
+
+
+def check_ranks(config: TrainConfig, world: int, resume: bool = False) -> None:
+    """Refuse a multi-process layout that cannot train whole GRPO groups (ValueError, one line).
+
+    TRL hands rank r the r-th consecutive slice of every generation batch (grpo_trainer.py,
+    `process_slice`) and normalises rewards over consecutive blocks of num_generations of the
+    gathered batch, so a rank's share must be whole groups: questions_per_step a multiple of the
+    world size, and the per-device batch (--batch-size, else the rank's whole share) a multiple
+    of num_generations that divides the share. Resuming runs as one process for now."""
+    if world == 1:
+        return
+    if resume:
+        raise ValueError(f"--resume runs as one process, not {world} (WORLD_SIZE={world}): resume each rank's "
+                         "database alone is not supported; start a new run")
+    if config.questions_per_step % world:
+        raise ValueError(f"--questions-per-step {config.questions_per_step} is not a multiple of the {world} "
+                         "processes: each rank trains on whole GRPO groups")
+    share = config.questions_per_step // world * config.num_generations
+    per_device = config.batch_size or share
+    if share % per_device or per_device % config.num_generations:
+        raise ValueError(f"--batch-size {per_device} must divide each rank's {share} samples and be a multiple of "
+                         f"--num-generations {config.num_generations} under {world} processes")
+
+
+def rank_database(db: str | Path, rank: int) -> Path:
+    """Where rank `rank` of a multi-process training writes: `<stem>.rank<rank><suffix>` beside
+    `db` (runs.db -> runs.rank0.db); `rl-inspect merge db runs.rank*.db` joins them into one run."""
+    db = Path(db)
+    return db.with_name(f"{db.stem}.rank{rank}{db.suffix}")
 
 
 def load_train_inputs(config: TrainConfig):
@@ -212,8 +235,8 @@ def load_train_inputs(config: TrainConfig):
     split with fewer questions than one step needs; raises ValueError / InputError, writes nothing."""
     from core.evaluate import load_inputs
 
-    check_one_process()
     config.validate()
+    check_ranks(config, process_ranks()[1])
     inputs = load_inputs(config.eval_config())
     if config.eval_every:
         load_inputs(config.held_out_config())  # an empty test split is refused now, not at step N

@@ -1,5 +1,5 @@
 """Writing training steps into the store: trajectories with step, group, sample and advantage,
-and each step's metrics (store.add_train_step)."""
+and each step's metrics (store.add_train_step); a train run's summary (train_summary)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ from typing import Any, Callable
 
 from core.rollout.agent import Trajectory
 from core.evaluate import _answer
+from core.lint.summary import lint_totals_or_none
 from core.scoring.judges import verdict_correct
+from core.scoring.rewards import reward_failures
 from core.store import Store, TrajectoryOutcome
 from core.train.rewards import ScoreCache
 from core.train.rollout import AgentRollout
@@ -40,6 +42,12 @@ class StepRecorder:
         """The newest batch's (trajectory id, prompt length, sequence length), in rollout order:
         the row index TRL's loss sees (ROW_KEY) indexes this list."""
         self.scored_rows: set[int] = set()
+        self.group_offset = 0
+        """Added to the rollout's local group indices: under several processes, the groups of the
+        ranks before this one in the step (core.train.trainer)."""
+        self.groups_per_batch: int | None = None
+        """Groups a step holds across all ranks (next_group advances by it); None: one process,
+        next_group advances by the groups of this batch."""
 
     def store_batch(self, step: int, advantages: Any) -> None:
         """Write every trajectory of the newest rollout batch as part of `step` (1-based).
@@ -56,9 +64,9 @@ class StepRecorder:
         with self.store.transaction():
             for traj, group, sample, advantage, results in zip(batch.trajectories, batch.group, batch.sample,
                                                                values, scored):
-                tid = self._write(traj, step, self.next_group + group, sample, advantage, results)
+                tid = self._write(traj, step, self.next_group + self.group_offset + group, sample, advantage, results)
                 self.batch_rows.append((tid, traj.tokens.prompt_len, len(traj.tokens.ids)))
-        self.next_group += max(batch.group, default=-1) + 1
+        self.next_group += self.groups_per_batch or max(batch.group, default=-1) + 1
         self.cache.forget(batch.trajectories)
         t = self.timing.setdefault(step, {"rollout_seconds": 0.0, "store_seconds": 0.0})
         t["rollout_seconds"] += batch.seconds
@@ -144,3 +152,28 @@ class StepRecorder:
                                                    time.perf_counter() - recorder.began, recorder.first_step))
 
         return _StepMetrics()
+
+
+def train_summary(store: Store, run_id: int) -> dict[str, Any]:
+    """Steps done, first and last step's reward, mean step time, trajectories stored, and the
+    mask lint's counts (core.lint.summary.lint_totals)."""
+
+    run = store.run(run_id)
+    steps = store.train_steps(run_id)
+    times = [s["step_seconds"] for s in steps if s.get("step_seconds") is not None]
+    return {
+        "run_id": run_id,
+        "name": run["name"],
+        "model": run["model"],
+        "steps": len(steps),
+        "trajectories": run["n_done"],
+        "planned": run["n_planned"],
+        "first_reward": steps[0].get("reward") if steps else None,
+        "last_reward": steps[-1].get("reward") if steps else None,
+        "mean_reward": run["reward_sum"] / run["n_done"] if run["n_done"] else None,
+        "last_loss": steps[-1].get("loss") if steps else None,
+        "mean_step_seconds": sum(times) / len(times) if times else None,
+        "seconds": (run["finished_at"] or time.time()) - run["created_at"],
+        "reward_failures": reward_failures(store.conn, run_id),
+        "lint": lint_totals_or_none(store, run_id),
+    }

@@ -16,6 +16,8 @@ Per step the store gets (core.train.store.StepRecorder):
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import tempfile
 import time
@@ -35,16 +37,16 @@ from core.scoring.judges import build_judge
 from core.scoring.judge_model import judge_complete
 from core.models import load_causal_lm, load_tokenizer, resolve_model
 from core.data.records import Question
-from core.lint.summary import lint_totals_or_none
 from core.retrieval import build_retriever, format_results
-from core.scoring.rewards import RewardSuite, reward_failures
+from core.scoring.rewards import RewardSuite
 from core.store import Store
 from core.store.liveness import check_resumable
+from core.store.merge import shard_name
 from core.rollout.templates import check_template
-from core.train.config import TrainConfig, load_train_inputs
+from core.train.config import TrainConfig, check_ranks, load_train_inputs, process_ranks, rank_database
 from core.train.rewards import ScoreCache, trl_reward_functions
 from core.train.rollout import AgentRollout
-from core.train.store import StepRecorder
+from core.train.store import StepRecorder, train_summary
 
 
 @dataclass
@@ -77,14 +79,16 @@ def question_dataset(questions: list[Question]):
     return Dataset.from_dict({"prompt": [q.question for q in questions]})
 
 
-def grpo_config(config: TrainConfig, output_dir: str, device: str):
+def grpo_config(config: TrainConfig, output_dir: str, device: str, world: int = 1):
     """GRPOConfig for `config`, with the CPU defaults that trip users set (notes: `use_cpu=True`,
     since `no_cuda` raises in transformers 5; `bf16=False`, True by default even on CPU;
     logging every step; checkpoints only with --save-every; no trackers). A --batch-size below
-    questions x generations becomes gradient accumulation, still one rollout per optimizer step."""
+    questions x generations becomes gradient accumulation, still one rollout per optimizer step.
+    Under `world` processes each rank takes questions_per_step / world of the step's questions
+    (core.train.config.check_ranks), so a step trains on questions_per_step questions in all."""
     from trl import GRPOConfig
 
-    total = config.questions_per_step * config.num_generations
+    total = config.questions_per_step * config.num_generations // world
     per_device = config.batch_size or total
     accumulation = total // per_device
     return GRPOConfig(
@@ -149,6 +153,10 @@ def train(config: TrainConfig, db: str | Path, progress: StepProgressFn | None =
     steps stay stored either way (and checkpoints every `save_every` steps, when set).
     """
     inputs = load_train_inputs(config)
+    rank, world = process_ranks()
+    check_ranks(config, world, resume=resume_run is not None)
+    if world > 1:  # each rank writes its own database; `rl-inspect merge` joins them (core.store.merge)
+        base_db, db = db, rank_database(db, rank)
     questions = inputs.questions
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
     # transformers 5 warns at every step that gradient checkpointing is being renamed (notes):
@@ -196,11 +204,19 @@ def train(config: TrainConfig, db: str | Path, progress: StepProgressFn | None =
                                          "corpus_label": inputs.corpus_label, "n_chunks": len(inputs.chunks),
                                          "chat_format": list(chat_format.notes), "trl": _trl_version(),
                                          "reward_names": suite.names}
+            if world > 1:
+                job = train_job_id(config)
+                stored |= {"shard": [rank, world], "job": job}
+                name = shard_name(name, rank, world)
             run_id = store.create_run("train", name, config.model, stored,
-                                      n_planned=config.steps * config.questions_per_step * config.num_generations)
+                                      n_planned=config.steps * config.questions_per_step * config.num_generations
+                                      // world)
             store.add_questions(run_id, questions)
             if config.save_every:
-                config.output_dir = config.output_dir or str(checkpoint_folder(db, run_id))
+                # Every rank must name the same folder (TRL's main process writes the checkpoints).
+                config.output_dir = config.output_dir or str(
+                    checkpoint_folder(db, run_id) if world == 1 else Path(base_db).parent / f"{Path(base_db).stem}"
+                    f"-train-{job}")
                 store.set_config(run_id, stored | {"output_dir": config.output_dir})
         else:
             run_id = resume_run
@@ -211,11 +227,14 @@ def train(config: TrainConfig, db: str | Path, progress: StepProgressFn | None =
             store.claim_run(run_id)  # first: a run another process holds is refused before anything is dropped
             store.drop_train_steps_after(run_id, done)
             name = store.run(run_id)["name"]
-        args = grpo_config(config, config.output_dir or tmp, device)
+        args = grpo_config(config, config.output_dir or tmp, device, world)
         args.reward_weights = weights
         recorder = StepRecorder(store, run_id, rollout, cache, config.steps, progress)
         recorder.next_group = store.next_group_id(run_id)
-        if config.eval_every:
+        if world > 1:  # group ids of the whole step: rank r holds groups r*share .. (r+1)*share - 1
+            recorder.group_offset = rank * (config.questions_per_step // world)
+            recorder.groups_per_batch = config.questions_per_step
+        if config.eval_every and rank == 0:  # held-out evals once, by the main process
             recorder.evaluate = _held_out_evaluator(config, db, store, run_id, tokenizer, stops, device)
             recorder.eval_every = config.eval_every
         trainer = build_trainer(model, tokenizer, args, reward_funcs, question_dataset(questions), rollout, recorder,
@@ -226,6 +245,13 @@ def train(config: TrainConfig, db: str | Path, progress: StepProgressFn | None =
         return store.run_to_end(
             run_id, lambda: trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None),
             train_summary)
+
+
+def train_job_id(config: TrainConfig) -> str:
+    """The job id the ranks of one multi-process training share (merge joins their runs by it):
+    12 hex digits of the SHA-256 of the configuration (JSON, sorted keys), the same in every rank
+    of one command."""
+    return hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 def resume_config(db: str | Path, run_id: int) -> TrainConfig:
@@ -398,31 +424,6 @@ def build_trainer(model, tokenizer, args, reward_funcs, dataset, rollout: AgentR
     # With tqdm off, transformers prints every log dict on stdout: stdout belongs to --json.
     trainer.remove_callback(PrinterCallback)
     return trainer
-
-
-def train_summary(store: Store, run_id: int) -> dict[str, Any]:
-    """Steps done, first and last step's reward, mean step time, trajectories stored, and the
-    mask lint's counts (core.lint.summary.lint_totals)."""
-
-    run = store.run(run_id)
-    steps = store.train_steps(run_id)
-    times = [s["step_seconds"] for s in steps if s.get("step_seconds") is not None]
-    return {
-        "run_id": run_id,
-        "name": run["name"],
-        "model": run["model"],
-        "steps": len(steps),
-        "trajectories": run["n_done"],
-        "planned": run["n_planned"],
-        "first_reward": steps[0].get("reward") if steps else None,
-        "last_reward": steps[-1].get("reward") if steps else None,
-        "mean_reward": run["reward_sum"] / run["n_done"] if run["n_done"] else None,
-        "last_loss": steps[-1].get("loss") if steps else None,
-        "mean_step_seconds": sum(times) / len(times) if times else None,
-        "seconds": (run["finished_at"] or time.time()) - run["created_at"],
-        "reward_failures": reward_failures(store.conn, run_id),
-        "lint": lint_totals_or_none(store, run_id),
-    }
 
 
 def _trl_version() -> str:
