@@ -211,13 +211,17 @@ def test_other_formats_are_not_taken_for_verifiers(tmp_path):
     verl = tmp_path / "1.jsonl"
     verl.write_text(json.dumps({"input": "x", "output": "y", "score": 1.0, "step": 1}) + "\n")
     assert detect_format(verl) == "verl"
-    v1 = tmp_path / "traces.jsonl"  # verifiers 0.4's `eval` / prime-rl's rollouts: named, not misread
-    v1.write_text(json.dumps({"id": "e1", "env": {"id": "x"}, "traces": [], "ok": True}) + "\n")
+    v1 = tmp_path / "traces.jsonl"  # verifiers 0.4's `eval` / prime-rl's rollouts: core.importers.verifiers_traces
+    v1.write_text(json.dumps({"id": "e1", "env": {"id": "x"}, "task": {"type": "T", "data": {"prompt": "q"}},
+                              "traces": [], "ok": False}) + "\n")
+    assert detect_format(v1) == "verifiers"
+    (result,) = import_paths(tmp_path / "x.db", [v1], fmt="verifiers")
+    assert result.runs and any("without traces" in n for n in result.notes)
+    mixed = tmp_path / "results.jsonl"  # an episode after results rows: named, not misread
+    mixed.write_text(json.dumps(_records(RESULTS)[0]) + "\n" + v1.read_text())
     with pytest.raises(InputError, match="v1 episode") as info:
-        detect_format(v1)
-    assert info.value.field == "traces"
-    with pytest.raises(InputError, match="v1 episode"):
-        import_paths(tmp_path / "x.db", [v1], fmt="verifiers")
+        import_paths(tmp_path / "y.db", [mixed], fmt="verifiers")
+    assert (info.value.line, info.value.field) == (2, "traces")
     plain = tmp_path / "p.jsonl"
     plain.write_text(json.dumps({"prompt": "x", "completion": "y"}) + "\n")  # neither id nor reward
     with pytest.raises(InputError, match="cannot tell the format"):

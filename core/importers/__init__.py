@@ -1,7 +1,8 @@
 """`rl-inspect import`: runs other tools wrote, converted into this project's database.
 
 Formats: the documented JSONL that `rl-inspect export` writes (core.importers.jsonl), verl
-rollout dumps (core.importers.verl), verifiers eval results (core.importers.verifiers) and Inspect
+rollout dumps (core.importers.verl), verifiers eval results (core.importers.verifiers; v1 traces.jsonl
+and prime-rl rollouts/ folders: core.importers.verifiers_traces) and Inspect
 eval logs (core.importers.inspect_log, needs the `inspect` extra); `detect_format` picks one. Each
 source is written in one transaction, so a malformed file leaves nothing behind, and re-importing
 a source adds nothing that is already there (each module's docstring says how it knows).
@@ -49,7 +50,7 @@ def import_paths(db: str | Path, paths: Sequence[str | Path], *, fmt: str = "aut
 
     `fmt` "auto" detects each source's format (core.importers.detect); "jsonl", "verl",
     "verifiers" or "inspect" forces it. A folder is one verl run, one verifiers run (its
-    results.jsonl), or under jsonl each of its .jsonl files. Every source is checked
+    results.jsonl or traces.jsonl, or a prime-rl folder's train steps), or under jsonl each of its .jsonl files. Every source is checked
     (exists, format known) before anything is written; then each is written in its own
     transaction (so an Inspect log without inspect_ai installed fails before any source is
     written). InputError / StoreError as the importers raise them; ValueError for an unknown

@@ -3,7 +3,8 @@
 The cache database lives under the cache folder (core.paths.cache_dir, `imports/`). A file's is
 keyed by the sha256 of its bytes, so opening the same log again (under any name) reuses it and a
 changed file gets its own; a verifiers results folder is keyed the same way by its results.jsonl
-(core.importers.verifiers), its one source. Any other folder's is keyed by its absolute path,
+(core.importers.verifiers), its one source, and a verifiers v1 eval folder by its traces.jsonl
+(core.importers.verifiers_traces). Any other folder's (a prime-rl output folder among them) is keyed by its absolute path,
 because a folder grows (verl writes a step file per training step): opening it again imports only
 the new steps into the same database (core.importers.verl). Either way the import is the one `rl-inspect import` does, with its
 idempotence and its one transaction per source.
@@ -40,10 +41,13 @@ def cache_database(path: str | Path) -> Path:
     from core.paths import cache_dir
 
     from core.importers.verifiers import RESULTS, is_results_folder
+    from core.importers.verifiers_traces import TRACES, is_traces_folder, rollouts_folder
 
     path = Path(path)
     if is_results_folder(path):
         key = "file-" + sha256_file(path / RESULTS)[:24]
+    elif is_traces_folder(path) and rollouts_folder(path) is None:
+        key = "file-" + sha256_file(path / TRACES)[:24]
     elif path.is_dir():
         key = "dir-" + hashlib.sha256(str(path.resolve()).encode("utf-8")).hexdigest()[:24]
     else:

@@ -5,8 +5,11 @@ yet are named; `.eval`, and a `.json` that begins like an Inspect log, is an Ins
 core.importers.inspect_log.sniff), then by the keys of the first record: `messages` is the
 documented JSONL (core.importers.jsonl), `input`/`output`/`score` is a verl rollout dump
 (core.importers.verl), `prompt`/`completion` with `example_id` or `reward` a verifiers results file
-(core.importers.verifiers), `version`/`status`/`eval` an Inspect log on one line. A folder holding
-results.jsonl is a verifiers results folder. Other importers add themselves to SNIFFERS.
+(core.importers.verifiers), a `traces` list with a `task` or `env` object a verifiers v1 episode
+(core.importers.verifiers_traces), `version`/`status`/`eval` an Inspect log on one line. A folder
+holding results.jsonl is a verifiers results folder, one holding traces.jsonl a verifiers v1 eval,
+one holding rollouts/step_N/train/*/traces.jsonl (or that rollouts/ itself) a prime-rl run; all
+three are "verifiers". Other importers add themselves to SNIFFERS.
 """
 
 from __future__ import annotations
@@ -15,12 +18,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 from core.data.records import InputError
-from core.importers import inspect_log, jsonl, verifiers, verl
+from core.importers import inspect_log, jsonl, verifiers, verifiers_traces, verl
 from core.importers.common import first_record
 
 SNIFFERS: list[tuple[str, Callable[[dict[str, Any]], bool]]] = [("inspect", inspect_log.looks_like),
                                                                 ("verl", verl.looks_like),
                                                                 ("verifiers", verifiers.looks_like),
+                                                                ("verifiers", verifiers_traces.looks_like),
                                                                 ("jsonl", jsonl.looks_like)]
 """(format, test on the first record), tried in order."""
 
@@ -36,7 +40,8 @@ def detect_format(path: str | Path) -> str:
     if not path.exists():
         raise InputError(str(path), "no such file or folder")
     if path.is_dir():
-        if verifiers.is_results_folder(path):
+        if (verifiers.is_results_folder(path) or verifiers_traces.is_traces_folder(path)
+                or verifiers_traces.rollouts_folder(path) is not None):
             return "verifiers"
         files = verl.step_files(path)
         if not files:
@@ -59,8 +64,6 @@ def detect_format(path: str | Path) -> str:
     for name, test in SNIFFERS:
         if test(record):
             return name
-    if isinstance(record.get("traces"), list) and "prompt" not in record:
-        raise InputError(str(path), verifiers.V1_EPISODE, line=1, field="traces")
     keys = ", ".join(sorted(record)[:8]) or "none"
     raise InputError(str(path), f"cannot tell the format from the first record (keys: {keys}); expected "
                      "`messages` (jsonl), `input`, `output`, `score` (verl) or `prompt`, `completion`, "

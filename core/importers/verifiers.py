@@ -3,7 +3,7 @@
 The writer (read in PrimeIntellect-ai/verifiers at commit a60a606e, `git describe` v0.3.0-62,
 August 2026, where `vf-eval` is verifiers.legacy.scripts.eval; the same code as release 0.3.0's
 verifiers/utils/save_utils.py, which wrote tests/fixtures/verifiers/; release 0.4.0 drops it and
-its `vf-eval` is the v1 CLI writing traces.jsonl, not read here): the
+its `vf-eval` is the v1 CLI writing traces.jsonl, read by core.importers.verifiers_traces): the
 folder `outputs/evals/{env_id}--{model with "/" as "--"}/{8 hex}/` (`get_results_path`,
 verifiers/legacy/utils/path_utils.py) holding
 
@@ -77,11 +77,12 @@ says how many trajectories kept only their last such part. advantage = the recor
 
 prime-rl (read at commit 559b4477, v0.8.1.dev67, August 2026) trains on verifiers v1 traces it holds
 in memory (orchestrator/trajectories.py: branches' token_ids / sampled_mask / logprobs) and writes
-two files of them, neither read here: `rollouts/step_N/{kind}/{subset}/traces.jsonl` (v1 Episode
+two files of them: `rollouts/step_N/{kind}/{subset}/traces.jsonl` (v1 Episode
 records, monitors/file.py) and, with `enable_token_export`, `token_exports/step_N/rank_R.jsonl`
 (trainer micro-batches after packing: token_ids, position_ids, loss_mask, advantages,
 inference/trainer logprobs, entropy; several samples per line and no text, trainer/rl/token_export.py);
-verifiers v1's own `eval` writes the same traces.jsonl shape. Those are other formats.
+verifiers v1's own `eval` writes the same traces.jsonl shape. Those traces.jsonl files (and prime-rl's
+rollouts/ folder) are read by core.importers.verifiers_traces; import_verifiers hands them over.
 
 Not carried over: reasoning_content, tool_defs, token_usage, timing spans, info beyond the reward's
 detail, the error chain, every tool call of a message but the first (counted only), images and
@@ -126,8 +127,8 @@ _CONFIG_KEYS = ("env_id", "name", "env_args", "model", "base_url", "num_examples
                 "shuffle", "shuffle_seed", "sampling_args", "pass_threshold", "version_info", "state_columns")
 _SUMMARY_KEYS = ("avg_reward", "avg_metrics", "avg_error", "pass_at_k", "pass_all_k", "usage", "time")
 _INT32 = (-2 ** 31, 2 ** 31)
-V1_EPISODE = ("a verifiers v1 episode (the traces.jsonl of verifiers >= 0.4 `eval` or prime-rl's rollouts/), "
-              "not a vf-eval results.jsonl row: not read yet")
+V1_EPISODE = ("a verifiers v1 episode (a traces.jsonl line, read by core.importers.verifiers_traces when the "
+              "file begins with one) among vf-eval results.jsonl rows: one file holds one kind")
 
 
 def looks_like(record: dict[str, Any]) -> bool:
@@ -462,12 +463,17 @@ def run_name(path: Path, meta: dict[str, Any]) -> str:
 
 def import_verifiers(store: Store, path: str | Path, *, name: str | None = None) -> SourceResult:
     """Import a verifiers results folder (or its results.jsonl) as one eval run (module docstring),
-    streaming, in one transaction.
+    streaming, in one transaction. A v1 traces.jsonl, a folder holding one, or a prime-rl output
+    folder goes to core.importers.verifiers_traces.import_traces instead.
 
     Returns what was written, or `skipped` when results with the same sha256 were imported before.
     InputError (file, line, field) for a malformed record or metadata.json, or results without
     records; nothing is written then."""
+    from core.importers.verifiers_traces import import_traces, is_traces_source
+
     path = Path(path)
+    if is_traces_source(path):  # verifiers >= 0.4 `eval` / prime-rl output: v1 episodes
+        return import_traces(store, path, name=name)
     results, meta_path = _files(path)
     sha = sha256_file(results)
     result = SourceResult(str(path))
