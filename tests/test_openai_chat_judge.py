@@ -53,6 +53,8 @@ class FakeChatServer:
     headers: list[dict] = field(default_factory=list)
     in_flight: int = 0
     max_in_flight: int = 0
+    reasoning: bool = False
+    """Answer as hosted OpenAI does for a reasoning model: 400 for max_tokens or a temperature but 1."""
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -106,6 +108,8 @@ class FakeChatServer:
         try:
             if canned is not None:
                 return _send(handler, canned.status, canned.body, canned.headers)
+            if self.reasoning and ("max_tokens" in body or body.get("temperature", 1) != 1):
+                return _send(handler, REASONING_REFUSAL.status, REASONING_REFUSAL.body)
             if body.get("model") not in self.models:
                 return _send(handler, 404, {"error": {"message": f"The model `{body.get('model')}` does not exist",
                                                       "code": "model_not_found"}})
@@ -198,6 +202,35 @@ def test_a_503_is_retried_then_the_reply_is_used():
         client = OpenAIChatClient.connect(_options(fake, sleeps, backoff=0.25), HOSTED)
         assert client.complete(["Is it?"], 32) == [ChatReply("Yes", "stop")]
     assert sleeps == [0.25, 2.0] and client.stats.retries == 2 and len(fake.requests) == 3
+
+
+REASONING_REFUSAL = Canned(400, {"error": {
+    "message": "Unsupported parameter: 'max_tokens' is not supported with this model. Use 'max_completion_tokens' "
+               "instead.", "type": "invalid_request_error", "param": "max_tokens", "code": "unsupported_parameter"}})
+"""What hosted OpenAI answers a reasoning model (o1, o3, gpt-5) asked with max_tokens."""
+
+
+def test_a_reasoning_model_that_refuses_max_tokens_is_asked_its_own_way_for_the_session():
+    with FakeChatServer(script=lambda text: "Yes", reasoning=True) as fake:
+        judge = _judge(fake, max_tokens=512)
+        assert [v.correct for v in judge.judge([JudgeItem("q?", "a", "a")] * 3)] == [True] * 3
+        assert fake.requests[0]["max_tokens"] == 512 and fake.requests[0]["temperature"] == 0
+        asked = len(fake.requests)
+        # Settled: every later request of the session goes the reasoning model's way at once.
+        assert [v.correct for v in judge.judge([JudgeItem("q?", "a", "a")] * 2)] == [True] * 2
+    later = fake.requests[asked:]
+    assert len(later) == 2
+    for body in later:
+        assert body["max_completion_tokens"] == 512
+        assert "max_tokens" not in body and "temperature" not in body and "seed" not in body
+
+
+def test_a_refusal_that_the_other_form_does_not_fix_is_reported():
+    bad = Canned(400, {"error": {"message": "messages: too long", "type": "invalid_request_error"}})
+    with FakeChatServer(canned=[bad, bad]) as fake:
+        with pytest.raises(ServerRefused, match="too long"):
+            _judge(fake).judge([JudgeItem("q?", "a", "a")])
+    assert len(fake.requests) == 2
 
 
 def test_a_refused_key_and_a_wrong_model_name_are_one_line_refusals(monkeypatch):

@@ -6,6 +6,13 @@
 user message to `POST {base}/v1/chat/completions` (model, messages, max_tokens, temperature 0,
 n 1, seed when set) and the reply's text comes back with how it ended (core.scoring.judges.Reply).
 
+Reasoning models (hosted o1, o3, gpt-5 and their like) refuse `max_tokens` and any temperature but
+1 with HTTP 400. When a request is refused (400/422) before any has succeeded, it is asked once more
+the way those models take it: `max_completion_tokens` (which also bounds their hidden reasoning),
+no temperature, no seed. The first way that works is kept for the session, with a warning that the
+judge's replies are then sampled at the model's own temperature, not greedy. A refusal the second
+way does not cure is raised as the first one was.
+
 The HTTP side is core.backends.openai_server.ServerClient, as for the completions backend: the
 key from the environment variable --api-key-env names (never from the command line, never
 stored), retries of transient failures with backoff and Retry-After, a timeout per request, the
@@ -14,13 +21,14 @@ stored), retries of transient failures with backoff and Retry-After, a timeout p
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from loguru import logger
 
-from core.backends.openai_server import ServerClient, ServerError, ServerOptions, ServerStats, _preview
+from core.backends.openai_server import ServerClient, ServerError, ServerOptions, ServerRefused, ServerStats, _preview
 
 CHAT_PATH = "/v1/chat/completions"
 """The endpoint under the server's root."""
@@ -51,6 +59,10 @@ class OpenAIChatClient:
 
     http: ServerClient
     seed: int | None = None
+    reasoning_form: bool | None = None
+    """None until a request has succeeded; then whether the server wanted the reasoning models'
+    form (max_completion_tokens, no temperature, no seed), kept for the session."""
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
     def connect(cls, options: ServerOptions, model: str, probe: bool = True,
@@ -94,23 +106,49 @@ class OpenAIChatClient:
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
 
-    def body(self, text: str, max_tokens: int) -> dict[str, Any]:
-        """The request body for one text (JSON-ready)."""
+    def body(self, text: str, max_tokens: int, reasoning: bool = False) -> dict[str, Any]:
+        """The request body for one text (JSON-ready); `reasoning`: the form reasoning models take
+        (max_completion_tokens, no temperature, no seed)."""
         body: dict[str, Any] = {
             "model": self.http.served_model,
             "messages": [{"role": "user", "content": text}],
-            "max_tokens": max_tokens,
-            "temperature": 0,
             "n": 1,
             "stream": False,
         }
+        if reasoning:
+            body["max_completion_tokens"] = max_tokens
+            return body
+        body |= {"max_tokens": max_tokens, "temperature": 0}
         if self.seed is not None:
             body["seed"] = int(self.seed)
         return body
 
     def _ask(self, text: str, max_tokens: int) -> ChatReply:
-        reply = self.http.request("POST", CHAT_PATH, self.body(text, max_tokens))
-        return parse_chat_reply(reply, self.http.options.root() + CHAT_PATH)
+        with self._lock:
+            forms = [self.reasoning_form] if self.reasoning_form is not None else [False, True]
+        first: ServerRefused | None = None
+        for reasoning in forms:
+            try:
+                reply = self.http.request("POST", CHAT_PATH, self.body(text, max_tokens, reasoning))
+            except ServerRefused as exc:
+                if exc.status not in (400, 422) or len(forms) == 1:
+                    raise
+                first = first or exc
+                continue
+            self._settle(reasoning, first)
+            return parse_chat_reply(reply, self.http.options.root() + CHAT_PATH)
+        assert first is not None
+        raise first
+
+    def _settle(self, reasoning: bool, refusal: ServerRefused | None) -> None:
+        with self._lock:
+            if self.reasoning_form is not None:
+                return
+            self.reasoning_form = reasoning
+        if reasoning:
+            logger.warning("the judge model refused max_tokens / temperature 0 ({}); asked as a reasoning model "
+                           "(max_completion_tokens, its own temperature): its verdicts are sampled, not greedy, and "
+                           "its hidden reasoning counts against --judge-max-tokens", refusal)
 
 
 def parse_chat_reply(reply: Any, url: str) -> ChatReply:
