@@ -51,6 +51,20 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def complete_file(path: Path) -> bool:
+    """False when the file's last byte is not "\\n" (verl and prime-rl end every line with one): an
+    empty file or one still being written, left for a later import. InputError when unreadable."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, 2)
+            if f.tell() == 0:
+                return False
+            f.seek(-1, 2)
+            return f.read(1) == b"\n"
+    except OSError as exc:
+        raise InputError(str(path), f"cannot read ({exc.strerror or exc})") from None
+
+
 def read_records(path: Path) -> Iterator[tuple[Line, dict[str, Any]]]:
     """(line, record) for each non-blank line of a JSONL file, streamed.
 

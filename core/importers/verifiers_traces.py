@@ -111,8 +111,8 @@ from pathlib import Path
 from typing import Any
 
 from core.data.records import InputError, Message, Question, RewardResult
-from core.importers.common import (Line, RunWriter, absolute, already_imported, as_float, finish, first_record,
-                                   load_questions, new_run, read_records, sha256_file)
+from core.importers.common import (Line, RunWriter, absolute, already_imported, as_float, complete_file, finish,
+                                   first_record, load_questions, new_run, read_records, sha256_file)
 from core.importers.jsonl import SourceResult, _content
 from core.importers.verifiers import _int_list, _json_safe, _tool_call
 from core.rollout.tokens import TokenSequence
@@ -564,17 +564,6 @@ class _Grouper:
         self.writer.add(item)
 
 
-def _complete(path: Path) -> bool:
-    """False when the file's last byte is not "\\n" (both writers end every line with one)."""
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, 2)
-            if f.tell() == 0:
-                return False
-            f.seek(-1, 2)
-            return f.read(1) == b"\n"
-    except OSError as exc:
-        raise InputError(str(path), f"cannot read ({exc.strerror or exc})") from None
 
 
 def _notes(result: SourceResult, extra_branches: int, no_traces: int) -> None:
@@ -662,7 +651,7 @@ def import_prime_rl(store: Store, path: Path, rollouts: Path, *, name: str | Non
     todo = []
     for step, f in files:
         rel = f.relative_to(rollouts).as_posix()
-        if not _complete(f):
+        if not complete_file(f):
             result.notes.append(f"{rel}: still being written (no final newline), left for the next import")
             continue
         sha = sha256_file(f)

@@ -48,8 +48,8 @@ from pathlib import Path
 from typing import Any
 
 from core.data.records import InputError, Message, Question, RewardResult
-from core.importers.common import (Line, RunWriter, absolute, as_float, finish, get_int, get_str, load_questions,
-                                   new_run, read_records, sha256_file)
+from core.importers.common import (Line, RunWriter, absolute, as_float, complete_file, finish, get_int, get_str,
+                                   load_questions, new_run, read_records, sha256_file)
 from core.importers.jsonl import SourceResult
 from core.store.bulk import FinishedTrajectory
 from core.store.store import Store, TrajectoryOutcome
@@ -77,17 +77,6 @@ def step_files(folder: Path) -> list[Path]:
     return sorted(files, key=key)
 
 
-def _complete(path: Path) -> bool:
-    """False when the file's last byte is not "\\n" (verl ends every file with one): still being written."""
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, 2)
-            if f.tell() == 0:
-                return False
-            f.seek(-1, 2)
-            return f.read(1) == b"\n"
-    except OSError as exc:
-        raise InputError(str(path), f"cannot read ({exc.strerror or exc})") from None
 
 
 def _existing_run(store: Store, source: str) -> tuple[int, dict[str, Any]] | None:
@@ -158,7 +147,7 @@ def import_verl(store: Store, path: str | Path, *, name: str | None = None) -> S
     known: dict[str, str] = dict(existing[1].get("files", {})) if existing else {}
     todo = []
     for f in files:
-        if not _complete(f):
+        if not complete_file(f):
             result.notes.append(f"{f.name}: still being written (no final newline), left for the next import")
             continue
         sha = sha256_file(f)
