@@ -195,3 +195,34 @@ def test_the_merge_command_names_the_shards_it_joined(tmp_path, capsys):
     assert main(["merge", str(tmp_path / "out.db"), *map(str, shards)]) == 0
     err = capsys.readouterr().err
     assert "→1 as shard 0" in err and "→1 as shard 1" in err
+
+
+def test_a_parts_id_range_covers_its_trajectories_when_another_runs_sit_between_them(tmp_path):
+    # A train rank's database holds its held-out eval runs too, their trajectories written between
+    # the rank's own: the part's ids in OUT are then not consecutive, and its range must still hold them.
+    from core.data.records import Question
+    from core.store import TrajectoryOutcome
+
+    src = tmp_path / "rank0.db"
+    done = TrajectoryOutcome(status="done", finish_reason="answered", final_answer="a", turns=1, tool_calls=0,
+                             tool_errors=0, tokens=None, reward=1.0)
+    with Store.open(src) as store:
+        part = store.create_run("train", "t-shard0of1", "m", {"shard": [0, 1], "job": "j"})
+        other = store.create_run("eval", "held-out", "m", {}, parent_run_id=part)
+        questions = [Question(f"q{i}", f"question {i}?", "a") for i in range(2)]
+        store.add_questions(part, questions)
+        store.add_questions(other, questions)
+        for run in (part, other, part):
+            store.finish_trajectory(run, store.start_trajectory(run, 0, questions[0]), done)
+        store.finish_run(other, "done")
+        store.finish_run(part, "done")
+    out = tmp_path / "out.db"
+    merge_databases(out, [src])
+    with Store.open_readonly(out) as store:
+        merged = next(r["id"] for r in store.runs() if r["kind"] == "train")
+        first, last = store.conn.execute("SELECT first_id, last_id FROM run_parts WHERE run_id=?",
+                                         (merged,)).fetchone()
+        held = store.conn.execute("SELECT COUNT(*) FROM trajectories WHERE run_id=? AND id BETWEEN ? AND ?",
+                                  (merged, first, last)).fetchone()[0]
+        assert held == 2
+        assert next(r for r in store.runs() if r["kind"] == "eval")["parent_run_id"] == merged

@@ -271,7 +271,9 @@ def _merge_part(dest: Store, path: Path, run: dict, status: str, shard: tuple[in
         top = conn.execute("SELECT COALESCE(MAX(id), 0) FROM main.trajectories").fetchone()[0]
         copied = _copy_children(conn, run["id"], merged, into_merged=True)
         report.trajectories += copied
-        first, last = (top + 1, top + copied) if copied else (None, None)  # consecutive: _copy_children
+        # The part's ids keep their source's gaps (another run's trajectories may sit between them).
+        first, last = conn.execute("SELECT MIN(id), MAX(id) FROM main.trajectories WHERE run_id=? AND id>?",
+                                   (merged, top)).fetchone()
         conn.execute(f"INSERT INTO main.run_parts (run_id, part, parts, {', '.join(_PART_COLUMNS)}, first_id, last_id)"
                      f" VALUES (?, ?, ?, {', '.join('?' for _ in _PART_COLUMNS)}, ?, ?)",
                      (merged, index, count, *[status if c == "status" else run.get(c) for c in _PART_COLUMNS],

@@ -194,7 +194,8 @@ _V5 = """
 -- multi-process `rl-inspect train`) each write a run of their own; `rl-inspect merge` combines the shard runs of one job (config.job) into one run of
 -- OUT and keeps here what each part was when copied, so merging again replaces a part only when
 -- the incoming copy is further along. A part's trajectories are the merged run's ids first_id..last_id
--- (one part is copied in one piece, so its ids are consecutive; NULL: it had none).
+-- (one part is copied in one piece after every id then in OUT, so no other run's ids fall between;
+-- NULL: it had none).
 CREATE TABLE run_parts (
     run_id INTEGER NOT NULL REFERENCES runs(id),
     part INTEGER NOT NULL,              -- the shard index I
