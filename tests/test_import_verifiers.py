@@ -344,3 +344,27 @@ def test_open_a_results_folder_through_the_cache(tmp_path, monkeypatch):
     results_file.write_text(results_file.read_text() + results_file.read_text().splitlines()[0] + "\n")
     grown, results = cached_import(folder)  # an eval still writing: its own cache, no duplicates
     assert grown != db and results[0].runs[0][2] == len(_records(RESULTS)) + 1
+
+
+def test_a_results_file_that_has_grown_replaces_its_earlier_import(tmp_path):
+    # vf-eval appends to results.jsonl as groups finish: importing the same folder again later must
+    # give one run holding every rollout, not a second run repeating the first ones.
+    import shutil
+
+    folder = tmp_path / "evals" / "run"
+    shutil.copytree(RESULTS, folder)
+    lines = (RESULTS / "results.jsonl").read_text().splitlines(keepends=True)
+    (folder / "results.jsonl").write_text("".join(lines[:2]))
+    db = tmp_path / "g.db"
+    first = import_paths(db, [folder])[0]
+    assert first.runs[0][2] == 2
+    (folder / "results.jsonl").write_text("".join(lines))
+    grown = import_paths(db, [folder])[0]
+    assert grown.runs[0][2] == len(lines) and any("grown" in n for n in grown.notes)
+    with Store.open_readonly(db) as store:
+        assert [r["n_done"] for r in store.runs()] == [len(lines)]
+    # A file rewritten with other content is another eval: kept beside the first, nothing replaced.
+    (folder / "results.jsonl").write_text("".join(lines[1:]))
+    import_paths(db, [folder])
+    with Store.open_readonly(db) as store:
+        assert sorted(r["n_done"] for r in store.runs()) == [len(lines) - 1, len(lines)]

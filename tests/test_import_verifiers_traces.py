@@ -349,3 +349,18 @@ def test_open_through_the_cache(tmp_path, monkeypatch):
     _grow(tmp_path, (2,))
     grown, results = cached_import(out)
     assert grown == tdb and results[0].runs[0][2] == len(_records(PRIME / STEP.format(2)))
+
+
+def test_an_eval_traces_file_that_has_grown_replaces_its_earlier_import(tmp_path):
+    folder = tmp_path / "eval"
+    folder.mkdir()
+    lines = EVAL_FILE.read_text().splitlines(keepends=True)
+    (folder / "traces.jsonl").write_text("".join(lines[:1]))
+    db = tmp_path / "g.db"
+    import_paths(db, [folder])
+    (folder / "traces.jsonl").write_text("".join(lines))
+    grown = import_paths(db, [folder])[0]
+    assert any("grown" in n for n in grown.notes)
+    whole = import_paths(tmp_path / "whole.db", [EVAL_FILE])[0].runs[0][2]
+    with Store.open_readonly(db) as store:
+        assert [r["n_done"] for r in store.runs()] == [grown.runs[0][2]] == [whole]

@@ -175,6 +175,36 @@ def already_imported(store: Store, sha: str) -> str | None:
             f"{'s' if len(existing) > 1 else ''} {', '.join(map(str, existing))}")
 
 
+def grown_from(store: Store, source: str, file: Path) -> tuple[int, int] | None:
+    """(run id, its byte count) of the newest run imported from `source` (config imported_from)
+    whose file `file` has since grown: `file` is longer than the run's `source_bytes` and its first
+    source_bytes bytes hash to the run's `source_sha256`. An append-only writer (vf-eval's
+    results.jsonl, verifiers' v1 traces.jsonl) adds lines as rollouts finish; such a run is replaced
+    by a new import of the whole file, so nothing is doubled and nothing earlier lost. None when
+    there is no such run (runs imported before source_bytes was stored included)."""
+    size = file.stat().st_size
+    for run_id in reversed(imported_runs(store, "imported_from", source)):
+        config = store.run(run_id)["config"]
+        old, sha = config.get("source_bytes"), config.get("source_sha256")
+        if isinstance(old, int) and isinstance(sha, str) and 0 < old < size and prefix_sha256(file, old) == sha:
+            return run_id, old
+    return None
+
+
+def prefix_sha256(path: Path, n: int) -> str:
+    """Hex sha256 of the first `n` bytes of `path`."""
+    digest = hashlib.sha256()
+    left = n
+    with path.open("rb") as f:
+        while left > 0:
+            block = f.read(min(left, 1 << 20))
+            if not block:
+                break
+            digest.update(block)
+            left -= len(block)
+    return digest.hexdigest()
+
+
 def imported_runs(store: Store, key: str, value: str) -> list[int]:
     """Ids of runs whose configuration has `key` equal to `value` (e.g. source_sha256), oldest first."""
     return [r[0] for r in store.conn.execute(

@@ -98,9 +98,11 @@ without records raise InputError naming the file, line and field; nothing is wri
 transaction). A truncated last line is not JSON, so it is such an error.
 
 Re-importing: the run's configuration has {"imported_from": the folder or file, absolute,
-"source_sha256": sha256 of results.jsonl's bytes, "format": "verifiers"}; results whose sha256 is
-already in the database are skipped (core.importers.common.already_imported). An eval still
-running (or resumed) has new bytes, so it imports as a new run.
+"source_sha256": sha256 of results.jsonl's bytes, "source_bytes": their count, "format": "verifiers"};
+results whose sha256 is already in the database are skipped (core.importers.common.already_imported).
+An eval still running (or resumed) appends to results.jsonl: when the file at the same path begins
+with the bytes a run was imported from, that run is replaced by an import of the whole file, in the
+same transaction (core.importers.common.grown_from); a file rewritten otherwise imports as a new run.
 """
 
 from __future__ import annotations
@@ -113,8 +115,8 @@ from pathlib import Path
 from typing import Any
 
 from core.data.records import InputError, Message, Question, RewardResult, ToolCall
-from core.importers.common import (Line, RunWriter, absolute, already_imported, as_float, finish, get_float,
-                                   get_int, new_run, read_records, sha256_file)
+from core.importers.common import (Line, RunWriter, absolute, already_imported, as_float, finish, get_float, get_int,
+                                   grown_from, new_run, prefix_sha256, read_records)
 from core.importers.jsonl import SourceResult, _content
 from core.rollout.tokens import TokenSequence
 from core.store.bulk import FinishedTrajectory
@@ -475,19 +477,26 @@ def import_verifiers(store: Store, path: str | Path, *, name: str | None = None)
     if is_traces_source(path):  # verifiers >= 0.4 `eval` / prime-rl output: v1 episodes
         return import_traces(store, path, name=name)
     results, meta_path = _files(path)
-    sha = sha256_file(results)
+    size = results.stat().st_size  # first: a file still being appended to is hashed as far as recorded
+    sha = prefix_sha256(results, size)
     result = SourceResult(str(path))
     result.skipped = already_imported(store, sha)
     if result.skipped:
         return result
     meta = read_metadata(meta_path)
-    config: dict[str, Any] = {"imported_from": absolute(path), "source_sha256": sha, "format": FORMAT}
+    grown = grown_from(store, absolute(path), results)
+    config: dict[str, Any] = {"imported_from": absolute(path), "source_sha256": sha, "format": FORMAT,
+                              "source_bytes": size}
     config.update({k: _json_safe(meta[k]) for k in _CONFIG_KEYS if meta.get(k) is not None})
     tools = meta.get("tools")
     if isinstance(tools, list):
         config["tools"] = [t.get("name") or (t.get("function") or {}).get("name") for t in tools if isinstance(t, dict)]
     restarted = 0
     with store.transaction():
+        if grown is not None:  # the same results.jsonl, appended to since: replaced whole, not doubled
+            store.delete_run(grown[0])
+            result.notes.append(f"{results.name} has grown since run {grown[0]} was imported from it "
+                                f"({grown[1]:,} -> {config['source_bytes']:,} bytes): that run is replaced")
         title = name or run_name(path, meta)
         writer = RunWriter(store, new_run(store, "eval", title, meta.get("model") or "unknown", config))
         base = store.next_group_id(writer.run_id)

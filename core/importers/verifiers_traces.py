@@ -95,8 +95,9 @@ raise InputError naming the file, line and field (`traces[i].nodes[j].mask`); no
 error; a prime-rl step file without a final newline is still being written and is left for later.
 
 Re-importing: an eval file's run has {"imported_from", "source_sha256": sha256 of traces.jsonl,
-"format": "verifiers"}: the same bytes are skipped (core.importers.common.already_imported), and an
-eval still running (or resumed) imports as a new run. A prime-rl folder's run has {"imported_from":
+"source_bytes", "format": "verifiers"}: the same bytes are skipped (core.importers.common.already_imported),
+and a file at the same path that begins with the bytes a run was imported from (an eval still
+running, or resumed, appends) replaces that run in the same transaction (common.grown_from). A prime-rl folder's run has {"imported_from":
 the folder, "format": "verifiers", "layout": "prime-rl", "files": {path under rollouts/: sha256}}:
 importing it again adds only the step files not yet in "files" (a changed one is not read again).
 """
@@ -112,7 +113,8 @@ from typing import Any
 
 from core.data.records import InputError, Message, Question, RewardResult
 from core.importers.common import (Line, RunWriter, absolute, already_imported, as_float, complete_file, finish,
-                                   first_record, load_questions, new_run, read_records, sha256_file)
+                                   first_record, grown_from, load_questions, new_run, prefix_sha256, read_records,
+                                   sha256_file)
 from core.importers.jsonl import SourceResult, _content
 from core.importers.verifiers import _int_list, _json_safe, _tool_call
 from core.rollout.tokens import TokenSequence
@@ -587,17 +589,24 @@ def import_eval_traces(store: Store, path: Path, *, name: str | None = None) -> 
     """A traces.jsonl (or the folder holding it) as one eval run, in one transaction; `skipped`
     when the same bytes were imported before. InputError (file, line, field); nothing written then."""
     traces = path / TRACES if path.is_dir() else path
-    sha = sha256_file(traces)
+    size = traces.stat().st_size  # first: a file still being appended to is hashed as far as recorded
+    sha = prefix_sha256(traces, size)
     result = SourceResult(str(path))
     result.skipped = already_imported(store, sha)
     if result.skipped:
         return result
-    config: dict[str, Any] = {"imported_from": absolute(path), "source_sha256": sha, "format": FORMAT}
+    grown = grown_from(store, absolute(path), traces)
+    config: dict[str, Any] = {"imported_from": absolute(path), "source_sha256": sha, "format": FORMAT,
+                              "source_bytes": size}
     eval_config = _eval_config(traces.parent)
     if eval_config is not None:
         config["eval_config"] = _json_safe(eval_config)
     extra = no_traces = 0
     with store.transaction():
+        if grown is not None:  # the same traces.jsonl, appended to since: replaced whole, not doubled
+            store.delete_run(grown[0])
+            result.notes.append(f"{traces.name} has grown since run {grown[0]} was imported from it "
+                                f"({grown[1]:,} -> {config['source_bytes']:,} bytes): that run is replaced")
         run_id = new_run(store, "eval", name or "verifiers eval", "unknown", config)
         writer = RunWriter(store, run_id)
         grouper = _Grouper(store, writer)

@@ -135,7 +135,7 @@ def _merge_one(dest: Store, path: Path, report: MergeReport, summarise: Summaris
                 report.trajectories += _copy_children(conn, run["id"], new_id)
                 if existing is not None:  # the new copy is whole: the old one goes, its links move
                     conn.execute("UPDATE main.runs SET parent_run_id=? WHERE parent_run_id=?", (new_id, existing["id"]))
-                    _delete_run(conn, existing["id"])
+                    dest.delete_run(existing["id"])
                     report.replaced += 1
             id_map[run["id"]] = new_id
             report.copied.append((str(path), run["id"], new_id))
@@ -214,15 +214,6 @@ def _copy_children(conn: sqlite3.Connection, src_run: int, new_run: int, *, into
     return int(n)
 
 
-def _delete_run(conn: sqlite3.Connection, run_id: int) -> None:
-    """Remove a run and everything of it from OUT (its messages' full-text entries go by the
-    schema's delete trigger)."""
-    in_run = "trajectory_id IN (SELECT id FROM main.trajectories WHERE run_id=?)"
-    for table in ("rewards", "tokens", "messages"):
-        conn.execute(f"DELETE FROM main.{table} WHERE {in_run}", (run_id,))
-    for table in ("trajectories", "questions", "train_steps", "run_parts"):
-        conn.execute(f"DELETE FROM main.{table} WHERE run_id=?", (run_id,))
-    conn.execute("DELETE FROM main.runs WHERE id=?", (run_id,))
 
 
 def _has_table(conn: sqlite3.Connection, schema: str, table: str) -> bool:

@@ -275,6 +275,21 @@ class Store:
         row = self.conn.execute("SELECT MAX(group_id) FROM trajectories WHERE run_id=?", (run_id,)).fetchone()
         return 0 if row[0] is None else int(row[0]) + 1
 
+    def delete_run(self, run_id: int) -> None:
+        """Remove run `run_id` and everything of it: trajectories with their messages (and their
+        search entries, by the schema's delete trigger), tokens and rewards, its questions, train
+        steps and merged parts. Runs that name it as parent keep their rows, parent set NULL.
+        For an importer replacing what it wrote before (core.importers.common.grown_from) and
+        merge replacing an older copy; one transaction (joining the caller's)."""
+        in_run = "trajectory_id IN (SELECT id FROM trajectories WHERE run_id=?)"
+        with self.transaction():
+            for table in ("rewards", "tokens", "messages"):
+                self.conn.execute(f"DELETE FROM {table} WHERE {in_run}", (run_id,))
+            for table in ("trajectories", "questions", "train_steps", "run_parts"):
+                self.conn.execute(f"DELETE FROM {table} WHERE run_id=?", (run_id,))
+            self.conn.execute("UPDATE runs SET parent_run_id=NULL WHERE parent_run_id=?", (run_id,))
+            self.conn.execute("DELETE FROM runs WHERE id=?", (run_id,))
+
     def drop_train_steps_after(self, run_id: int, step: int) -> int:
         """Delete a train run's steps after `step` (trajectories with their messages, tokens,
         rewards and search entries, and train_steps rows), as resuming from the checkpoint of
