@@ -19,6 +19,10 @@
     rl-inspect merge OUT IN...     combine the databases of several writers into OUT,
                                    idempotently (core.store.merge)
     rl-inspect DB --trajectory ID  open one trajectory straight away
+    rl-inspect LOG [--no-follow]   a log another tool wrote (a file or folder) imported into a
+                                   cache database and opened (core.importers.cache); a folder
+                                   (a training run's step files) is imported again every 5 s
+                                   while the TUI is open
 
 Exit codes: 0 done; 1 the run failed (model, backend or internal error); 2 bad input (options,
 files, database); 130 cancelled with Ctrl-C or SIGTERM (finished trajectories are kept; finish
@@ -251,6 +255,9 @@ def build_parser() -> argparse.ArgumentParser:
     view.add_argument("--run", type=int, help="open this run straight away")
     view.add_argument("--trajectory", type=int, metavar="ID", help="open this trajectory straight away (on top "
                       "of its run's list): the id `rl-inspect lint`, `compare --json` and exports name")
+    view.add_argument("--no-follow", action="store_true", help="a log folder (a training run's step files) is "
+                      "imported again every 5 s while the viewer is open, so a running job can be followed; "
+                      "this imports it once")
     return parser
 
 
@@ -635,7 +642,10 @@ def _readable(db: str, run_id: int | None, trajectory_id: int | None = None) -> 
             raise StoreError(f"{db}: the database cannot be read ({exc})") from None
 
 
-def _run_view(db: str, run_id: int | None = None, trajectory_id: int | None = None, title: str | None = None) -> int:
+def _run_view(db: str, run_id: int | None = None, trajectory_id: int | None = None, title: str | None = None,
+              follow: Path | None = None) -> int:
+    """Open `db` in the TUI; `follow`: the log folder it was imported from, re-imported while the
+    viewer is open (inspector.tui.app.create_app)."""
     import asyncio
 
     from core.logs import current_log, log_to_file
@@ -655,7 +665,7 @@ def _run_view(db: str, run_id: int | None = None, trajectory_id: int | None = No
 
     app = tui.create_app(db, missing_ok=True) if missing else tui.create_app(db, open_run=run_id,
                                                                               open_trajectory=trajectory_id,
-                                                                              title=title)
+                                                                              title=title, follow=follow)
     log = current_log() or log_to_file("view")
 
     def cancel(signum, frame) -> None:
@@ -923,9 +933,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "train":
             return _run_train(args)
         if args.command == "view":
+            from core.importers.cache import follows
+
             target = _view_target(args.db)
             title = None if target == args.db else f"{Path(args.db).name} (imported)"
-            return _run_view(target, args.run, args.trajectory, title)
+            # A folder keyed by its path grows (a training run writing step files): keep importing it.
+            follow = Path(args.db) if target != args.db and not args.no_follow and follows(args.db) else None
+            return _run_view(target, args.run, args.trajectory, title, follow)
         if args.command == "compare":
             return _run_compare(args.db, args.run_a, args.run_b, args.json, args.rows)
         if args.command == "export":

@@ -83,7 +83,7 @@ def test_cli_opens_an_imported_log_in_the_viewer(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("RL_INSPECT_CACHE", str(tmp_path / "cache"))
     log = _jsonl(tmp_path / "run.jsonl")
     opened = []
-    monkeypatch.setattr(cli, "_run_view", lambda db, run=None, trajectory=None, title=None:
+    monkeypatch.setattr(cli, "_run_view", lambda db, run=None, trajectory=None, title=None, follow=None:
                         opened.append((db, run, title)) or 0)
     assert cli.main([str(log)]) == 0
     [(db, run, title)] = opened

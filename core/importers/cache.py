@@ -8,12 +8,20 @@ changed file gets its own; a verifiers results folder is keyed the same way by i
 because a folder grows (verl writes a step file per training step): opening it again imports only
 the new steps into the same database (core.importers.verl). Either way the import is the one `rl-inspect import` does, with its
 idempotence and its one transaction per source.
+
+Following: a folder keyed by its path (`follows`) is re-imported while the TUI is open
+(FolderFollower, polled from a TUI worker), so a training run still writing step files can be
+watched; the TUI's own poll of the database shows the new rows.
 """
 
 from __future__ import annotations
 
 import hashlib
+import sqlite3
+import threading
 from pathlib import Path
+
+from loguru import logger
 
 from core.importers.common import sha256_file
 from core.importers.jsonl import SourceResult
@@ -35,23 +43,44 @@ def is_database(path: str | Path) -> bool:
         return False
 
 
+def _key_file(path: Path) -> Path | None:
+    """The file whose bytes key `path`'s cache database (the file itself, or a verifiers results or
+    eval folder's one file), or None for a folder keyed by its path."""
+    from core.importers.verifiers import RESULTS, is_results_folder
+    from core.importers.verifiers_traces import TRACES, is_traces_folder, rollouts_folder
+
+    if is_results_folder(path):
+        return path / RESULTS
+    if is_traces_folder(path) and rollouts_folder(path) is None:
+        return path / TRACES
+    if path.is_dir():
+        return None
+    return path
+
+
+def follows(path: str | Path) -> bool:
+    """True when `path` is a folder whose cache database is keyed by its path (a verl rollout
+    folder, a prime-rl output folder, a folder of JSONL files): it may grow, and FolderFollower
+    follows it. False for a file, a missing path and a folder keyed by its one file's content (a
+    verifiers results or eval folder). Never raises."""
+    path = Path(path)
+    try:
+        return path.is_dir() and _key_file(path) is None
+    except OSError:
+        return False
+
+
 def cache_database(path: str | Path) -> Path:
     """The cache database for a log file or folder (see the module docstring); not created here.
     InputError when a file cannot be read."""
     from core.paths import cache_dir
 
-    from core.importers.verifiers import RESULTS, is_results_folder
-    from core.importers.verifiers_traces import TRACES, is_traces_folder, rollouts_folder
-
     path = Path(path)
-    if is_results_folder(path):
-        key = "file-" + sha256_file(path / RESULTS)[:24]
-    elif is_traces_folder(path) and rollouts_folder(path) is None:
-        key = "file-" + sha256_file(path / TRACES)[:24]
-    elif path.is_dir():
+    key_file = _key_file(path)
+    if key_file is None:
         key = "dir-" + hashlib.sha256(str(path.resolve()).encode("utf-8")).hexdigest()[:24]
     else:
-        key = "file-" + sha256_file(path)[:24]
+        key = "file-" + sha256_file(key_file)[:24]
     folder = cache_dir() / "imports"
     folder.mkdir(parents=True, exist_ok=True)
     return folder / f"{key}.db"
@@ -69,3 +98,113 @@ def cached_import(path: str | Path, fmt: str = "auto") -> tuple[Path, list[Sourc
     kind = detect_format(path) if fmt == "auto" else fmt  # refuses before a cache file is made
     db = cache_database(path)
     return db, import_paths(db, [path], fmt=kind)
+
+
+class FolderFollower:
+    """Re-imports a growing log folder into its cache database, each `poll()` adding the step files
+    that are new since the last import (the importers' own incremental import: core.importers.verl,
+    core.importers.verifiers_traces), so a training run still writing can be followed.
+
+    Safe while the TUI reads the same database: each source is written in one transaction and the
+    database is in WAL mode, so a reader goes on reading the last committed state meanwhile. A
+    step file still being written (no final newline) is left by the importer for a later poll.
+    `poll()` never raises for what a folder or database can do wrong: a malformed step file's
+    InputError, a lock that outlived the busy timeout or a vanished folder is kept as `error` (one
+    line naming the file, line and field) and the next poll tries again. While a malformed file
+    is there nothing newer is imported either (an import is all or nothing); it is read again
+    once the folder's files change.
+
+    Between polls only the files' names, sizes and modification times are compared: an unchanged
+    folder is not imported again (an import hashes every step file).
+    """
+
+    def __init__(self, path: str | Path, db: str | Path | None = None, fmt: str = "auto"):
+        """`path`: a folder that `follows` (ValueError otherwise: a file's content is fixed);
+        `db`: its database (default: its cache database, cache_database); `fmt`: as
+        import_paths takes it ("auto" is detected at the first poll and kept)."""
+        from core.importers import FORMATS
+
+        path = Path(path)
+        if not follows(path):
+            raise ValueError(f"{path}: not a folder that grows (a file, or a folder keyed by its one file's "
+                             "content): nothing to follow")
+        if fmt not in FORMATS:
+            raise ValueError(f"unknown import format {fmt!r} (one of: {', '.join(FORMATS)})")
+        self.path = path
+        self.db = Path(db) if db is not None else cache_database(path)
+        self.error: str | None = None
+        """Why the last poll imported nothing (a malformed or unreadable file, a locked database),
+        one line; None after a poll that worked (whether or not it found new steps)."""
+        self.added = 0
+        """Trajectories added by this follower's polls, all together."""
+        self.last_added = 0
+        """Trajectories added by the last import that added any."""
+        self.step: int | None = None
+        """The highest training step in the followed run after the last import that added
+        trajectories (None before one, or for runs without steps)."""
+        self.results: list = []
+        """The SourceResults of the last import that ran."""
+        self._kind: str | None = None if fmt == "auto" else fmt
+        self._seen: tuple | None = None
+        """The folder's listing (_listing) when it was last imported, or failed on its data."""
+        self._lock = threading.Lock()
+
+    def poll(self) -> int:
+        """Import what is new in the folder; the number of trajectories added (0 when nothing is
+        new, or on an error, kept in `error`). Blocks while another thread's poll runs; the time
+        it takes is the import's (hashing each step file, parsing the new ones)."""
+        with self._lock:
+            return self._poll()
+
+    def _poll(self) -> int:
+        import core.importers
+        from core.data.records import InputError
+        from core.importers.detect import detect_format
+        from core.store import StoreError
+
+        listing = self._listing()
+        if listing is not None and listing == self._seen:
+            return 0
+        try:
+            kind = self._kind or detect_format(self.path)
+            results = core.importers.import_paths(self.db, [self.path], fmt=kind)
+        except InputError as exc:  # malformed data: read again only when the files change
+            self.error, self._seen = str(exc), listing
+            logger.warning("following {}: {}", self.path, exc)
+            return 0
+        except (StoreError, sqlite3.Error, OSError) as exc:  # locked, or passing: retried next poll
+            self.error, self._seen = f"{self.db}: {exc.__class__.__name__}: {exc}", None
+            logger.warning("following {}: {}", self.path, self.error)
+            return 0
+        self._kind, self._seen, self.error, self.results = kind, listing, None, results
+        added = sum(n for result in results for _, _, n in result.runs)
+        if added:
+            self.added += added
+            self.last_added = added
+            self.step = self._last_step([run_id for result in results for run_id, _, n in result.runs if n])
+            logger.info("following {}: {} trajectories added (step {})", self.path, added, self.step)
+        return added
+
+    def _listing(self) -> tuple | None:
+        """(file, size, modification time in ns) of each file the importer reads, or None when
+        the folder cannot be listed (the import then runs, and names what is wrong)."""
+        from core.importers import verifiers_traces, verl
+
+        try:
+            rollouts = verifiers_traces.rollouts_folder(self.path)
+            files = ([f for _, f in verifiers_traces.step_files(rollouts)[0]] if rollouts is not None
+                     else verl.step_files(self.path))
+            return tuple((str(f), st.st_size, st.st_mtime_ns) for f in files for st in (f.stat(),))
+        except OSError:
+            return None
+
+    def _last_step(self, run_ids: list[int]) -> int | None:
+        from core.store import Store, StoreError
+
+        try:
+            with Store.open_readonly(self.db) as store:
+                row = store.conn.execute(f"SELECT MAX(step) FROM trajectories WHERE run_id IN "
+                                         f"({','.join('?' * len(run_ids))})", run_ids).fetchone()
+        except (StoreError, sqlite3.Error):
+            return self.step
+        return row[0] if row and row[0] is not None else self.step

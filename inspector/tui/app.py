@@ -13,13 +13,21 @@ A file that does not exist yet: the app starts with no store (`store` is None) o
 screen that says so; nothing is created by looking. The same poll watches for the file (an eval
 launched with `e` creates it) and, once it holds an rl-inspect schema, opens it read-only and
 goes on as above.
+
+Following a log folder (`rl-inspect FOLDER`, create_app(..., follow=FOLDER)): every
+`follow_seconds` a thread worker re-imports the folder into the database
+(core.importers.cache.FolderFollower; a new import starts only after the last one finished), and
+the poll above shows the new rows. The header's subtitle says what the last import added, or why
+it failed (also a notification, once per error); this is the only time the app's process writes
+to its database, through the importer's own connection.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 from loguru import logger
 from textual import work
@@ -36,6 +44,9 @@ from inspector.tui.screens.help import HelpScreen
 from inspector.tui.screens.runs import RunsScreen
 from inspector.tui.tokenizers import TokenizerCache
 
+if TYPE_CHECKING:
+    from core.importers.cache import FolderFollower
+
 
 class RLInspectApp(App):
     """Browse the runs of one database."""
@@ -49,7 +60,8 @@ class RLInspectApp(App):
     ]
 
     def __init__(self, store: Store | None, *, refresh_seconds: float = 1.0, open_run: int | None = None,
-                 db_path: str | Path | None = None, open_trajectory: int | None = None):
+                 db_path: str | Path | None = None, open_trajectory: int | None = None,
+                 follower: FolderFollower | None = None, follow_seconds: float = 5.0):
         super().__init__()
         self.store = store
         """The read-only store every screen queries; None while `db_path` does not exist yet
@@ -78,6 +90,16 @@ class RLInspectApp(App):
         self.store_guard = ConnectionGuard(self._close_store)
         """Every worker's read holds it; the connection closes only when none is in flight."""
         self.sub_title = one_line(self.db_path.name)
+        self.follower = follower
+        """Re-imports the log folder this database was imported from (None: nothing followed)."""
+        self.follow_seconds = follow_seconds
+        """How often, in seconds, a follow import starts; a tick while the last one still runs
+        is skipped (0 turns following off)."""
+        self._follow_worker = None
+        self._follow_title = ""
+        """The subtitle before following added its line (the log's name)."""
+        self._follow_error: str | None = None
+        """The follow error last notified, so that one error is notified once."""
 
     def _close_store(self) -> None:
         if self.store is not None:
@@ -105,6 +127,50 @@ class RLInspectApp(App):
                 self.push_screen(run_screen(self.open_run, row[0] if row else None))
         if self.refresh_seconds:
             self.set_interval(self.refresh_seconds, self.poll_database)
+        if self.follower is not None and self.follow_seconds:
+            self._follow_title = self.sub_title
+            self.sub_title = self.follow_line()
+            self.set_interval(self.follow_seconds, self._follow_tick)
+
+    def _follow_tick(self) -> None:
+        """Start a follow import unless the last one is still running (an import of a large
+        folder may take longer than `follow_seconds`)."""
+        if self._follow_worker is None or self._follow_worker.is_finished:
+            self._follow_worker = self.follow_folder()
+
+    @work(thread=True, group="follow", exit_on_error=False)
+    def follow_folder(self) -> None:
+        """(A thread worker.) Import what is new in the followed folder, then show the outcome.
+        Never ends the app: an error is shown and the next tick tries again."""
+        try:
+            added, error = self.follower.poll(), self.follower.error
+        except Exception as exc:  # our bug: logged with its traceback, shown, and following goes on
+            logger.opt(exception=exc).error("following {} failed", self.follower.path)
+            added, error = 0, f"{exc.__class__.__name__}: {exc}"
+        self.call_from_thread(self._show_follow, added, error)
+
+    def follow_line(self, error: str | None = None) -> str:
+        """The subtitle while following: 'FOLDER (imported) · following: +N trajectories (step S)',
+        or the import's error instead of the count; plain text (the header never reads it as
+        markup), one line."""
+        follower = self.follower
+        line = "following"
+        if error:  # a file of the folder named from the folder: the header has one line
+            line += f": {clip(error.replace(str(follower.path) + os.sep, ''), 200)}"
+        elif follower.last_added:
+            n = follower.last_added
+            line += f": +{n:,} {'trajectory' if n == 1 else 'trajectories'}"
+            line += f" (step {follower.step})" if follower.step is not None else ""
+        return f"{self._follow_title} · {line}"
+
+    def _show_follow(self, added: int, error: str | None) -> None:
+        self.sub_title = self.follow_line(error)
+        if error and error != self._follow_error:
+            self.notify(error, title=f"following {clip(self.follower.path.name, 40)}: import failed",
+                        severity="error", markup=False, timeout=8)
+        self._follow_error = error
+        if added and self.refresh_seconds:
+            self.poll_database()  # show the new rows now, not at the next tick
 
     @work(thread=True, exclusive=True, group="poll", exit_on_error=False)
     def poll_database(self) -> None:
@@ -194,7 +260,8 @@ def _runner(node, action: str):
 
 def create_app(db_path: str | Path, *, refresh_seconds: float = 1.0, open_run: int | None = None,
                missing_ok: bool = False, open_trajectory: int | None = None,
-               title: str | None = None) -> RLInspectApp:
+               title: str | None = None, follow: str | Path | None = None,
+               follow_seconds: float = 5.0) -> RLInspectApp:
     """Open `db_path` read-only and build the app.
 
     `missing_ok`: a path that does not exist (in a folder that does) gives an app with no store,
@@ -207,6 +274,9 @@ def create_app(db_path: str | Path, *, refresh_seconds: float = 1.0, open_run: i
     `open_trajectory`: open that trajectory on top of its run's list (its run is `open_run`);
     StoreError when there is no such trajectory, or it is not of `open_run` when that is given.
     `title`: what the header names instead of the file (the log a cache database was imported from).
+    `follow`: the log folder `db_path` was imported from, re-imported every `follow_seconds`
+    seconds while the app is open (module docstring); ValueError when it is not a folder that
+    grows (core.importers.cache.follows).
     """
     path = Path(db_path)
     if missing_ok and open_run is None and open_trajectory is None and not path.exists() and path.parent.is_dir():
@@ -228,7 +298,17 @@ def create_app(db_path: str | Path, *, refresh_seconds: float = 1.0, open_run: i
         store.close()
         raise
     store.conn.execute(f"PRAGMA busy_timeout={VIEWER_BUSY_MS}")
-    app = RLInspectApp(store, refresh_seconds=refresh_seconds, open_run=open_run, open_trajectory=open_trajectory)
+    try:
+        from core.importers.cache import FolderFollower
+
+        follower = None if follow is None else FolderFollower(follow, path)
+    except ValueError:
+        store.close()
+        raise
+    app = RLInspectApp(store, refresh_seconds=refresh_seconds, open_run=open_run, open_trajectory=open_trajectory,
+                       follower=follower, follow_seconds=follow_seconds)
+    if title is None and follower is not None:  # name the folder, not its cache file
+        title = f"{follower.path.resolve().name or follower.path} (imported)"
     if title is not None:
         app.sub_title = one_line(title)
     return app
