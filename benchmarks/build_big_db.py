@@ -6,7 +6,11 @@ small but shaped like real ones: system and user prompt, a search call, its resu
 chunk or another one), an answer; about 10% stop on a malformed call, a few run out of turns or
 tokens, a few were interrupted; four rewards each, and ~200 tokens with mask and logprobs.
 
-    .venv/bin/python benchmarks/build_big_db.py [PATH] [--n 1000000] [--force] [--real-ids]
+    .venv/bin/python benchmarks/build_big_db.py [PATH] [--n 1000000] [--train 2000] [--group 8]
+        [--groups-per-step 10] [--force] [--real-ids]
+
+(--n N --train 0: one eval run of N trajectories, the native side of benchmarks/import_speed.py
+--open; --n N/8 --train N --groups-per-step 125: a train run of N, 1,000 trajectories a step.)
 
 An existing database with the right counts is kept unless --force.
 """
@@ -146,7 +150,8 @@ def _existing_counts(path: Path) -> dict[str, int]:
         return {}
 
 
-def build(path: Path, n: int, n_train: int, group: int, seed: int, real_ids: bool = False) -> None:
+def build(path: Path, n: int, n_train: int, group: int, seed: int, real_ids: bool = False,
+          groups_per_step: int = 10) -> None:
     began = time.perf_counter()
     chunks, questions = generate_demo(n, seed=seed)
     print(f"demo corpus of {n:,} chunks and questions: {time.perf_counter() - began:.1f} s")
@@ -176,7 +181,7 @@ def build(path: Path, n: int, n_train: int, group: int, seed: int, real_ids: boo
                 print(f"  {done:>9,} trajectories, {done / (time.perf_counter() - written):,.0f}/s", flush=True)
         eval_seconds = time.perf_counter() - written
         store.finish_run(run, "done")
-        _build_train(store, maker, questions, n_train, group, model)
+        _build_train(store, maker, questions, n_train, group, model, groups_per_step)
         store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     size = path.stat().st_size
     print(f"{n:,} eval trajectories in {eval_seconds:.0f} s ({n / eval_seconds:,.0f} rows/s); "
@@ -184,9 +189,9 @@ def build(path: Path, n: int, n_train: int, group: int, seed: int, real_ids: boo
 
 
 def _build_train(store: Store, maker: TrajectoryMaker, questions: list[Question], n: int, group: int,
-                 model: str = MODEL) -> None:
-    """GRPO steps of `per_step` groups of `group` samples; advantages normalised within a group."""
-    per_step = 10
+                 model: str = MODEL, per_step: int = 10) -> None:
+    """GRPO steps of `per_step` groups of `group` samples; advantages normalised within a group.
+    Written a step at a time once BATCH trajectories are waiting (the default 2,000: one write)."""
     run = store.create_run("train", TRAIN_NAME, model, {"model": model, "num_generations": group}, n)
     store.add_questions(run, questions[: n // group])
     items = []
@@ -200,6 +205,9 @@ def _build_train(store: Store, maker: TrajectoryMaker, questions: list[Question]
             items.append(FinishedTrajectory(g, questions[g], msgs, outcome, sample=k, step=step, group_id=g))
         if g % per_step == per_step - 1:
             store.add_train_step(run, step, {"loss": 0.1 / (step + 1), "reward_mean": float(rewards.mean())})
+            if len(items) >= BATCH:
+                store.bulk_write(run, items)
+                items = []
     store.bulk_write(run, items)
     store.finish_run(run, "done")
 
@@ -210,6 +218,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=1_000_000, help="eval trajectories (one per demo question)")
     parser.add_argument("--train", type=int, default=2000, help="train trajectories")
     parser.add_argument("--group", type=int, default=8, help="samples per GRPO group")
+    parser.add_argument("--groups-per-step", type=int, default=10, help="GRPO groups per train step")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--force", action="store_true", help="rebuild even if the database looks right")
     parser.add_argument("--real-ids", action="store_true", help="the model's turns hold their text's real ids "
@@ -221,7 +230,9 @@ def main() -> None:
         return
     for suffix in ("", "-wal", "-shm"):
         Path(f"{args.path}{suffix}").unlink(missing_ok=True)
-    build(args.path, args.n, args.train, args.group, args.seed, args.real_ids)
+    if args.train // args.group > args.n:
+        parser.error("--train / --group must be at most --n (each group is one of the n demo questions)")
+    build(args.path, args.n, args.train, args.group, args.seed, args.real_ids, args.groups_per_step)
 
 
 if __name__ == "__main__":
