@@ -118,12 +118,31 @@ def write_inspect(path: Path, n: int) -> None:
                 output=ModelOutput.from_content("mockllm/model", "On the island."),
                 scores={"match": Score(value="C", answer="On the island.")})
 
-    log = EvalLog(status="success",
-                  eval=EvalSpec(created="2026-11-30T00:00:00+00:00", task="bench",
-                                dataset=EvalDataset(samples=n, sample_ids=list(range(n))),  # as `inspect eval` writes
-                                model="mockllm/model", config=EvalConfig()),
-                  samples=list(samples()))
-    write_eval_log(log, str(path))
+    spec = EvalSpec(created="2026-11-30T00:00:00+00:00", task="bench",
+                    dataset=EvalDataset(samples=n, sample_ids=list(range(n))),  # as `inspect eval` writes
+                    model="mockllm/model", config=EvalConfig())
+    if n <= 10_000:  # inspect_ai's write_eval_log: the whole log built in memory, then written
+        write_eval_log(EvalLog(status="success", eval=spec, samples=list(samples())), str(path))
+        return
+    # Larger: write_eval_log did not finish 100,000 samples in 33 minutes here (superlinear), so the
+    # samples go one at a time through inspect_ai's own EvalRecorder, the writer `inspect eval`
+    # uses while a task runs (log_init, log_start, log_sample..., log_finish): the same .eval layout.
+    import asyncio
+
+    from inspect_ai.log import EvalPlan, EvalStats
+    from inspect_ai.log._recorders.eval import EvalRecorder
+
+    async def record() -> None:
+        recorder = EvalRecorder(str(path.parent))
+        await recorder.log_init(spec, str(path), clean=True)
+        await recorder.log_start(spec, EvalPlan())
+        for i, sample in enumerate(samples(), 1):
+            await recorder.log_sample(spec, sample)
+            if i % 1000 == 0:
+                await recorder.flush(spec)
+        await recorder.log_finish(spec, "success", EvalStats(), None, None)
+
+    asyncio.run(record())
 
 
 VERIFIERS_FIXTURE = ROOT / "tests/fixtures/verifiers/results"
