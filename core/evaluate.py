@@ -8,8 +8,6 @@ written, and new questions take their places, so one long chat does not hold up 
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from dataclasses import dataclass, replace
 from functools import partial
@@ -37,7 +35,7 @@ from core.scoring.rewards import (RewardInput, RewardSuite, final_answer, load_u
                                   reward_failures)
 from core.store import Store, TrajectoryOutcome
 from core.store.liveness import check_resumable
-from core.store.merge import shard_name
+from core.store.merge import job_digest, shard_name
 from core.store.writer import StoreWriter
 from core.rollout.templates import check_template, load_chat_template
 
@@ -144,8 +142,7 @@ def job_id(config: EvalConfig) -> str:
     without `shard` and `job` (JSON, sorted keys). The N processes of one command get the same id;
     running the same command again later gets it too, and merge then takes each shard's further
     copy (core.store.merge): pass --job to keep two such evaluations apart."""
-    data = {k: v for k, v in config.to_dict().items() if k not in ("shard", "job")}
-    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return job_digest(config.to_dict())
 
 
 def shard_questions(indexed: list[tuple[int, Question]], shard: list[int] | None) -> list[tuple[int, Question]]:

@@ -567,7 +567,7 @@ def _merge_ranks(args: argparse.Namespace, summary: dict, rank: int, world: int,
     from core.lint.summary import lint_line
     from core.store import Store
     from core.store.liveness import effective_status
-    from core.store.merge import merge_databases
+    from core.store.merge import merge_databases, merged_run
     from core.train.config import rank_database
 
     own = rank_database(args.db, rank)
@@ -600,9 +600,7 @@ def _merge_ranks(args: argparse.Namespace, summary: dict, rank: int, world: int,
     with Store.open_readonly(paths[0]) as store:
         job = store.run(summary["run_id"])["config"].get("job")
     with Store.open_readonly(args.db) as store:
-        row = store.conn.execute("SELECT id FROM runs WHERE kind='train' AND json_extract(config, '$.job')=?"
-                                 " AND json_extract(config, '$.shard') IS NULL", (job,)).fetchone()
-    merged = None if row is None else int(row[0])
+        merged = merged_run(store, "train", job)
     if merged is None:
         print(f"rl-inspect: nothing merged into {one_line(str(args.db))}; run {command}", file=sys.stderr)
         return EXIT_FAILED

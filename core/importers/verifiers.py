@@ -339,6 +339,16 @@ def parse_trajectory_tokens(value: Any, line: Line) -> tuple[TokenSequence | Non
 
 
 # ------------------------------------------------------------------------------------ records
+def unique_name(name: str, names: set[str]) -> str:
+    """`name`, or "name#2", "name#3"... when taken; added to `names` (a metric named like a reward)."""
+    unique, k = name, 1
+    while unique in names:
+        k += 1
+        unique = f"{name}#{k}"
+    names.add(unique)
+    return unique
+
+
 def _gold(value: Any) -> str:
     if value is None:
         return ""
@@ -419,12 +429,7 @@ def parse_record(rec: dict[str, Any], line: Line, meta: dict[str, Any]) -> Parse
     names = {r.name for r in rewards}
     avg = meta.get("avg_metrics")
     for name, value in _metrics(rec, line, list(avg) if isinstance(avg, dict) else []):
-        unique, k = name, 1
-        while unique in names:
-            k += 1
-            unique = f"{name}#{k}"
-        names.add(unique)
-        rewards.append(RewardResult(unique, value, 0.0, {"from": "verifiers metric"}))
+        rewards.append(RewardResult(unique_name(name, names), value, 0.0, {"from": "verifiers metric"}))
     tokens, step_advantage, restarted = parse_trajectory_tokens(rec.get("trajectory"), line)
     advantage = get_float(rec, "advantage", line)
     if advantage is None:

@@ -109,14 +109,14 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from core.data.records import InputError, Message, Question, RewardResult
 from core.importers.common import (Line, RunWriter, absolute, already_imported, as_float, complete_file, finish,
                                    first_record, grown_from, load_questions, new_run, prefix_sha256, read_records,
                                    sha256_file)
 from core.importers.jsonl import SourceResult, _content
-from core.importers.verifiers import _int_list, _json_safe, _tool_call
+from core.importers.verifiers import _int_list, _json_safe, _tool_call, unique_name
 from core.rollout.tokens import TokenSequence
 from core.store.bulk import FinishedTrajectory
 from core.store.store import Store, TrajectoryOutcome
@@ -362,12 +362,7 @@ def _rewards(trace: dict[str, Any], line: Line, where: str) -> tuple[list[Reward
         v = as_float(value, line, f"{where}.metrics.{name}")
         if not math.isfinite(v):
             continue
-        unique, k = name, 1
-        while unique in names:
-            k += 1
-            unique = f"{name}#{k}"
-        names.add(unique)
-        rewards.append(RewardResult(unique, v, 0.0, {"from": "verifiers metric"}))
+        rewards.append(RewardResult(unique_name(name, names), v, 0.0, {"from": "verifiers metric"}))
     return rewards, total
 
 
@@ -568,6 +563,28 @@ class _Grouper:
 
 
 
+@dataclass
+class _Tally:
+    """What the episodes of one import say about the whole: the first episode's info (its model
+    taken from the first episode that names one), extra branches and episodes without traces."""
+
+    first: EpisodeInfo | None = None
+    extra: int = 0
+    no_traces: int = 0
+
+    def episodes(self, path: Path) -> Iterator[Parsed]:
+        """The parsed trajectories of every episode (line) of `path`, counted as they go by;
+        InputError (file, line, field) for a malformed one."""
+        for line, rec in read_records(path):
+            parsed, info = parse_episode(rec, line)
+            self.first = self.first or info
+            if self.first.model is None and info.model:
+                self.first.model = info.model
+            self.extra += info.extra_branches
+            self.no_traces += info.no_traces
+            yield from parsed
+
+
 def _notes(result: SourceResult, extra_branches: int, no_traces: int) -> None:
     if extra_branches:
         result.notes.append(f"{extra_branches} extra branches (compaction or subagents): one trajectory per branch")
@@ -601,7 +618,6 @@ def import_eval_traces(store: Store, path: Path, *, name: str | None = None) -> 
     eval_config = _eval_config(traces.parent)
     if eval_config is not None:
         config["eval_config"] = _json_safe(eval_config)
-    extra = no_traces = 0
     with store.transaction():
         if grown is not None:  # the same traces.jsonl, appended to since: replaced whole, not doubled
             store.delete_run(grown[0])
@@ -611,16 +627,10 @@ def import_eval_traces(store: Store, path: Path, *, name: str | None = None) -> 
         writer = RunWriter(store, run_id)
         grouper = _Grouper(store, writer)
         grouper.new_step()
-        first: EpisodeInfo | None = None
-        for line, rec in read_records(traces):
-            parsed, info = parse_episode(rec, line)
-            first = first or info
-            if first.model is None and info.model:
-                first.model = info.model
-            extra += info.extra_branches
-            no_traces += info.no_traces
-            for p in parsed:
-                grouper.add(p)
+        tally = _Tally()
+        for p in tally.episodes(traces):
+            grouper.add(p)
+        first, extra, no_traces = tally.first, tally.extra, tally.no_traces
         writer.flush()
         if writer.written == 0 or first is None:
             raise InputError(str(traces), "no records (one verifiers v1 episode per line expected)")
@@ -673,7 +683,6 @@ def import_prime_rl(store: Store, path: Path, rollouts: Path, *, name: str | Non
         result.skipped = (f"already imported as run {existing[0]}, no new step files" if existing
                           else f"no complete step_N/{'/'.join(TRAIN_FILE)} files")
         return result
-    extra = no_traces = 0
     with store.transaction():
         if existing:
             run_id, config = existing
@@ -686,28 +695,22 @@ def import_prime_rl(store: Store, path: Path, rollouts: Path, *, name: str | Non
         grouper = _Grouper(store, writer)
         stats: dict[int, list[float]] = {}
         """step -> [count, sum, sum of squares] of its rewards."""
-        first: EpisodeInfo | None = None
+        tally = _Tally()
         for step, f, rel, sha in todo:
             grouper.new_step()
-            for line, rec in read_records(f):
-                parsed, info = parse_episode(rec, line)
-                first = first or info
-                if first.model is None and info.model:
-                    first.model = info.model
-                extra += info.extra_branches
-                no_traces += info.no_traces
-                for p in parsed:
-                    grouper.add(p, step)
-                    reward = p.item.outcome.reward
-                    if reward is not None:
-                        s = stats.setdefault(step, [0, 0.0, 0.0])
-                        s[0], s[1], s[2] = s[0] + 1, s[1] + reward, s[2] + reward * reward
+            for p in tally.episodes(f):
+                grouper.add(p, step)
+                reward = p.item.outcome.reward
+                if reward is not None:
+                    s = stats.setdefault(step, [0, 0.0, 0.0])
+                    s[0], s[1], s[2] = s[0] + 1, s[1] + reward, s[2] + reward * reward
             config["files"][rel] = sha
         writer.flush()
         for step, (n, total, squares) in stats.items():
             mean = total / n
             std = math.sqrt(max(0.0, squares / n - mean * mean))
             store.add_train_step(run_id, step, {"reward": mean, "reward_std": std, "imported_from": "prime-rl"})
+        first, extra, no_traces = tally.first, tally.extra, tally.no_traces
         if not existing and first is not None:
             title = name or first.run_name or path.name
             store.conn.execute("UPDATE runs SET name=?, model=? WHERE id=?", (title, first.model or "unknown", run_id))

@@ -34,6 +34,7 @@ hosts). `merge_databases` copies their runs into one file:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import sqlite3
@@ -74,6 +75,20 @@ def shard_name(name: str, index: int, count: int) -> str:
     """The run name of shard `index` of `count`: "NAME-shard{index}of{count}"; merge takes the
     ending off again for the merged run."""
     return f"{name}-shard{index}of{count}"
+
+
+def job_digest(config: dict[str, Any]) -> str:
+    """The default job id of a configuration's shards or ranks: 12 hex digits of the SHA-256 of its
+    JSON (sorted keys) without `shard` and `job`, the same in every process of one command."""
+    data = {k: v for k, v in config.items() if k not in ("shard", "job")}
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def merged_run(store: Store, kind: str, job: str) -> int | None:
+    """The id of the run that merged the parts of `job` in `store` (None before any was merged)."""
+    row = store.conn.execute("SELECT id FROM runs WHERE kind=? AND json_extract(config, '$.job')=?"
+                             " AND json_extract(config, '$.shard') IS NULL ORDER BY id LIMIT 1", (kind, job)).fetchone()
+    return None if row is None else int(row[0])
 
 
 def _merged_name(name: str, index: int, count: int) -> str:

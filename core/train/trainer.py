@@ -16,8 +16,6 @@ Per step the store gets (core.train.store.StepRecorder):
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import tempfile
 import time
@@ -41,7 +39,7 @@ from core.retrieval import build_retriever, format_results
 from core.scoring.rewards import RewardSuite
 from core.store import Store
 from core.store.liveness import check_resumable
-from core.store.merge import shard_name
+from core.store.merge import job_digest, shard_name
 from core.rollout.templates import check_template
 from core.train.config import TrainConfig, check_ranks, load_train_inputs, process_ranks, rank_database
 from core.train.rewards import ScoreCache, trl_reward_functions
@@ -249,9 +247,8 @@ def train(config: TrainConfig, db: str | Path, progress: StepProgressFn | None =
 
 def train_job_id(config: TrainConfig) -> str:
     """The job id the ranks of one multi-process training share (merge joins their runs by it):
-    12 hex digits of the SHA-256 of the configuration (JSON, sorted keys), the same in every rank
-    of one command."""
-    return hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True, default=str).encode()).hexdigest()[:12]
+    core.store.merge.job_digest of the configuration, the same in every rank of one command."""
+    return job_digest(config.to_dict())
 
 
 def resume_config(db: str | Path, run_id: int) -> TrainConfig:
