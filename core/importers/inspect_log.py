@@ -1,7 +1,7 @@
 """Inspect eval logs (UK AISI's inspect_ai): the `.eval` (zip) and `.json` files `inspect eval` writes.
 
 Read with inspect_ai's own reader (inspect_ai.log: `read_eval_log` for the header and for `.json`
-logs, `read_eval_log_samples` to stream the samples of an `.eval` log one at a time), checked
+logs, `read_eval_log_samples_by_id_async` to stream the samples of an `.eval` log a chunk at a time), checked
 against inspect_ai 0.3.285 (log schema version 2, `LOG_SCHEMA_VERSION` in
 inspect_ai/_util/constants.py). inspect_ai is an optional extra: `pip install
 'rl-inspect[inspect]'`; without it, importing an Inspect log raises InputError naming the extra.
@@ -388,8 +388,8 @@ def _header(path: Path) -> Any:
 
 
 def _samples(path: Path, header: Any) -> Iterator[Any]:
-    """The samples of a log: streamed one at a time from an .eval log with sample ids in its
-    header (read_eval_log_samples), else read whole (read_eval_log: a .json log is one JSON
+    """The samples of a log: streamed a chunk at a time from an .eval log with sample ids in its
+    header (_eval_samples), else read whole (read_eval_log: a .json log is one JSON
     document, which inspect_ai reads whole anyway). InputError as _reader_error."""
     from inspect_ai.log import read_eval_log
 
@@ -406,36 +406,52 @@ def _samples(path: Path, header: Any) -> Iterator[Any]:
 
 
 _CHUNK = 256
-"""Samples read per call of read_eval_log_samples_by_id: memory stays at one chunk."""
+"""Samples read per chunk: memory stays at one chunk."""
 
 
 def _eval_samples(path: Path, header: Any) -> Iterator[Any]:
     """The samples of an .eval log in the header's order (sample id, then epoch), _CHUNK at a time.
 
-    Not inspect_ai's read_eval_log_samples: it opens the zip and parses its central directory
-    once per sample, so a log of n samples costs O(n^2) (54 samples/s at 2,000 samples here,
-    benchmarks/import_speed.py). read_eval_log_samples_by_id parses it once per call. A chunk
+    Not inspect_ai's read_eval_log_samples, nor read_eval_log_samples_by_id called per chunk: both
+    open the zip and parse its central directory (one entry per sample) again, per sample or per
+    chunk, so a log of n samples costs O(n^2) (54 samples/s at 2,000 samples one at a time; 266
+    -> 169 trajectories/s from 10k to 100k in chunks of 256; benchmarks/import_speed.py). Here
+    each chunk goes through read_eval_log_samples_by_id_async with one AsyncZipReader built on the
+    central directory parsed for the first chunk (its public `reader` and `central_directory`
+    arguments; AsyncZipReader itself lives in inspect_ai._util, checked in 0.3.285). A chunk
     naming a sample the log lacks (a log that did not finish) raises IndexError; that chunk is
     then read sample by sample, skipping the missing ones, as all_samples_required=False does."""
-    from inspect_ai.log import read_eval_log_sample, read_eval_log_samples_by_id
+    from inspect_ai._util._async import run_coroutine
+    from inspect_ai._util.async_zip import AsyncZipReader
+    from inspect_ai._util.asyncfiles import get_async_filesystem
+    from inspect_ai.log import read_eval_log_sample_async, read_eval_log_samples_by_id_async
+
+    central: list[Any] = []  # the parsed central directory, once read
+
+    async def read(chunk: list[tuple[Any, int]]) -> list[Any]:
+        reader = AsyncZipReader(get_async_filesystem(), str(path),
+                                central_directory=central[0] if central else None)
+        if not central:
+            central.append(await reader.entries())
+        try:
+            return await read_eval_log_samples_by_id_async(str(path), chunk, resolve_attachments=True,
+                                                           format="eval", exclude_fields=_EXCLUDE,
+                                                           reader=reader)
+        except IndexError:
+            found = []
+            for sample_id, epoch in chunk:
+                try:
+                    found.append(await read_eval_log_sample_async(str(path), id=sample_id, epoch=epoch,
+                                                                  resolve_attachments=True, format="eval",
+                                                                  exclude_fields=_EXCLUDE, reader=reader))
+                except IndexError:
+                    continue
+            return found
 
     epochs = header.eval.config.epochs or 1
     wanted = [(sample_id, epoch) for sample_id in header.eval.dataset.sample_ids for epoch in range(1, epochs + 1)]
     for at in range(0, len(wanted), _CHUNK):
-        chunk = wanted[at:at + _CHUNK]
-        try:
-            samples = read_eval_log_samples_by_id(str(path), chunk, resolve_attachments=True, format="eval",
-                                                  exclude_fields=_EXCLUDE)
-        except IndexError:
-            samples = []
-            for sample_id, epoch in chunk:
-                try:
-                    samples.append(read_eval_log_sample(str(path), id=sample_id, epoch=epoch,
-                                                        resolve_attachments=True, format="eval",
-                                                        exclude_fields=_EXCLUDE))
-                except IndexError:
-                    continue
-        yield from samples
+        yield from run_coroutine(read(wanted[at:at + _CHUNK]))
 
 
 def _dump(value: Any) -> Any:
