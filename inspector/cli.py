@@ -906,12 +906,16 @@ def _quiet_stdout() -> None:
         pass  # not a real file (a test's capture): nothing will flush it
 
 
+COMMANDS = ("eval", "train", "runs", "view", "lint", "compare", "export", "merge", "import")
+VIEW_FLAGS = ("--run", "--trajectory", "--no-follow")
+"""The view command's options: given first, they too mean the view command (the default)."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (see the module's docstring)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] not in ("eval", "train", "runs", "view", "lint", "compare", "export", "merge", "import", "-h",
-                                "--help") and not argv[0].startswith("-"):
-        argv = ["view", *argv]  # `rl-inspect runs.db`
+    if argv and argv[0] not in COMMANDS and (not argv[0].startswith("-") or argv[0].split("=")[0] in VIEW_FLAGS):
+        argv = ["view", *argv]  # `rl-inspect runs.db`, `rl-inspect --run 3 runs.db`
     parser = build_parser()
     args = parser.parse_args(argv)
     from loguru import logger

@@ -150,6 +150,21 @@ def test_view_of_a_missing_run_names_database_and_run(tmp_path, capsys, monkeypa
     _one_line(capsys, "runs.db", "999")
 
 
+@pytest.mark.parametrize("argv", [["--run", "999", "{db}"], ["--no-follow", "--run", "999", "{db}"],
+                                  ["{db}", "--run", "999"]])
+def test_view_flags_may_come_before_the_path(tmp_path, capsys, monkeypatch, argv):
+    """`rl-inspect --run 999 runs.db` is the view command as `rl-inspect runs.db --run 999` is,
+    not "invalid choice" from the command parser."""
+    db = _db(tmp_path)
+
+    def no_app(*args, **kwargs):
+        raise AssertionError("the TUI was started")
+
+    monkeypatch.setattr("inspector.tui.app.create_app", no_app)
+    assert main([a.format(db=db) for a in argv]) == EXIT_BAD_INPUT
+    _one_line(capsys, "runs.db", "999")
+
+
 def test_runs_on_a_database_that_breaks_while_reading(tmp_path, capsys, monkeypatch):
     import sqlite3
 
