@@ -130,6 +130,15 @@ def test_a_prime_rl_folder_is_followed(tmp_path, monkeypatch):
     assert follower.poll() == 0
     _grow(tmp_path, (2,))
     assert follower.poll() == len(_records(PRIME / STEP.format(2))) and follower.step == 2
+    # the held-out eval of step 2, written after the step's batch, is picked up too
+    from tests.test_import_verifiers_traces import EVAL_STEP
+
+    dst = out / EVAL_STEP.format(2)
+    dst.parent.mkdir(parents=True)
+    shutil.copy(PRIME / EVAL_STEP.format(2), dst)
+    assert follower.poll() == len(_records(PRIME / EVAL_STEP.format(2)))
+    with Store.open_readonly(db) as store:
+        assert [(r["kind"], r["train_step"]) for r in store.runs()] == [("eval", 2), ("train", None)]
 
 
 def test_the_follower_uses_the_cache_database_by_default(opened):

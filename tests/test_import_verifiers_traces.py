@@ -107,7 +107,7 @@ def test_prime_rl_folder_is_a_train_run_with_tokens(tmp_path):
     with Store.open_readonly(tmp_path / "p.db") as store:
         run = store.run(run_id)
         assert (run["kind"], run["model"]) == ("train", "scripted/canned-1")
-        assert run["config"]["layout"] == "prime-rl" and set(run["config"]["files"]) == {
+        assert run["config"]["layout"] == "prime-rl" and set(run["config"]["files"]) >= {
             STEP.format(s).removeprefix("rollouts/") for s in (1, 2)}
         rows = store.trajectory_rows(run_id, limit=100)
         episodes = [(s, ep) for s in (1, 2) for ep in steps[s]]
@@ -364,3 +364,57 @@ def test_an_eval_traces_file_that_has_grown_replaces_its_earlier_import(tmp_path
     whole = import_paths(tmp_path / "whole.db", [EVAL_FILE])[0].runs[0][2]
     with Store.open_readonly(db) as store:
         assert [r["n_done"] for r in store.runs()] == [grown.runs[0][2]] == [whole]
+
+
+EVAL_STEP = "rollouts/step_{}/eval/effective/traces.jsonl"
+
+
+def test_prime_rl_step_evals_are_eval_runs_linked_to_their_step(tmp_path):
+    """step_N/eval/effective/traces.jsonl (prime-rl's held-out eval at step N) is an eval run whose
+    parent is the train run and train_step N, as --eval-every's own evals; the steps screen's row
+    for step N names it and shows its mean reward."""
+    from core.store.queries import train_step_rows
+
+    db = tmp_path / "p.db"
+    (result,) = import_paths(db, [PRIME])
+    episodes = _records(PRIME / EVAL_STEP.format(2))
+    [train, (eval_id, eval_name, n)] = result.runs
+    assert eval_name == "add-grpo-step2-scripted-add-eval" and n == len(episodes) == 4
+    assert any("`all` subset" in x for x in result.notes)
+    with Store.open_readonly(db) as store:
+        run = store.run(eval_id)
+        assert (run["kind"], run["parent_run_id"], run["train_step"]) == ("eval", train[0], 2)
+        assert run["model"] == "scripted/canned-1" and run["status"] == "done"
+        assert set(store.run(train[0])["config"]["files"]) == {
+            p.removeprefix("rollouts/") for p in (STEP.format(1), STEP.format(2), EVAL_STEP.format(2))}
+        rows = store.trajectory_rows(eval_id, limit=100)
+        assert len(rows) == 4 and {r["step"] for r in rows} == {None}
+        assert store.tokens(rows[0]["id"]).ids == [t for x in _branch(episodes[0]["traces"][0])
+                                                   for t in x["token_ids"]]
+        steps = {s.step: s for s in train_step_rows(store, train[0])}
+        assert steps[1].eval_run_id is None and steps[2].eval_run_id == eval_id
+        rewards = [ep["traces"][0]["rewards"]["correct"]["score"] for ep in episodes]
+        assert steps[2].get("eval_reward") == pytest.approx(sum(rewards) / len(rewards))
+    (again,) = import_paths(db, [PRIME])
+    assert again.skipped and "no new step files" in again.skipped
+
+
+def test_an_eval_before_any_train_step_names_the_train_run(tmp_path):
+    """prime-rl evaluates the base model at step 0, before any train step file exists: the train
+    run is made then, named and modelled from the eval's episodes, and later steps join it."""
+    out = tmp_path / "out"
+    dst = out / EVAL_STEP.format(0)
+    dst.parent.mkdir(parents=True)
+    shutil.copy(PRIME / EVAL_STEP.format(2), dst)
+    db = tmp_path / "z.db"
+    (first,) = import_paths(db, [out])
+    [(train_id, name, n), (eval_id, eval_name, m)] = first.runs
+    assert (name, n, eval_name, m) == ("add-grpo", 0, "add-grpo-step0-scripted-add-eval", 4)
+    step1 = out / STEP.format(1)
+    step1.parent.mkdir(parents=True)
+    shutil.copy(PRIME / STEP.format(1), step1)
+    (later,) = import_paths(db, [out])
+    assert later.runs == [(train_id, "add-grpo", 4)]
+    with Store.open_readonly(db) as store:
+        assert store.run(train_id)["model"] == "scripted/canned-1"
+        assert store.run(eval_id)["train_step"] == 0

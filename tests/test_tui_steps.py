@@ -11,7 +11,7 @@ from core.store.queries import StepRow, train_step_rows
 from inspector.tui.app import create_app
 from inspector.tui.screens.group import GroupScreen
 from inspector.tui.screens.runs import RunsScreen
-from inspector.tui.screens.steps import StepsScreen, curve_keys, curve_label, metric
+from inspector.tui.screens.steps import StepsScreen, columns, curve_keys, curve_label, metric
 from inspector.tui.screens.trajectories import TrajectoriesScreen
 from inspector.tui.screens.trajectory import TrajectoryScreen
 from inspector.tui.widgets.token_view import TokenView
@@ -41,15 +41,22 @@ def test_step_rows_carry_metrics_and_the_linked_eval(db):
     with Store.open(db) as store:
         train = next(r["id"] for r in store.runs() if r["kind"] == "train")
         linked = store.create_run("eval", "held-out", "m", {}, n_planned=2, parent_run_id=train, train_step=2)
-        store.conn.execute("UPDATE runs SET n_correct=1, n_judged=2 WHERE id=?", (linked,))
+        store.conn.execute("UPDATE runs SET n_correct=1, n_judged=2, n_done=2, reward_sum=1.5 WHERE id=?", (linked,))
         rows = train_step_rows(store, train)
     assert [r.step for r in rows] == [1, 2]
     assert rows[0].metrics["reward"] == 0.35 and rows[0].eval_run_id is None and rows[0].get("eval_accuracy") is None
-    assert (rows[1].eval_run_id, rows[1].get("eval_accuracy")) == (linked, 0.5)
+    assert (rows[1].eval_run_id, rows[1].get("eval_accuracy"), rows[1].get("eval_reward")) == (linked, 0.5, 0.75)
     assert metric(rows[0], "ours") == pytest.approx(100 * 0.05 / 61.0)
     keys = [k for k, _ in curve_keys(rows)]
     assert keys[:3] == ["reward", "rewards/correctness/mean", "rewards/formatting/mean"]
-    assert "eval_accuracy" in keys and "kl" not in keys  # beta 0: TRL logs no KL
+    assert {"eval_accuracy", "eval_reward"} <= set(keys) and "kl" not in keys  # beta 0: TRL logs no KL
+    # The eval columns show when some step has the figure: both here, neither without a linked eval.
+    assert {"eval_accuracy", "eval_reward"} <= {k for k, _, _ in columns(rows)}
+    assert not {"eval_accuracy", "eval_reward"} & {k for k, _, _ in columns(rows[:1])}
+    unjudged = [StepRow(2, {}, linked, None, 0.75)]
+    assert [k for k, _, _ in columns(unjudged)][:3] == ["step", "reward", "reward_std"]
+    assert "eval_reward" in {k for k, _, _ in columns(unjudged)} - {k for k, _, _ in columns(rows[:1])}
+    assert "eval_accuracy" not in {k for k, _, _ in columns(unjudged)}
 
 
 def test_curve_label_gives_first_and_last_value_and_is_literal():
@@ -74,7 +81,7 @@ async def test_train_run_opens_on_steps_and_a_step_opens_its_groups_down_to_the_
         table = steps.query_one("#steps-table", DataTable)
         assert table.row_count == 2
         first = [str(c) for c in table.get_row_at(0)]
-        assert first[:6] == ["1", "0.350", "0.500", "0.00", "–", "0.0210"]
+        assert first[:5] == ["1", "0.350", "0.500", "0.00", "0.0210"]  # no eval columns: no eval linked
         sparks = list(steps.query(Sparkline))
         assert len(sparks) == len(curve_keys(steps.rows)) and list(sparks[0].data) == [0.35, 0.55]
         run_line = str(steps.query_one("#run-line").render())

@@ -192,8 +192,11 @@ class FolderFollower:
 
         try:
             rollouts = verifiers_traces.rollouts_folder(self.path)
-            files = ([f for _, f in verifiers_traces.step_files(rollouts)[0]] if rollouts is not None
-                     else verl.step_files(self.path))
+            if rollouts is not None:
+                train, evals, _ = verifiers_traces.step_files(rollouts)
+                files = [f for _, f in train + evals]
+            else:
+                files = verl.step_files(self.path)
             return tuple((str(f), st.st_size, st.st_mtime_ns) for f in files for st in (f.stat(),))
         except OSError:
             return None

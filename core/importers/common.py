@@ -274,11 +274,13 @@ def load_questions(store: Store, run_id: int) -> dict[tuple[str, str], int]:
         "SELECT qidx, question, answer FROM questions WHERE run_id=?", (run_id,))}
 
 
-def new_run(store: Store, kind: str, name: str, model: str, config: dict[str, Any]) -> int:
+def new_run(store: Store, kind: str, name: str, model: str, config: dict[str, Any], *,
+            parent_run_id: int | None = None, train_step: int | None = None) -> int:
     """Create an imported run inside the caller's transaction. Its heartbeat is stopped at once:
     the run is finished ('done') before the transaction commits, so no other process ever sees
-    it running."""
-    run_id = store.create_run(kind, name, model, config)
+    it running. An eval made during training names its train run and step, as --eval-every's
+    held-out evals do (core.train.trainer)."""
+    run_id = store.create_run(kind, name, model, config, parent_run_id=parent_run_id, train_step=train_step)
     if store.heartbeat is not None:
         store.heartbeat.remove(run_id)
     return run_id

@@ -73,9 +73,13 @@ Runs: a traces.jsonl (or a folder holding one, as `eval` writes) is one eval run
 the episodes' run name, else env.id, else the folder's name; model = the first trace's
 agent.config.model, else a call's model, else "unknown". A prime-rl output folder (or its rollouts/
 folder) is one train run, same naming: each `rollouts/step_N/train/effective/traces.jsonl` is step N
-(from the folder's name), with each step's reward mean and std as its step metrics. The `all` subset
-(a superset written before advantages exist: reading both would duplicate rollouts) and the `eval`
-kind are not read; the notes say how many such files were left.
+(from the folder's name), with each step's reward mean and std as its step metrics. Each
+`rollouts/step_N/eval/effective/traces.jsonl` (the held-out eval prime-rl runs at step N) is one
+eval run per env it holds, named "<train run>-step<N>-<env name>", whose parent is the train run and
+train_step N, as this project's --eval-every evals (the steps screen shows its mean reward); an eval
+before any train step (the base model at step 0) makes the train run, named from its episodes. The
+`all` subsets (supersets written before advantages exist: reading both would duplicate rollouts)
+are not read; the notes say how many such files were left.
 
 Not carried over: reasoning_content, provider_state, every tool call of a message but the first
 (counted), tools, calls (usage, per-call timing and finish reasons), request/response rewrites,
@@ -127,6 +131,9 @@ TRACE_VERSIONS = (1,)
 """Trace schema versions read (verifiers/v1/trace.py TRACE_VERSION)."""
 TRAIN_FILE = ("train", "effective", TRACES)
 """The file of a prime-rl step folder read as its training batch."""
+EVAL_FILE = ("eval", "effective", TRACES)
+"""The file of a prime-rl step folder read as its held-out evaluation (every episode of the epochs
+finished at that step; prime-rl's evals/evals.py finalize_eval_batch)."""
 _STEP_DIR = re.compile(r"^step_(\d+)$")
 _SPANS = ("boot", "setup", "agent", "finalize", "scoring")
 
@@ -141,12 +148,13 @@ def looks_like(record: dict[str, Any]) -> bool:
 
 def rollouts_folder(path: Path) -> Path | None:
     """The prime-rl rollouts/ folder of `path` (an output folder holding rollouts/, or rollouts/
-    itself) when it has a step_N folder with a train/*/traces.jsonl; else None. Never raises."""
+    itself) when it has a step_N folder with a train/*/traces.jsonl or eval/*/traces.jsonl (a run
+    that has only evaluated its base model so far); else None. Never raises."""
     try:
         if not path.is_dir():
             return None
         for folder in (path / "rollouts", path):
-            if folder.is_dir() and any(_STEP_DIR.match(p.name) and any(p.glob(f"train/*/{TRACES}"))
+            if folder.is_dir() and any(_STEP_DIR.match(p.name) and any(p.glob(f"*/*/{TRACES}"))
                                        for p in folder.iterdir() if p.is_dir()):
                 return folder
     except OSError:
@@ -175,21 +183,23 @@ def is_traces_source(path: Path) -> bool:
     return record is not None and looks_like(record)
 
 
-def step_files(rollouts: Path) -> tuple[list[tuple[int, Path]], int]:
-    """((step, file) of each step_N/train/effective/traces.jsonl in step order, number of other
-    traces.jsonl files under the step folders (the `all` subset, eval kind), not read)."""
-    files, others = [], 0
+def step_files(rollouts: Path) -> tuple[list[tuple[int, Path]], list[tuple[int, Path]], int]:
+    """((step, file) of each step_N/train/effective/traces.jsonl in step order, the same of each
+    step_N/eval/effective/traces.jsonl, the number of other traces.jsonl files under the step
+    folders (the `all` subsets), not read)."""
+    train, evals, others = [], [], 0
     for p in rollouts.iterdir():
         m = _STEP_DIR.match(p.name)
         if not (m and p.is_dir()):
             continue
-        wanted = p.joinpath(*TRAIN_FILE)
         for f in p.glob(f"*/*/{TRACES}"):
-            if f == wanted:
-                files.append((int(m.group(1)), f))
+            if f == p.joinpath(*TRAIN_FILE):
+                train.append((int(m.group(1)), f))
+            elif f == p.joinpath(*EVAL_FILE):
+                evals.append((int(m.group(1)), f))
             else:
                 others += 1
-    return sorted(files), others
+    return sorted(train), sorted(evals), others
 
 
 # ------------------------------------------------------------------------------------ fields
@@ -432,6 +442,8 @@ class EpisodeInfo:
 
     run_name: str | None = None
     env: str | None = None
+    env_name: str | None = None
+    """The name the env ran under (prime-rl's env key; `env.name`), None when not given."""
     model: str | None = None
     extra_branches: int = 0
     no_traces: bool = False
@@ -445,6 +457,7 @@ def parse_episode(rec: dict[str, Any], line: Line) -> tuple[list[Parsed], Episod
     info = EpisodeInfo()
     env = _obj(rec.get("env"), line, "env", "{id, name}")
     info.env = _str(env.get("id"), line, "env.id") or None
+    info.env_name = _str(env.get("name"), line, "env.name") or None
     run = _obj(rec.get("run"), line, "run", "{type, id, name}")
     info.run_name = _str(run.get("name"), line, "run.name")
     group = _obj(rec.get("group"), line, "group", "{id}")
@@ -655,18 +668,10 @@ def _existing_run(store: Store, source: str) -> tuple[int, dict[str, Any]] | Non
     return None if row is None else (row[0], json.loads(row[1]))
 
 
-def import_prime_rl(store: Store, path: Path, rollouts: Path, *, name: str | None = None) -> SourceResult:
-    """A prime-rl output (or rollouts/) folder as one train run, or the step files new since it was
-    last imported (module docstring); one transaction. InputError (file, line, field); nothing
-    written then."""
-    source = absolute(path)
-    result = SourceResult(str(path))
-    files, others = step_files(rollouts)
-    if others:
-        result.notes.append(f"{others} traces.jsonl files of the `all` subset or `eval` kind not read "
-                            f"(the train run is read from step_N/{'/'.join(TRAIN_FILE)})")
-    existing = _existing_run(store, source)
-    known: dict[str, str] = dict(existing[1].get("files", {})) if existing else {}
+def _todo(rollouts: Path, files: list[tuple[int, Path]], known: dict[str, str],
+          result: SourceResult) -> list[tuple[int, Path, str, str]]:
+    """(step, file, path under rollouts/, sha256) of the complete step files not yet imported; a
+    file still being written or changed since its import is said in the notes."""
     todo = []
     for step, f in files:
         rel = f.relative_to(rollouts).as_posix()
@@ -679,7 +684,24 @@ def import_prime_rl(store: Store, path: Path, rollouts: Path, *, name: str | Non
                 result.notes.append(f"{rel}: changed since it was imported, not read again")
             continue
         todo.append((step, f, rel, sha))
-    if not todo:
+    return todo
+
+
+def import_prime_rl(store: Store, path: Path, rollouts: Path, *, name: str | None = None) -> SourceResult:
+    """A prime-rl output (or rollouts/) folder as one train run, or the step files new since it was
+    last imported (module docstring); each step's held-out eval as eval runs linked to the train
+    run and step. One transaction. InputError (file, line, field); nothing written then."""
+    source = absolute(path)
+    result = SourceResult(str(path))
+    files, eval_files, others = step_files(rollouts)
+    if others:
+        result.notes.append(f"{others} traces.jsonl files of the `all` subset not read (the train run is "
+                            f"read from step_N/{'/'.join(TRAIN_FILE)}, its evals from step_N/{'/'.join(EVAL_FILE)})")
+    existing = _existing_run(store, source)
+    known: dict[str, str] = dict(existing[1].get("files", {})) if existing else {}
+    todo = _todo(rollouts, files, known, result)
+    eval_todo = _todo(rollouts, eval_files, known, result)
+    if not todo and not eval_todo:
         result.skipped = (f"already imported as run {existing[0]}, no new step files" if existing
                           else f"no complete step_N/{'/'.join(TRAIN_FILE)} files")
         return result
@@ -710,18 +732,60 @@ def import_prime_rl(store: Store, path: Path, rollouts: Path, *, name: str | Non
             mean = total / n
             std = math.sqrt(max(0.0, squares / n - mean * mean))
             store.add_train_step(run_id, step, {"reward": mean, "reward_std": std, "imported_from": "prime-rl"})
-        first, extra, no_traces = tally.first, tally.extra, tally.no_traces
+        first = tally.first
+        if first is None and eval_todo:  # evals before any train step (prime-rl evaluates the base model at step 0)
+            for line, rec in read_records(eval_todo[0][1]):
+                first = parse_episode(rec, line)[1]
+                break
         if not existing and first is not None:
             title = name or first.run_name or path.name
             store.conn.execute("UPDATE runs SET name=?, model=? WHERE id=?", (title, first.model or "unknown", run_id))
             if first.env:
                 config["env_id"] = first.env
+        train_name, train_model = store.run(run_id)["name"], store.run(run_id)["model"]
+        for step, f, rel, sha in eval_todo:
+            for eval_id, eval_name, n in _import_step_eval(store, run_id, train_name, train_model, step, f, sha,
+                                                           tally):
+                result.runs.append((eval_id, eval_name, n))
+            config["files"][rel] = sha
         store.set_config(run_id, config)
         finish(store, run_id, {"imported_from": source, "format": FORMAT, "layout": "prime-rl",
                                "files": len(config["files"])})
-        result.runs.append((run_id, store.run(run_id)["name"], writer.written))
-    _notes(result, extra, no_traces)
+        result.runs.insert(0, (run_id, train_name, writer.written))
+    _notes(result, tally.extra, tally.no_traces)
     return result
+
+
+def _import_step_eval(store: Store, train_id: int, train_name: str, train_model: str, step: int, f: Path,
+                      sha: str, tally: _Tally) -> list[tuple[int, str, int]]:
+    """The held-out eval of one step file (step_N/eval/effective/traces.jsonl) as one eval run per
+    env it holds, named "<train run>-step<N>-<env>", linked to the train run and step as
+    --eval-every's own evals are (runs.parent_run_id, train_step; the steps screen shows their
+    reward). Inside the caller's transaction; returns (run id, name, trajectories) of each."""
+    runs: dict[str, tuple[int, str, RunWriter, _Grouper]] = {}
+    for line, rec in read_records(f):
+        parsed, info = parse_episode(rec, line)
+        tally.extra += info.extra_branches
+        tally.no_traces += info.no_traces
+        env = info.env_name or info.env or "eval"
+        if env not in runs:
+            config = {"imported_from": absolute(f), "format": FORMAT, "layout": "prime-rl eval",
+                      "source_sha256": sha, "env_id": info.env, "env_name": info.env_name}
+            eval_name = f"{train_name}-step{step}-{env}"
+            eval_id = new_run(store, "eval", eval_name, info.model or train_model, config, parent_run_id=train_id,
+                              train_step=step)
+            writer = RunWriter(store, eval_id)
+            grouper = _Grouper(store, writer)
+            grouper.new_step()
+            runs[env] = (eval_id, eval_name, writer, grouper)
+        for p in parsed:
+            runs[env][3].add(p)
+    out = []
+    for eval_id, eval_name, writer, _ in runs.values():
+        writer.flush()
+        finish(store, eval_id, {"imported_from": absolute(f), "format": FORMAT, "layout": "prime-rl eval"})
+        out.append((eval_id, eval_name, writer.written))
+    return out
 
 
 def import_traces(store: Store, path: str | Path, *, name: str | None = None) -> SourceResult:

@@ -215,6 +215,9 @@ class StepRow:
     eval_run_id: int | None = None
     eval_accuracy: float | None = None
     """n_correct / n_judged of the linked eval run (None: none, or nothing judged yet)."""
+    eval_reward: float | None = None
+    """The linked eval run's mean trajectory reward, reward_sum / n_done (None: none, or nothing
+    done yet). The held-out figure of an imported eval that judges no correctness (prime-rl)."""
 
     @property
     def ours_seconds(self) -> float | None:
@@ -228,23 +231,29 @@ class StepRow:
         return store + (rollout - generate if rollout is not None and generate is not None else 0.0)
 
     def get(self, key: str) -> float | None:
-        """A metric, or the linked eval's accuracy for "eval_accuracy"; None when absent."""
-        return self.eval_accuracy if key == "eval_accuracy" else self.metrics.get(key)
+        """A metric, or the linked eval's accuracy for "eval_accuracy" and mean reward for
+        "eval_reward"; None when absent."""
+        if key == "eval_accuracy":
+            return self.eval_accuracy
+        if key == "eval_reward":
+            return self.eval_reward
+        return self.metrics.get(key)
 
 
 def train_step_rows(store: Store, run_id: int) -> list[StepRow]:
     """Every stored step of train run `run_id` in order, each with its linked eval run
     (runs.parent_run_id = run_id, runs.train_step = the step; the newest if several)."""
-    evals: dict[int, tuple[int, float | None]] = {}
-    for rid, step, correct, judged in store.conn.execute(
-            "SELECT id, train_step, n_correct, n_judged FROM runs WHERE parent_run_id=? AND train_step IS NOT NULL"
-            " ORDER BY id", (run_id,)):
-        evals[step] = (rid, correct / judged if judged else None)
+    evals: dict[int, tuple[int | None, float | None, float | None]] = {}
+    for rid, step, correct, judged, reward_sum, done in store.conn.execute(
+            "SELECT id, train_step, n_correct, n_judged, reward_sum, n_done FROM runs"
+            " WHERE parent_run_id=? AND train_step IS NOT NULL ORDER BY id", (run_id,)):
+        evals[step] = (rid, correct / judged if judged else None, reward_sum / done if done else None)
     out = []
     for s in store.train_steps(run_id):
         step = s.pop("step")
-        rid, acc = evals.get(step, (None, None))
-        out.append(StepRow(step, {k: float(v) for k, v in s.items() if isinstance(v, (int, float))}, rid, acc))
+        rid, acc, reward = evals.get(step, (None, None, None))
+        out.append(StepRow(step, {k: float(v) for k, v in s.items() if isinstance(v, (int, float))}, rid, acc,
+                           reward))
     return out
 
 

@@ -25,6 +25,7 @@ from inspector.tui.widgets.key_bar import KeyBar
 CURVES: tuple[tuple[str, str], ...] = (
     ("reward", "reward"),
     ("eval_accuracy", "eval accuracy"),
+    ("eval_reward", "eval reward"),
     ("loss", "loss"),
     ("kl", "KL"),
     ("entropy", "entropy"),
@@ -40,6 +41,7 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("reward_std", "std", ".3f"),
     ("frac_reward_zero_std", "zero σ", ".2f"),
     ("eval_accuracy", "eval acc", "%"),
+    ("eval_reward", "eval r", ".3f"),
     ("loss", "loss", ".4f"),
     ("kl", "KL", ".4f"),
     ("entropy", "entropy", ".2f"),
@@ -51,6 +53,14 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
 )
 """(key, title, format) of the step table. "ours" is the share of the step's wall time this
 project adds (StepRow.ours_seconds)."""
+EVAL_COLUMNS = ("eval_accuracy", "eval_reward")
+"""Columns shown only when some step has a linked eval with that figure (an imported eval judges
+no correctness; a run without --eval-every has neither)."""
+
+
+def columns(rows: list[StepRow]) -> list[tuple[str, str, str]]:
+    """The COLUMNS these steps show: all but the EVAL_COLUMNS no step has a value for."""
+    return [c for c in COLUMNS if c[0] not in EVAL_COLUMNS or any(row.get(c[0]) is not None for row in rows)]
 
 
 CURVE_LABEL_WIDTH = 34
@@ -69,8 +79,8 @@ def metric(row: StepRow, key: str) -> float | None:
 
 def curve_keys(rows: list[StepRow]) -> list[tuple[str, str]]:
     """The curves these steps have data for: CURVES, with each reward's mean after "reward"."""
-    present = {k for r in rows for k in r.metrics} | ({"eval_accuracy"} if any(r.eval_accuracy is not None
-                                                                               for r in rows) else set())
+    present = ({k for r in rows for k in r.metrics}
+               | {k for k in ("eval_accuracy", "eval_reward") if any(r.get(k) is not None for r in rows)})
     rewards = sorted(k for k in present if k.startswith("rewards/") and k.endswith("/mean"))
     out: list[tuple[str, str]] = []
     for key, label in CURVES:
@@ -128,6 +138,7 @@ class StepsScreen(LiveScreen):
         self.loaded = False
         """True once the first read came back (tests wait on it)."""
         self._curves: list[tuple[str, str]] = []
+        self._columns: list[tuple[str, str, str]] = []
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -138,8 +149,7 @@ class StepsScreen(LiveScreen):
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        for key, title, _ in COLUMNS:
-            table.add_column(title, key=key)
+        self._set_columns(columns([]))
         table.focus()
         self.reload_data()
 
@@ -175,13 +185,23 @@ class StepsScreen(LiveScreen):
         table = self.query_one(DataTable)
         cursor = table.cursor_row
         table.clear()
+        shown = columns(rows)
+        if shown != self._columns:
+            self._set_columns(shown)
         for row in rows:
-            table.add_row(*(_cell(metric(row, key), spec) for key, _, spec in COLUMNS), key=str(row.step))
+            table.add_row(*(_cell(metric(row, key), spec) for key, _, spec in shown), key=str(row.step))
         if rows:
             table.move_cursor(row=min(max(cursor, 0), len(rows) - 1))
         else:
             self.query_one("#run-line", Static).update(
                 fmt.line(f"run {run['id']}", run["name"], (run["status"], "bold"), "no step stored yet"))
+
+    def _set_columns(self, shown: list[tuple[str, str, str]]) -> None:
+        table = self.query_one(DataTable)
+        table.clear(columns=True)
+        for key, title, _ in shown:
+            table.add_column(title, key=key)
+        self._columns = shown
 
     def _show_curves(self, rows: list[StepRow]) -> None:
         box = self.query_one("#curves", VerticalScroll)
