@@ -139,6 +139,12 @@ def test_a_prime_rl_folder_is_followed(tmp_path, monkeypatch):
     assert follower.poll() == len(_records(PRIME / EVAL_STEP.format(2)))
     with Store.open_readonly(db) as store:
         assert [(r["kind"], r["train_step"]) for r in store.runs()] == [("eval", 2), ("train", None)]
+    # the run's metric log, appended to as the trainer finishes each step, fills the steps' metrics
+    shutil.copy(PRIME / "metrics.jsonl", out / "metrics.jsonl")
+    assert follower.poll() == 0 and follower.error is None
+    with Store.open_readonly(db) as store:
+        train = next(r["id"] for r in store.runs() if r["kind"] == "train")
+        assert [s.get("loss") for s in store.train_steps(train)] == [0.01, 0.02]
 
 
 def test_the_follower_uses_the_cache_database_by_default(opened):

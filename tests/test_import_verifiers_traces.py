@@ -418,3 +418,49 @@ def test_an_eval_before_any_train_step_names_the_train_run(tmp_path):
     with Store.open_readonly(db) as store:
         assert store.run(train_id)["model"] == "scripted/canned-1"
         assert store.run(eval_id)["train_step"] == 0
+
+
+def test_prime_rl_metric_log_fills_the_steps(tmp_path):
+    """The run folder's metrics.jsonl (prime-rl's FileMonitor: trainer and orchestrator lines of
+    {step, time, name: value}) becomes each imported step's metrics: every number under its own
+    name, and the trainer's loss, entropy, mismatch KL, grad norm, learning rate and step time
+    under the names the steps screen shows. The reward stays the mean of the step's trajectories.
+    A line still being written is left for later; a grown log updates the steps on re-import."""
+    from core.store.queries import train_step_rows
+
+    out = _grow(tmp_path, (1, 2))
+    lines = (PRIME / "metrics.jsonl").read_text().splitlines(keepends=True)
+    half = len(lines) // 2  # step 1's lines
+    (out / "metrics.jsonl").write_text("".join(lines[:half]) + lines[half][:-5])
+    db = tmp_path / "m.db"
+    (first,) = import_paths(db, [out])
+    with Store.open_readonly(db) as store:
+        rows = {r.step: r for r in train_step_rows(store, first.runs[0][0])}
+    assert rows[1].get("loss") == pytest.approx(0.01) and rows[1].get("loss/mean") == pytest.approx(0.01)
+    assert rows[1].get("entropy") == pytest.approx(0.4) and rows[1].get("mismatch_kl") == pytest.approx(0.001)
+    assert rows[1].get("grad_norm") == pytest.approx(0.25) and rows[1].get("learning_rate") == pytest.approx(1e-6)
+    assert rows[1].get("step_seconds") == pytest.approx(31.0) and rows[1].get("perf/mfu") == pytest.approx(12.5)
+    assert rows[1].get("reward") == pytest.approx(0.5) and rows[1].get("time") is None
+    assert rows[2].get("loss") is None and rows[2].get("reward") == pytest.approx(0.5)
+    (out / "metrics.jsonl").write_text("".join(lines))
+    (grown,) = import_paths(db, [out])
+    assert grown.skipped is None and grown.runs[0][2] == 0 and any("metrics.jsonl" in x for x in grown.notes)
+    with Store.open_readonly(db) as store:
+        rows = {r.step: r for r in train_step_rows(store, first.runs[0][0])}
+    assert rows[2].get("loss") == pytest.approx(0.02) and rows[2].get("reward") == pytest.approx(0.5)
+    (again,) = import_paths(db, [out])
+    assert again.skipped and "no new step files" in again.skipped
+
+
+def test_a_malformed_metric_log_names_file_line_and_field(tmp_path):
+    out = _grow(tmp_path, (1,))
+    (out / "metrics.jsonl").write_text('{"step": 1, "loss/mean": 0.5}\n{"time": 3.0, "loss/mean": 0.1}\n')
+    with pytest.raises(InputError) as err:
+        import_paths(tmp_path / "b.db", [out])
+    assert "metrics.jsonl" in str(err.value) and err.value.line == 2 and err.value.field == "step"
+    assert not (tmp_path / "b.db").exists() or _count_runs(tmp_path / "b.db") == 0
+
+
+def _count_runs(db: Path) -> int:
+    with Store.open_readonly(db) as store:
+        return len(store.runs())

@@ -194,7 +194,8 @@ class FolderFollower:
             rollouts = verifiers_traces.rollouts_folder(self.path)
             if rollouts is not None:
                 train, evals, _ = verifiers_traces.step_files(rollouts)
-                files = [f for _, f in train + evals]
+                log = rollouts.parent / verifiers_traces.METRICS_FILE
+                files = [f for _, f in train + evals] + ([log] if log.is_file() else [])
             else:
                 files = verl.step_files(self.path)
             return tuple((str(f), st.st_size, st.st_mtime_ns) for f in files for st in (f.stat(),))

@@ -65,8 +65,9 @@ def complete_file(path: Path) -> bool:
         raise InputError(str(path), f"cannot read ({exc.strerror or exc})") from None
 
 
-def read_records(path: Path) -> Iterator[tuple[Line, dict[str, Any]]]:
-    """(line, record) for each non-blank line of a JSONL file, streamed.
+def read_records(path: Path, *, complete_only: bool = False) -> Iterator[tuple[Line, dict[str, Any]]]:
+    """(line, record) for each non-blank line of a JSONL file, streamed. With `complete_only`, a
+    last line without its b"\n" (a writer still appending it) is left out, not an error.
 
     Each line must be UTF-8 holding one JSON object (json.loads; NaN and Infinity literals are
     accepted, as Python's json.dumps writes them). Lines end at b"\\n" only, so U+2028 and
@@ -77,6 +78,8 @@ def read_records(path: Path) -> Iterator[tuple[Line, dict[str, Any]]]:
         raise InputError(str(path), f"cannot read ({exc.strerror or exc})") from None
     with f:
         for number, raw in enumerate(f, start=1):
+            if complete_only and not raw.endswith(b"\n"):
+                return
             line = Line(path, number)
             try:
                 text = raw.decode("utf-8")

@@ -78,6 +78,9 @@ folder) is one train run, same naming: each `rollouts/step_N/train/effective/tra
 eval run per env it holds, named "<train run>-step<N>-<env name>", whose parent is the train run and
 train_step N, as this project's --eval-every evals (the steps screen shows its mean reward); an eval
 before any train step (the base model at step 0) makes the train run, named from its episodes. The
+run folder's `metrics.jsonl` (what prime-rl's trainer and orchestrator log per step) adds its
+numbers to the imported steps (logged_metrics; the steps screen's loss, entropy, grad norm, learning
+rate and step time come from the trainer's names in STEP_METRICS); it is read again when it grows. The
 `all` subsets (supersets written before advantages exist: reading both would duplicate rollouts)
 are not read; the notes say how many such files were left.
 
@@ -134,6 +137,14 @@ TRAIN_FILE = ("train", "effective", TRACES)
 EVAL_FILE = ("eval", "effective", TRACES)
 """The file of a prime-rl step folder read as its held-out evaluation (every episode of the epochs
 finished at that step; prime-rl's evals/evals.py finalize_eval_batch)."""
+METRICS_FILE = "metrics.jsonl"
+"""prime-rl's metric log in the run folder beside rollouts/ (src/prime_rl/monitors/file.py
+FileMonitor.log_metrics: one {"step", "time", name: value, ...} line per log call; the trainer and
+the orchestrator append to the same file under the `rl` entrypoint)."""
+STEP_METRICS = {"loss": "loss/mean", "entropy": "entropy/all/mean", "mismatch_kl": "mismatch_kl/all/mean",
+                "grad_norm": "optim/grad_norm", "learning_rate": "optim/lr", "step_seconds": "time/step"}
+"""This project's step metric name -> the prime-rl trainer's (src/prime_rl/trainer/rl/train.py at
+559b4477). mismatch_kl is the trainer-vs-inference KL, not a KL to a reference model."""
 _STEP_DIR = re.compile(r"^step_(\d+)$")
 _SPANS = ("boot", "setup", "agent", "finalize", "scoring")
 
@@ -668,6 +679,42 @@ def _existing_run(store: Store, source: str) -> tuple[int, dict[str, Any]] | Non
     return None if row is None else (row[0], json.loads(row[1]))
 
 
+def logged_metrics(path: Path) -> dict[int, dict[str, float]]:
+    """step -> {name: value} of prime-rl's metrics.jsonl: every finite number of the step's lines
+    (a later line wins), `time` left out, plus STEP_METRICS' names for the trainer's. A last line
+    still being written is left for later. InputError (file, line, field) for a line that is not
+    a JSON object or has no integer step."""
+    steps: dict[int, dict[str, float]] = {}
+    for line, rec in read_records(path, complete_only=True):
+        step = rec.get("step")
+        if isinstance(step, bool) or not isinstance(step, (int, float)) or step != int(step):
+            raise line.error("missing or not an integer (each prime-rl metric line names its step)", "step")
+        values = steps.setdefault(int(step), {})
+        for name, value in rec.items():
+            if name not in ("step", "time") and isinstance(value, (int, float)) and not isinstance(value, bool) \
+                    and math.isfinite(value):
+                values[name] = float(value)
+    for values in steps.values():
+        values.update({ours: values[theirs] for ours, theirs in STEP_METRICS.items() if theirs in values})
+    return steps
+
+
+def _merge_logged(store: Store, run_id: int, path: Path) -> int:
+    """Merge metrics.jsonl into the stored steps of run `run_id` (the step's own reward, reward_std
+    and imported_from kept); returns how many steps it changed. Inside the caller's transaction."""
+    logged = logged_metrics(path)
+    changed = 0
+    for row in store.train_steps(run_id):
+        step = row.pop("step")
+        if step not in logged:
+            continue
+        merged = {**row, **logged[step], **{k: row[k] for k in ("reward", "reward_std", "imported_from") if k in row}}
+        if merged != row:
+            store.add_train_step(run_id, step, merged)
+            changed += 1
+    return changed
+
+
 def _todo(rollouts: Path, files: list[tuple[int, Path]], known: dict[str, str],
           result: SourceResult) -> list[tuple[int, Path, str, str]]:
     """(step, file, path under rollouts/, sha256) of the complete step files not yet imported; a
@@ -701,7 +748,10 @@ def import_prime_rl(store: Store, path: Path, rollouts: Path, *, name: str | Non
     known: dict[str, str] = dict(existing[1].get("files", {})) if existing else {}
     todo = _todo(rollouts, files, known, result)
     eval_todo = _todo(rollouts, eval_files, known, result)
-    if not todo and not eval_todo:
+    metrics_file = rollouts.parent / METRICS_FILE
+    metrics_bytes = metrics_file.stat().st_size if metrics_file.is_file() else None
+    metrics_grown = existing is not None and metrics_bytes not in (None, existing[1].get("metrics_bytes"))
+    if not todo and not eval_todo and not metrics_grown:
         result.skipped = (f"already imported as run {existing[0]}, no new step files" if existing
                           else f"no complete step_N/{'/'.join(TRAIN_FILE)} files")
         return result
@@ -742,6 +792,10 @@ def import_prime_rl(store: Store, path: Path, rollouts: Path, *, name: str | Non
             store.conn.execute("UPDATE runs SET name=?, model=? WHERE id=?", (title, first.model or "unknown", run_id))
             if first.env:
                 config["env_id"] = first.env
+        if metrics_bytes is not None:
+            if n := _merge_logged(store, run_id, metrics_file):
+                result.notes.append(f"{METRICS_FILE}: the logged metrics of {n} steps")
+            config["metrics_bytes"] = metrics_bytes
         train_name, train_model = store.run(run_id)["name"], store.run(run_id)["model"]
         for step, f, rel, sha in eval_todo:
             for eval_id, eval_name, n in _import_step_eval(store, run_id, train_name, train_model, step, f, sha,

@@ -28,6 +28,7 @@ CURVES: tuple[tuple[str, str], ...] = (
     ("eval_reward", "eval reward"),
     ("loss", "loss"),
     ("kl", "KL"),
+    ("mismatch_kl", "mismatch KL"),
     ("entropy", "entropy"),
     ("grad_norm", "grad norm"),
     ("frac_reward_zero_std", "zero-spread groups"),
