@@ -216,3 +216,4 @@ def test_csv_ending_inside_an_open_quote_is_refused(tmp_path):
     path.write_text('id,text\n1,"a?"\n2,"b\n3,c\n', encoding="utf-8")
     err = _error(load_corpus, path)
     assert "malformed CSV" in str(err) and str(path) in str(err)
+    assert err.line == 3  # the row whose quote never closes starts on line 3 (was reported as 2)

@@ -188,12 +188,15 @@ def csv_rows(path: Path) -> csv.DictReader:
 
 
 def csv_records(path: Path, reader: csv.DictReader) -> Iterator[tuple[int, dict[str, str]]]:
-    """(line, row) pairs, empty cells and cells past the header left out; line is where the row ends."""
+    """(line, row) pairs, empty cells and cells past the header left out; line is where the row ends.
+    InputError for malformed CSV, naming the line where the row that cannot be read starts."""
+    ended = reader.line_num  # the header, once read
     try:
         for row in reader:
             yield reader.line_num, {k: v for k, v in row.items() if k is not None and v not in (None, "")}
+            ended = reader.line_num
     except csv.Error as exc:
-        raise InputError(str(path), f"malformed CSV: {exc}", line=reader.line_num) from exc
+        raise InputError(str(path), f"malformed CSV: {exc}", line=ended + 1) from exc
 
 
 def _chunk_from(path: Path, line: int, record: dict, default_id: str) -> Chunk:
