@@ -146,9 +146,10 @@ class OpenAIChatClient:
                 return
             self.reasoning_form = reasoning
         if reasoning:
-            logger.warning("the judge model refused max_tokens / temperature 0 ({}); asked as a reasoning model "
-                           "(max_completion_tokens, its own temperature): its verdicts are sampled, not greedy, and "
-                           "its hidden reasoning counts against --judge-max-tokens", refusal)
+            # The server's own words name what it refused (max_tokens, temperature or seed): quoted as is.
+            logger.warning("the judge server refused the request ({}); asked again as reasoning models are asked "
+                           "(max_completion_tokens, no temperature, no seed), which it took: its verdicts are sampled, "
+                           "not greedy, and its hidden reasoning counts against --judge-max-tokens", refusal)
 
 
 def parse_chat_reply(reply: Any, url: str) -> ChatReply:
