@@ -165,3 +165,24 @@ async def test_id_cells_carry_the_worst_finding_of_their_trajectory(db):
         table = screen.query_one(PagedTable)
         ids = [str(table.get_row_at(i)[0]).strip() for i in range(table.row_count)]
         assert ids == ["1", "✘ 2"]
+
+
+async def test_the_auto_lint_starts_after_the_first_page_is_shown(db, monkeypatch):
+    """Its first use imports transformers for the run's tokenizer (seconds of a busy interpreter):
+    started before the page was filled, it held the first page back."""
+    from inspector.tui.screens.trajectories import TrajectoriesScreen
+    from inspector.tui.widgets.paged_table import PagedTable
+
+    rows_at_start = []
+    run_lint = TrajectoriesScreen._run_lint
+
+    def recording(self, version, apply):
+        rows_at_start.append(self.query_one(PagedTable).row_count)
+        return run_lint(self, version, apply)
+
+    monkeypatch.setattr(TrajectoriesScreen, "_run_lint", recording)
+    app = create_app(db, refresh_seconds=0, open_run=1)
+    async with app.run_test(size=(120, 36)) as pilot:
+        screen = app.screen
+        await _wait(pilot, lambda: screen._lint is not None)
+    assert rows_at_start == [2]
