@@ -149,3 +149,41 @@ def test_any_line_imports_or_fails_cleanly(tmp_path, line):
         assert exc.path == str(dump / "1.jsonl") and exc.line == 2, str(exc)
         with Store.open_readonly(db) as store:
             assert store.runs() == []
+
+
+@pytest.mark.parametrize("fmt", ["verl", "prime-rl"])
+def test_two_imports_of_one_growing_folder_at_once_import_each_step_once(tmp_path, monkeypatch, fmt):
+    """Another process (a second `rl-inspect FOLDER`) imports the same new step file between this
+    import's look at what is already imported and its write: the write looks again, under its
+    write lock, and adds nothing twice."""
+    from core.importers import verifiers_traces, verl
+
+    if fmt == "verl":
+        folder = tmp_path / "rollouts"
+        folder.mkdir()
+        _step(folder, 1)
+        module = verl
+    else:
+        from tests.test_import_verifiers_traces import _grow
+
+        folder = _grow(tmp_path, (1,))
+        module = verifiers_traces
+    db = tmp_path / "r.db"
+    looked = module._existing_run
+    calls = []
+
+    def stale_then_raced(store, source):
+        seen = looked(store, source)
+        if not calls:  # the other process wins the race right after this first look
+            calls.append(1)
+            import_paths(db, [folder])
+        return seen
+
+    monkeypatch.setattr(module, "_existing_run", stale_then_raced)
+    (result,) = import_paths(db, [folder])
+    with Store.open_readonly(db) as store:
+        assert len(store.runs()) == 1
+        per_step = store.conn.execute("SELECT step, COUNT(*) FROM trajectories GROUP BY step").fetchall()
+    monkeypatch.setattr(module, "_existing_run", looked)
+    (alone,) = import_paths(tmp_path / "alone.db", [folder])
+    assert result.skipped and [n for _, n in per_step] == [alone.runs[0][2]]

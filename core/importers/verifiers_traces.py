@@ -756,6 +756,16 @@ def import_prime_rl(store: Store, path: Path, rollouts: Path, *, name: str | Non
                           else f"no complete step_N/{'/'.join(TRAIN_FILE)} files")
         return result
     with store.transaction():
+        # Looked at again under the write lock: another process may have imported these files since.
+        seen = existing
+        existing = _existing_run(store, source)
+        if existing is not None and existing != seen:
+            known = dict(existing[1].get("files", {}))
+            todo = [t for t in todo if t[2] not in known]
+            eval_todo = [t for t in eval_todo if t[2] not in known]
+            if not todo and not eval_todo and metrics_bytes in (None, existing[1].get("metrics_bytes")):
+                result.skipped = f"already imported as run {existing[0]}, no new step files"
+                return result
         if existing:
             run_id, config = existing
             if name:

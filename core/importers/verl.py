@@ -161,6 +161,13 @@ def import_verl(store: Store, path: str | Path, *, name: str | None = None) -> S
                           else "no complete step files")
         return result
     with store.transaction():
+        # Looked at again under the write lock: another process may have imported these files since.
+        existing = _existing_run(store, source)
+        known = dict(existing[1].get("files", {})) if existing else {}
+        todo = [(f, sha) for f, sha in todo if f.name not in known]
+        if not todo:
+            result.skipped = f"already imported as run {existing[0]}, no new step files" if existing else None
+            return result
         if existing:
             run_id, config = existing
             if name:
