@@ -74,7 +74,8 @@ def test_eval_traces_import_as_one_eval_run(tmp_path):
             assert row["qidx"] == data["idx"] and row["question"] == data["prompt"]
             assert row["gold_answer"] == data["answer"]
             expected = sum(r["score"] * r["weight"] for r in trace["rewards"].values())
-            assert row["reward"] == pytest.approx(expected) and row["correct"] is None
+            # solved when the reward is exactly 1, unsolved when exactly 0 (prime-rl's solve rates)
+            assert row["reward"] == pytest.approx(expected) and row["correct"] == {1.0: 1, 0.0: 0}[expected]
             assert (row["status"], row["finish_reason"]) == ("done", "final_answer")
             assert row["advantage"] is None and store.tokens(row["id"]) is None
             msgs = store.messages(row["id"])
@@ -464,3 +465,12 @@ def test_a_malformed_metric_log_names_file_line_and_field(tmp_path):
 def _count_runs(db: Path) -> int:
     with Store.open_readonly(db) as store:
         return len(store.runs())
+
+
+def test_correct_follows_prime_rls_solve_rule():
+    """prime-rl calls a trace solved at reward 1.0 and unsolved at 0 (orchestrator/metrics.py
+    solve_rates): correct True / False there, None (no verdict) for partial credit or no reward."""
+    from core.importers.verifiers_traces import solved
+
+    assert solved(1.0) is True and solved(0.0) is False
+    assert solved(0.5) is None and solved(None) is None and solved(2.0) is None

@@ -56,7 +56,9 @@ without traces (it failed before one was made) is one failed trajectory holding 
                  metric named like a reward is stored as "name#2". Null and non-finite values are left
                  out. The first reward's detail keeps the episode, trace and task ids, the agent, the
                  branch index (of how many) and the trace's `info`.
-    correct      None (v1 traces carry no pass threshold).
+    correct      True when the trajectory's reward is exactly 1, False when exactly 0, None otherwise
+                 (partial credit, no reward): v1 traces carry no pass threshold, and this is the rule
+                 of prime-rl's own solve rates (orchestrator/metrics.py solve_rates at 559b4477).
     status       "failed" when the trace (or, without traces, the episode) has errors or is not ok,
                  finish_detail = the last error's message (first line); else "done". finish_reason =
                  stop_condition.
@@ -460,6 +462,13 @@ class EpisodeInfo:
     no_traces: bool = False
 
 
+def solved(reward: float | None) -> bool | None:
+    """Whether a trajectory of this reward solved its task by prime-rl's rule (solve_rates in
+    orchestrator/metrics.py: solved at reward 1.0, unsolved at 0): True, False, or None for any
+    other reward (partial credit) and for none."""
+    return {1.0: True, 0.0: False}.get(reward) if reward is not None else None
+
+
 def parse_episode(rec: dict[str, Any], line: Line) -> tuple[list[Parsed], EpisodeInfo]:
     """One traces.jsonl record (an Episode) as trajectories (module docstring). InputError naming
     the file, line and field for anything malformed."""
@@ -545,7 +554,7 @@ def parse_episode(rec: dict[str, Any], line: Line) -> tuple[list[Parsed], Episod
                 trajectory_rewards[0].detail.update({k: v for k, v in detail.items() if v is not None})
             outcome = TrajectoryOutcome(
                 status=status, finish_reason=stop, final_answer=final, turns=turn, tool_calls=calls,
-                tool_errors=0, tokens=tokens, rewards=trajectory_rewards, reward=total, correct=None,
+                tool_errors=0, tokens=tokens, rewards=trajectory_rewards, reward=total, correct=solved(total),
                 advantage=advantage, finish_detail=failure)
             item = FinishedTrajectory(qidx=qidx, question=Question("", question, gold), messages=messages,
                                       outcome=outcome, started_at=started, finished_at=finished)
