@@ -300,3 +300,75 @@ def finish(store: Store, run_id: int, summary: dict[str, Any]) -> None:
 def absolute(path: Path) -> str:
     """The path as stored in a run's configuration: absolute, not resolving links."""
     return os.path.abspath(path)
+
+
+class StepStats:
+    """The metrics TRL logs per GRPO step (trl/trainer/grpo_trainer.py, TRL 1.16), recomputed from
+    the trajectories an importer writes into a train run, so an imported step reads as a step this
+    project trained does (the steps screen's columns). Per step:
+
+        reward                   mean trajectory reward (trajectories without one left out)
+        reward_std               their standard deviation with Bessel's correction (TRL's nanstd);
+                                 absent for a step with one reward
+        frac_reward_zero_std     share of the step's groups whose rewards are all equal (TRL: the
+                                 group's std within 1e-8 of 0; a group of one reward has no std, so
+                                 is not counted as equal); groups without rewards left out
+        completions/mean_length  mean number of trained (mask 1) tokens per trajectory; only when
+                                 every trajectory of the step has tokens
+        imported_from            the source format (the mask lint does not check these against
+                                 the trajectories they were computed from)
+    """
+
+    def __init__(self, source: str):
+        self.source = source
+        self._rewards: dict[int, dict[int, list[float]]] = {}
+        """step -> group -> rewards."""
+        self._trained: dict[int, list[int | None]] = {}
+        """step -> trained tokens of each trajectory (None: no tokens)."""
+
+    def add(self, item: FinishedTrajectory) -> None:
+        """Count one written trajectory (its step, group_id, reward and tokens); one without a
+        step is not counted."""
+        step = item.step
+        if step is None:
+            return
+        reward = item.outcome.reward
+        groups = self._rewards.setdefault(step, {})
+        if reward is not None and math.isfinite(reward):
+            groups.setdefault(item.group_id if item.group_id is not None else -1, []).append(reward)
+        tokens = item.outcome.tokens
+        self._trained.setdefault(step, []).append(None if tokens is None else int(sum(1 for b in tokens.mask if b)))
+
+    def metrics(self) -> dict[int, dict[str, float | str]]:
+        """step -> its metrics (above), for every step counted."""
+        out: dict[int, dict[str, float | str]] = {}
+        for step in sorted(set(self._rewards) | set(self._trained)):
+            m: dict[str, float | str] = {}
+            groups = self._rewards.get(step, {})
+            values = [r for g in groups.values() for r in g]
+            if values:
+                mean = sum(values) / len(values)
+                m["reward"] = mean
+                if len(values) > 1:
+                    m["reward_std"] = math.sqrt(sum((r - mean) ** 2 for r in values) / (len(values) - 1))
+                m["frac_reward_zero_std"] = sum(map(_zero_spread, groups.values())) / len(groups)
+            trained = self._trained.get(step, [])
+            if trained and all(t is not None for t in trained):
+                m["completions/mean_length"] = sum(trained) / len(trained)  # type: ignore[arg-type]
+            m["imported_from"] = self.source
+            out[step] = m
+        return out
+
+    def write(self, store: Store, run_id: int) -> None:
+        """Store each counted step's metrics (Store.add_train_step, replacing the step's row)
+        inside the caller's transaction."""
+        for step, m in self.metrics().items():
+            store.add_train_step(run_id, step, m)
+
+
+def _zero_spread(rewards: list[float]) -> bool:
+    """TRL's is_std_zero for one group: torch.isclose(nanstd, 0), which is False for a group of one."""
+    if len(rewards) < 2:
+        return False
+    mean = sum(rewards) / len(rewards)
+    return math.sqrt(sum((r - mean) ** 2 for r in rewards) / (len(rewards) - 1)) <= 1e-8

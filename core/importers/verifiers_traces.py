@@ -121,9 +121,9 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from core.data.records import InputError, Message, Question, RewardResult
-from core.importers.common import (Line, RunWriter, absolute, already_imported, as_float, complete_file, finish,
-                                   first_record, grown_from, load_questions, new_run, prefix_sha256, read_records,
-                                   sha256_file)
+from core.importers.common import (Line, RunWriter, StepStats, absolute, already_imported, as_float, complete_file,
+                                   finish, first_record, grown_from, load_questions, new_run, prefix_sha256,
+                                   read_records, sha256_file)
 from core.importers.jsonl import SourceResult, _content
 from core.importers.verifiers import _int_list, _json_safe, _tool_call, unique_name
 from core.rollout.tokens import TokenSequence
@@ -147,6 +147,9 @@ STEP_METRICS = {"loss": "loss/mean", "entropy": "entropy/all/mean", "mismatch_kl
                 "grad_norm": "optim/grad_norm", "learning_rate": "optim/lr", "step_seconds": "time/step"}
 """This project's step metric name -> the prime-rl trainer's (src/prime_rl/trainer/rl/train.py at
 559b4477). mismatch_kl is the trainer-vs-inference KL, not a KL to a reference model."""
+OWN_STEP_METRICS = ("reward", "reward_std", "frac_reward_zero_std", "completions/mean_length", "imported_from")
+"""The step metrics computed from the imported trajectories (common.StepStats), which a name in
+metrics.jsonl does not replace."""
 _STEP_DIR = re.compile(r"^step_(\d+)$")
 _SPANS = ("boot", "setup", "agent", "finalize", "scoring")
 
@@ -709,15 +712,16 @@ def logged_metrics(path: Path) -> dict[int, dict[str, float]]:
 
 
 def _merge_logged(store: Store, run_id: int, path: Path) -> int:
-    """Merge metrics.jsonl into the stored steps of run `run_id` (the step's own reward, reward_std
-    and imported_from kept); returns how many steps it changed. Inside the caller's transaction."""
+    """Merge metrics.jsonl into the stored steps of run `run_id` (the metrics StepStats computed
+    from the step's trajectories kept); returns how many steps it changed. Inside the caller's
+    transaction."""
     logged = logged_metrics(path)
     changed = 0
     for row in store.train_steps(run_id):
         step = row.pop("step")
         if step not in logged:
             continue
-        merged = {**row, **logged[step], **{k: row[k] for k in ("reward", "reward_std", "imported_from") if k in row}}
+        merged = {**row, **logged[step], **{k: v for k, v in row.items() if k in OWN_STEP_METRICS}}
         if merged != row:
             store.add_train_step(run_id, step, merged)
             changed += 1
@@ -750,9 +754,6 @@ def import_prime_rl(store: Store, path: Path, rollouts: Path, *, name: str | Non
     source = absolute(path)
     result = SourceResult(str(path))
     files, eval_files, others = step_files(rollouts)
-    if others:
-        result.notes.append(f"{others} traces.jsonl files of the `all` subset not read (the train run is "
-                            f"read from step_N/{'/'.join(TRAIN_FILE)}, its evals from step_N/{'/'.join(EVAL_FILE)})")
     existing = _existing_run(store, source)
     known: dict[str, str] = dict(existing[1].get("files", {})) if existing else {}
     todo = _todo(rollouts, files, known, result)
@@ -764,6 +765,9 @@ def import_prime_rl(store: Store, path: Path, rollouts: Path, *, name: str | Non
         result.skipped = (f"already imported as run {existing[0]}, no new step files" if existing
                           else f"no complete step_N/{'/'.join(TRAIN_FILE)} files")
         return result
+    if others and not existing:  # said once, on the first import, not on every poll of a followed folder
+        result.notes.append(f"{others} traces.jsonl files of the `all` subset not read (the train run is "
+                            f"read from step_N/{'/'.join(TRAIN_FILE)}, its evals from step_N/{'/'.join(EVAL_FILE)})")
     with store.transaction():
         # Looked at again under the write lock: another process may have imported these files since.
         seen = existing
@@ -784,23 +788,16 @@ def import_prime_rl(store: Store, path: Path, rollouts: Path, *, name: str | Non
             run_id = new_run(store, "train", name or path.name, "unknown", config)
         writer = RunWriter(store, run_id, load_questions(store, run_id))
         grouper = _Grouper(store, writer)
-        stats: dict[int, list[float]] = {}
-        """step -> [count, sum, sum of squares] of its rewards."""
+        stats = StepStats("prime-rl")
         tally = _Tally()
         for step, f, rel, sha in todo:
             grouper.new_step()
             for p in tally.episodes(f):
                 grouper.add(p, step)
-                reward = p.item.outcome.reward
-                if reward is not None:
-                    s = stats.setdefault(step, [0, 0.0, 0.0])
-                    s[0], s[1], s[2] = s[0] + 1, s[1] + reward, s[2] + reward * reward
+                stats.add(p.item)
             config["files"][rel] = sha
         writer.flush()
-        for step, (n, total, squares) in stats.items():
-            mean = total / n
-            std = math.sqrt(max(0.0, squares / n - mean * mean))
-            store.add_train_step(run_id, step, {"reward": mean, "reward_std": std, "imported_from": "prime-rl"})
+        stats.write(store, run_id)
         first = tally.first
         if first is None and eval_todo:  # evals before any train step (prime-rl evaluates the base model at step 0)
             for line, rec in read_records(eval_todo[0][1]):
@@ -813,7 +810,7 @@ def import_prime_rl(store: Store, path: Path, rollouts: Path, *, name: str | Non
                 config["env_id"] = first.env
         if metrics_bytes is not None:
             if n := _merge_logged(store, run_id, metrics_file):
-                result.notes.append(f"{METRICS_FILE}: the logged metrics of {n} steps")
+                result.notes.append(f"{METRICS_FILE}: the logged metrics of {n} step{'s' if n != 1 else ''}")
             config["metrics_bytes"] = metrics_bytes
         train_name, train_model = store.run(run_id)["name"], store.run(run_id)["model"]
         for step, f, rel, sha in eval_todo:

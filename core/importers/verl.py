@@ -48,8 +48,8 @@ from pathlib import Path
 from typing import Any
 
 from core.data.records import InputError, Message, Question, RewardResult
-from core.importers.common import (Line, RunWriter, absolute, as_float, complete_file, finish, get_int, get_str,
-                                   load_questions, new_run, read_records, sha256_file)
+from core.importers.common import (Line, RunWriter, StepStats, absolute, as_float, complete_file, finish, get_int,
+                                   get_str, load_questions, new_run, read_records, sha256_file)
 from core.importers.jsonl import SourceResult
 from core.store.bulk import FinishedTrajectory
 from core.store.store import Store, TrajectoryOutcome
@@ -176,8 +176,7 @@ def import_verl(store: Store, path: str | Path, *, name: str | None = None) -> S
             config = {"imported_from": source, "format": FORMAT, "files": {}}
             run_id = new_run(store, "train", name or (path.name if path.is_dir() else path.stem), "unknown", config)
         writer = RunWriter(store, run_id, load_questions(store, run_id))
-        stats: dict[int, list[float]] = {}
-        """step -> [count, sum, sum of squares] of its scores."""
+        stats = StepStats(FORMAT)
         for f, sha in todo:
             m = _STEP_FILE.match(f.name)
             file_step = int(m.group(1)) if m else None
@@ -190,21 +189,17 @@ def import_verl(store: Store, path: str | Path, *, name: str | None = None) -> S
                 sample, group[1] = group[1], group[1] + 1
                 qidx = writer.qidx_for(text_in, gold)
                 messages = [Message("user", text_in, 0), Message("assistant", text_out, 1)]
-                writer.add(FinishedTrajectory(
+                item = FinishedTrajectory(
                     qidx=qidx, question=Question(f"q{qidx}", text_in, gold), messages=messages,
                     outcome=TrajectoryOutcome(status="done", finish_reason=None, final_answer=text_out, turns=1,
                                               tool_calls=0, tool_errors=0, tokens=None, rewards=rewards,
                                               reward=score, correct=correct),
-                    sample=sample, step=step, group_id=group[0]))
-                if score is not None:
-                    s = stats.setdefault(step, [0, 0.0, 0.0])
-                    s[0], s[1], s[2] = s[0] + 1, s[1] + score, s[2] + score * score
+                    sample=sample, step=step, group_id=group[0])
+                writer.add(item)
+                stats.add(item)
             config["files"][f.name] = sha
         writer.flush()
-        for step, (n, total, squares) in stats.items():
-            mean = total / n
-            std = math.sqrt(max(0.0, squares / n - mean * mean))
-            store.add_train_step(run_id, step, {"reward": mean, "reward_std": std, "imported_from": FORMAT})
+        stats.write(store, run_id)
         store.set_config(run_id, config)
         finish(store, run_id, {"imported_from": source, "format": FORMAT, "files": len(config["files"])})
         result.runs.append((run_id, store.run(run_id)["name"], writer.written))

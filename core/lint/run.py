@@ -248,7 +248,10 @@ def _step_counts(store: Store, run_id: int, steps: StepTotals, report: LintRepor
     report.skipped. A rank's part of a multi-process training (configuration `shard`) holds only
     its share of each step while TRL logs the mean of all ranks: not compared there, only once
     merged (core.store.merge)."""
-    out = []
+    out: list[Finding] = []
+    imported: list[int] = []
+    """Steps an importer wrote (core.importers.common.StepStats): their mean was computed from the
+    same trajectories, so comparing would prove nothing."""
     config = store.run(run_id).get("config") or {}
     if isinstance(config, dict) and config.get("shard") is not None:
         report.skipped["trainer_count_mismatch"] = ("a rank's share of each step; TRL logs all ranks' mean "
@@ -257,10 +260,14 @@ def _step_counts(store: Store, run_id: int, steps: StepTotals, report: LintRepor
     for step, metrics in store.conn.execute("SELECT step, metrics FROM train_steps WHERE run_id = ? ORDER BY step",
                                             (run_id,)):
         try:
-            logged = json.loads(metrics).get("completions/mean_length")
+            metrics_of = json.loads(metrics)
+            logged = metrics_of.get("completions/mean_length")
         except (ValueError, AttributeError):
-            logged = None
+            metrics_of, logged = {}, None
         if not isinstance(logged, (int, float)) or not math.isfinite(logged):
+            continue
+        if "imported_from" in metrics_of:
+            imported.append(step)
             continue
         if steps.without_tokens.get(step):
             report.skipped.setdefault("trainer_count_mismatch", "")
@@ -279,4 +286,9 @@ def _step_counts(store: Store, run_id: int, steps: StepTotals, report: LintRepor
             out.append(Finding("trainer_count_mismatch", None,
                                f"step {step}: {n} trajectories train on {mean:.3f} completion tokens on average "
                                f"but TRL logged completions/mean_length {logged:g}", step=step))
+    if imported:
+        note = (f"{len(imported)} imported steps: their completions/mean_length was computed from the imported "
+                "trajectories, not logged by a trainer")
+        previous = report.skipped.get("trainer_count_mismatch")
+        report.skipped["trainer_count_mismatch"] = f"{previous}; {note}" if previous else note
     return out
