@@ -117,6 +117,16 @@ def test_traces_with_tokens_are_stored_as_tokens(tmp_path):
                 assert seq.logprobs[at:at + n] == pytest.approx(s["completion_logprobs"])
                 assert all(math.isnan(x) for x in seq.logprobs[at - 3:at])
                 assert not any(seq.mask[at - 3:at])
+            # the k-th assistant message spans the k-th step's completion tokens
+            assistants = [m for m in store.messages(row["id"]) if m.role == "assistant"]
+            assert len(assistants) == len(steps)
+            for m, s in zip(assistants, steps):
+                assert seq.ids[m.token_start:m.token_end] == s["completion_ids"]
+        # so the mask lint finds the trained tokens inside assistant messages (it flagged them all)
+        from core.lint import lint_store
+
+        [report] = lint_store(store, run_id, tokenizer=None)
+        assert not {"trained_outside_assistant", "logprob_on_untrained"} & {f.kind for f in report.findings}
 
 
 def _token_record(advantage=None, steps=None) -> dict:

@@ -70,7 +70,10 @@ step's completion_ids, then the part of the next step's prompt_ids after everyth
 tool result and template text between turns). ids as given (int32); mask 0 on every prompt part
 (verifiers writes prompt_mask as zeros; it is not read), completion_mask on completions (1 =
 trainable); logprobs NaN on prompt parts, completion_logprobs (nats) on completions; prompt_len =
-the first step's prompt length. A step whose prompt does not extend what came before (a context
+the first step's prompt length. The k-th step's completion is the k-th assistant message of the
+completion (one model call each): its token span is that message's token_start / token_end; the other
+messages get no span (their tokens sit in the next step's prompt with the template's). A step whose
+prompt does not extend what came before (a context
 that was cut or rewritten) cannot join it: the sequence starts again from that step, and the note
 says how many trajectories kept only their last such part. advantage = the record's `advantage`
 (a state column) when a number, else the first step advantage that is one.
@@ -287,12 +290,15 @@ def _floats(value: Any, n: int, line: Line, where: str) -> list[float]:
     return [nan if v is None else as_float(v, line, where) for v in value]
 
 
-def parse_trajectory_tokens(value: Any, line: Line) -> tuple[TokenSequence | None, float | None, bool]:
+def parse_trajectory_tokens(value: Any, line: Line) -> tuple[TokenSequence | None, float | None, bool,
+                                                             list[tuple[int, int]]]:
     """The `trajectory` column as (one TokenSequence or None, the first step advantage that is a
-    number, whether a step had to restart the sequence) by the module docstring's rule. None
-    when no step carries tokens. InputError naming `trajectory[i].tokens.<list>`."""
+    number, whether a step had to restart the sequence, the [start, end) token span of each
+    step's completion in that sequence, in order: the steps since the last restart) by the module
+    docstring's rule. None when no step carries tokens. InputError naming
+    `trajectory[i].tokens.<list>`."""
     if value is None:
-        return None, None, False
+        return None, None, False, []
     if not isinstance(value, list):
         raise line.error("must be a list of trajectory steps", "trajectory")
     ids: list[int] = []
@@ -301,6 +307,7 @@ def parse_trajectory_tokens(value: Any, line: Line) -> tuple[TokenSequence | Non
     prompt_len = None
     advantage = None
     restarted = False
+    spans: list[tuple[int, int]] = []
     nan = float("nan")
     for i, step in enumerate(value):
         where = f"trajectory[{i}]"
@@ -326,16 +333,17 @@ def parse_trajectory_tokens(value: Any, line: Line) -> tuple[TokenSequence | Non
         else:
             if prompt_len is not None:
                 restarted = True
-            ids, mask, logprobs, new = [], [], [], p_ids
+            ids, mask, logprobs, new, spans = [], [], [], p_ids, []
             prompt_len = len(p_ids)
+        spans.append((len(ids) + len(new), len(ids) + len(new) + len(c_ids)))
         ids += new + c_ids
         mask += [0] * len(new) + c_mask
         logprobs += [nan] * len(new) + c_lp
     if prompt_len is None:
-        return None, advantage, False
+        return None, advantage, False, []
     if restarted:
         prompt_len = next((k for k, b in enumerate(mask) if b), len(mask))
-    return TokenSequence(ids=ids, mask=mask, logprobs=logprobs, prompt_len=prompt_len), advantage, restarted
+    return TokenSequence(ids=ids, mask=mask, logprobs=logprobs, prompt_len=prompt_len), advantage, restarted, spans
 
 
 # ------------------------------------------------------------------------------------ records
@@ -430,7 +438,11 @@ def parse_record(rec: dict[str, Any], line: Line, meta: dict[str, Any]) -> Parse
     avg = meta.get("avg_metrics")
     for name, value in _metrics(rec, line, list(avg) if isinstance(avg, dict) else []):
         rewards.append(RewardResult(unique_name(name, names), value, 0.0, {"from": "verifiers metric"}))
-    tokens, step_advantage, restarted = parse_trajectory_tokens(rec.get("trajectory"), line)
+    tokens, step_advantage, restarted, spans = parse_trajectory_tokens(rec.get("trajectory"), line)
+    assistants = [m for m in completion if m.role == "assistant"]
+    if spans and len(spans) <= len(assistants):  # one model call per assistant message: the last ones
+        for m, (start, end) in zip(assistants[len(assistants) - len(spans):], spans):
+            m.token_start, m.token_end = start, end
     advantage = get_float(rec, "advantage", line)
     if advantage is None:
         advantage = step_advantage
