@@ -81,6 +81,8 @@ def _faulty(fault: str) -> tuple[TokenSequence, list[Message], str]:
         t.mask[45] = 2
     elif fault == "nothing_trained":
         t.mask = [0] * len(t.mask)
+    elif fault == "no_message_spans":  # a writer that kept tokens but no message boundaries
+        msgs = [Message(m.role, m.content, m.turn) for m in msgs]
     return t, msgs, finish
 
 
@@ -99,6 +101,8 @@ FAULTS = {
     # generated_tokens is stored as sum(mask) = one more than the tokens trained
     "mask_not_binary": ({"mask_not_binary", "count_mismatch"}, ((45, 46),)),
     "nothing_trained": ({"nothing_trained"}, ((40, 50), (55, 59))),
+    # without spans nothing is "outside every assistant message": said once, not 14 false errors
+    "no_message_spans": ({"no_message_spans"}, ()),
 }
 
 

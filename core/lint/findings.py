@@ -57,6 +57,8 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
          "some of its trained completion tokens (the trainer's loss never saw them)"),
     Kind("trainer_count_mismatch", ERROR, "per train step: the mean number of mask-1 completion tokens over "
          "the step's trajectories differs from TRL's logged completions/mean_length"),
+    Kind("no_message_spans", INFO, "token ids but no message token spans (an importer's source kept none): "
+         "the checks that need message boundaries were skipped for this trajectory"),
     Kind("zero_spread_groups", INFO, "per train step: a GRPO group whose rewards are all equal (its "
          "advantages are 0; it gives no gradient)"),
 )}
