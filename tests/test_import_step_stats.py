@@ -48,3 +48,34 @@ def test_step_metrics_are_trls():
     # step 2: one reward (no std), a trajectory without tokens (no mean length)
     assert m[2]["reward"] == 0.0 and "reward_std" not in m[2] and m[2]["frac_reward_zero_std"] == 0.0
     assert "completions/mean_length" not in m[2]
+
+
+def test_an_imported_runs_times_are_its_sources(tmp_path):
+    """An imported run's start and end are its trajectories' (the source's timing), so its duration
+    and tokens per second describe the source, not how fast the import ran; a source without times
+    has no duration (tok/s shows as unknown)."""
+    from core.importers import import_paths
+    from core.store import Store
+    from core.store.pace import PaceTracker
+    from core.store.queries import run_rows
+    from tests.test_import_verifiers_traces import PRIME
+    from tests.test_import_verl import _step
+
+    db = tmp_path / "t.db"
+    (prime,) = import_paths(db, [PRIME])
+    folder = tmp_path / "verl"
+    folder.mkdir()
+    _step(folder, 1)
+    (verl,) = import_paths(db, [folder])
+    with Store.open_readonly(db) as store:
+        rows = {r.id: r for r in run_rows(store)}
+        train = rows[prime.runs[0][0]]
+        first, last = store.conn.execute("SELECT MIN(started_at), MAX(finished_at) FROM trajectories WHERE run_id=?",
+                                          (train.id,)).fetchone()
+        assert first is not None and train.created_at == first and train.duration == pytest.approx(last - first)
+        assert train.created_at < 1_750_000_000  # the traces' 2023 times, not the import's
+        untimed = rows[verl.runs[0][0]]
+        assert untimed.duration == 0.0
+    pace = PaceTracker().observe(untimed.id, status="done", n_done=4, n_planned=4, generated_tokens=100,
+                                 duration=untimed.duration, now=0.0)
+    assert pace.tokens_per_second is None

@@ -291,10 +291,19 @@ def new_run(store: Store, kind: str, name: str, model: str, config: dict[str, An
 
 def finish(store: Store, run_id: int, summary: dict[str, Any]) -> None:
     """Mark an imported run 'done' with n_planned = its trajectories and `summary`, inside the
-    caller's transaction."""
-    n = store.conn.execute("SELECT COUNT(*) FROM trajectories WHERE run_id=?", (run_id,)).fetchone()[0]
+    caller's transaction. Its created_at / finished_at become the source's: the earliest started_at
+    and latest finished_at of its trajectories, so its duration and tokens per second describe the
+    run that was recorded, not the import; a source without times gets finished_at = created_at
+    (no duration: no rate)."""
+    n, first, last = store.conn.execute(
+        "SELECT COUNT(*), MIN(started_at), MAX(COALESCE(finished_at, started_at)) FROM trajectories WHERE run_id=?",
+        (run_id,)).fetchone()
     store.conn.execute("UPDATE runs SET n_planned=?, pid=NULL WHERE id=?", (n, run_id))
     store.finish_run(run_id, "done", summary={**summary, "trajectories": n, "imported_at": time.time()})
+    if first is not None and last is not None and last >= first:
+        store.conn.execute("UPDATE runs SET created_at=?, finished_at=? WHERE id=?", (first, last, run_id))
+    else:
+        store.conn.execute("UPDATE runs SET finished_at=created_at WHERE id=?", (run_id,))
 
 
 def absolute(path: Path) -> str:
