@@ -15,7 +15,8 @@
                                    mask, logprobs), streamed (core.store.export)
     rl-inspect import PATH... --db DB [--format auto|jsonl|verl|verifiers|inspect] [--name NAME]
                                    convert rollouts other tools wrote (the export's JSONL,
-                                   verl rollout dumps, Inspect logs) into runs (core.importers)
+                                   verl rollout dumps, verifiers results, v1 traces and
+                                   prime-rl folders, Inspect logs) into runs (core.importers)
     rl-inspect merge OUT IN...     combine the databases of several writers into OUT,
                                    idempotently (core.store.merge)
     rl-inspect DB --trajectory ID  open one trajectory straight away
@@ -189,6 +190,22 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     a("--json", action="store_true", help="print the summary as JSON on stdout")
 
 
+_IMPORT_HELP = """\
+Import runs other tools wrote into --db (core.importers). Formats (--format; auto detects them):
+  jsonl      the documented JSONL (what `rl-inspect export` writes); a folder: each .jsonl file
+  verl       verl rollout dumps: a folder of {step}.jsonl files, one train run
+  verifiers  a vf-eval 0.3 results folder (results.jsonl, metadata.json); a verifiers v1
+             traces.jsonl, or its run folder; a prime-rl output folder (rollouts/step_N/,
+             one train run, its held-out evals as eval runs)
+  inspect    Inspect eval logs (.eval, .json), or a folder of Inspect logs, one run per log
+             (needs pip install 'rl-inspect[inspect]')
+A folder holding both .jsonl files and Inspect logs is refused: pass --format.
+Each source is written in one transaction; importing it again adds nothing (a grown verl or
+prime-rl folder adds its new steps). Exit 0, or 2 for bad input: nothing is written (a database
+this import created is removed).
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rl-inspect", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -239,16 +256,12 @@ def build_parser() -> argparse.ArgumentParser:
     merge.add_argument("inputs", nargs="+", metavar="IN", help="databases to read (never written)")
     merge.add_argument("--json", action="store_true", help="print what was done as JSON on stdout")
     imp = sub.add_parser("import", help="convert rollouts other tools wrote into runs",
-                         description="Import the documented JSONL (what `rl-inspect export` writes), verl "
-                         "rollout dumps (a folder of {step}.jsonl), verifiers eval results (a vf-eval folder with results.jsonl "
-                         "and metadata.json) or Inspect eval logs (.eval, .json; needs "
-                         "pip install 'rl-inspect[inspect]') into runs of --db (core.importers). Each "
-                         "source is written in one transaction; importing it again adds nothing (a grown verl "
-                         "folder adds its new steps). Exit 0, or 2 for bad input (nothing written).")
+                         formatter_class=argparse.RawDescriptionHelpFormatter,
+                         description=_IMPORT_HELP)
     imp.add_argument("paths", nargs="+", metavar="PATH", help="files, folders or glob patterns")
     imp.add_argument("--db", required=True, help="database to write (created if missing)")
-    imp.add_argument("--format", default="auto", choices=["auto", "jsonl", "verl", "verifiers", "inspect"], help="default: detected from "
-                     "the extension and the first record")
+    imp.add_argument("--format", default="auto", choices=["auto", "jsonl", "verl", "verifiers", "inspect"],
+                     help="default: auto, detected from a folder's files, the extension and the first record")
     imp.add_argument("--name", help="run name (default: the run_name in the records, else the file or folder name)")
     view = sub.add_parser("view", help="open a database in the TUI (the default command)")
     view.add_argument("db")
@@ -793,10 +806,18 @@ def _run_export(args: argparse.Namespace) -> int:
 def _run_import(args: argparse.Namespace) -> int:
     """`rl-inspect import PATH... --db DB`: one line per source on stderr (runs written, or why it
     was skipped, and notes). Bad input (a malformed line, an unknown format) is exit 2, with
-    nothing of that source written."""
-    from core.importers import import_paths
+    nothing of that source written; when --db did not exist before, the database the import
+    created is removed (core.importers.remove_database), so a failure leaves no file behind."""
+    from core.importers import import_paths, remove_database
 
-    _report_imports(import_paths(args.db, args.paths, fmt=args.format, name=args.name), args.db)
+    created = not os.path.lexists(args.db)
+    try:
+        results = import_paths(args.db, args.paths, fmt=args.format, name=args.name)
+    except BaseException:
+        if created:
+            remove_database(args.db)
+        raise
+    _report_imports(results, args.db)
     return EXIT_OK
 
 
@@ -809,8 +830,10 @@ def _report_imports(results, db: str) -> None:
         if result.skipped:
             print(f"rl-inspect: {source}: {one_line(result.skipped)}", file=sys.stderr)
         for run_id, name, n in result.runs:
-            print(f"rl-inspect: {source}: imported {n:,} trajectories into run {run_id} ({one_line(name, 60)}) "
-                  f"of {one_line(db)}", file=sys.stderr)
+            what = (f"imported {n:,} {'trajectory' if n == 1 else 'trajectories'} into" if n
+                    else "updated")  # a followed run's steps, from its metric log
+            print(f"rl-inspect: {source}: {what} run {run_id} ({one_line(name, 60)}) of {one_line(db)}",
+                  file=sys.stderr)
 
 
 def _view_target(path: str) -> str:

@@ -193,3 +193,54 @@ def test_run_view_hands_the_folder_to_the_app(tmp_path, monkeypatch):
     with pytest.raises(Stop):
         cli._run_view(str(db), title="rollouts (imported)", follow=folder)
     assert made == [folder]
+
+
+# ------------------------------------------------------------------------------------ a folder of Inspect logs
+@pytest.fixture(scope="session")
+def logs(tmp_path_factory) -> dict[str, Path]:
+    """Genuine Inspect logs (tests.test_import_open.make_inspect_logs)."""
+    from tests.test_import_open import make_inspect_logs
+
+    return make_inspect_logs(tmp_path_factory)
+
+
+def _started(log: Path, dst: Path) -> Path:
+    """`log` (a .json Inspect log) as it reads while its eval still runs: status "started"."""
+    text = log.read_text(encoding="utf-8")
+    assert '"status": "success"' in text[:200]
+    dst.write_text(text.replace('"status": "success"', '"status": "started"', 1), encoding="utf-8")
+    return dst
+
+
+def test_a_folder_of_inspect_logs_is_followed(logs, tmp_path, monkeypatch):
+    monkeypatch.setenv("RL_INSPECT_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    shutil.copy(logs["json"], folder / "a.json")
+    assert follows(folder)
+    db, _ = cached_import(folder)
+    assert _trajectories(db) == 6
+    follower = FolderFollower(folder, db)
+    assert follower.poll() == 0 and follower.error is None
+    shutil.copy(logs["eval"], folder / "b.eval")  # another eval finished
+    assert follower.poll() == 6 and follower.error is None and _trajectories(db) == 12
+    assert follower.poll() == 0 and _trajectories(db) == 12
+
+
+def test_an_inspect_log_still_being_written_waits_until_it_has_finished(logs, tmp_path, monkeypatch):
+    """A running eval rewrites its log as samples finish: a folder's log with status "started" is left
+    for a later poll (else each version would become a run of its own)."""
+    monkeypatch.setenv("RL_INSPECT_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    shutil.copy(logs["eval"], folder / "a.eval")
+    running = _started(logs["json"], folder / "b.json")
+    db, results = cached_import(folder)
+    assert [bool(r.runs) for r in results] == [True, False]
+    assert "started" in results[1].skipped and _trajectories(db) == 6
+    follower = FolderFollower(folder, db)
+    assert follower.poll() == 0
+    shutil.copy(logs["json"], running)  # the eval has finished
+    assert follower.poll() == 6 and _trajectories(db) == 12
+    with Store.open_readonly(db) as store:
+        assert len(store.runs()) == 2

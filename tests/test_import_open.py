@@ -120,3 +120,109 @@ async def test_the_header_names_the_log_a_cache_database_came_from(tmp_path, mon
     app = create_app(db, refresh_seconds=0, title="run.jsonl (imported)")
     async with app.run_test(size=(80, 24)):
         assert app.sub_title == "run.jsonl (imported)"
+
+
+# ------------------------------------------------------------------------------------ a folder of Inspect logs
+def make_inspect_logs(tmp_path_factory) -> dict[str, Path]:
+    """{"eval": path, "json": path}: genuine Inspect logs written by inspect_ai itself, offline
+    (tests/fixtures/inspect/make_logs.py, run the way tests/test_import_inspect.py's `logs` runs it)."""
+    import subprocess
+    import sys
+
+    from tests.test_import_inspect import MAKE_LOGS
+
+    out = tmp_path_factory.mktemp("inspect_logs")
+    home = tmp_path_factory.mktemp("inspect_home")
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(home), "XDG_DATA_HOME": str(home / "data"),
+           "XDG_CACHE_HOME": str(home / "cache"), "NO_PROXY": "*", "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, str(MAKE_LOGS), str(out)], capture_output=True, text=True, env=env,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return {p.suffix[1:]: p for p in map(Path, proc.stdout.split())}
+
+
+@pytest.fixture(scope="session")
+def logs(tmp_path_factory) -> dict[str, Path]:
+    return make_inspect_logs(tmp_path_factory)
+
+
+def _inspect_folder(logs, folder: Path) -> Path:
+    """A folder as `inspect eval` leaves it: the two logs, named so that the .json sorts first, and a
+    file that is not a log (Inspect's logs.json listing)."""
+    folder.mkdir()
+    (folder / "b.eval").write_bytes(logs["eval"].read_bytes())
+    (folder / "a.json").write_bytes(logs["json"].read_bytes())
+    (folder / "logs.json").write_text(json.dumps({"a.json": {"eval": {}}}), encoding="utf-8")
+    return folder
+
+
+def test_a_folder_of_inspect_logs_imports_each_log_in_name_order(logs, tmp_path):
+    from core.importers import import_paths
+    from core.importers.detect import detect_format
+
+    folder = _inspect_folder(logs, tmp_path / "logs")
+    assert detect_format(folder) == "inspect"
+    results = import_paths(tmp_path / "runs.db", [folder])
+    assert [Path(r.source).name for r in results] == ["a.json", "b.eval"]
+    assert [(name, n) for r in results for _, name, n in r.runs] == [("adder", 6), ("adder", 6)]
+    again = import_paths(tmp_path / "runs.db", [folder])
+    assert all(r.skipped and not r.runs for r in again)  # nothing twice
+    assert [Path(r.source).name for r in import_paths(tmp_path / "f.db", [folder], fmt="inspect")] == ["a.json",
+                                                                                                      "b.eval"]
+
+
+def test_cli_imports_and_opens_a_folder_of_inspect_logs(logs, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("RL_INSPECT_CACHE", str(tmp_path / "cache"))
+    folder = _inspect_folder(logs, tmp_path / "logs")
+    assert cli.main(["import", str(folder), "--db", str(tmp_path / "runs.db")]) == 0
+    assert _trajectories(tmp_path / "runs.db") == 12
+    opened = []
+    monkeypatch.setattr(cli, "_run_view", lambda db, run=None, trajectory=None, title=None, follow=None:
+                        opened.append((db, title)) or 0)
+    assert cli.main([str(folder)]) == 0
+    [(db, title)] = opened
+    assert title == "logs (imported)" and _trajectories(Path(db)) == 12
+
+
+def test_a_folder_of_another_format_keeps_its_meaning_beside_an_inspect_log(logs, tmp_path):
+    import shutil
+
+    from core.importers.detect import detect_format
+    from tests.test_import_verifiers import RESULTS
+
+    results = tmp_path / "results"
+    shutil.copytree(RESULTS, results)
+    (results / "x.eval").write_bytes(logs["eval"].read_bytes())
+    assert detect_format(results) == "verifiers"
+
+
+def test_a_folder_of_jsonl_files_and_inspect_logs_is_refused_naming_both(logs, tmp_path, capsys):
+    from core.importers import import_paths
+
+    folder = tmp_path / "mixed"
+    _verl_step(folder, 1)
+    (folder / "x.eval").write_bytes(logs["eval"].read_bytes())
+    db = tmp_path / "runs.db"
+    assert cli.main(["import", str(folder), "--db", str(db)]) == cli.EXIT_BAD_INPUT
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert "mixed" in line and ".jsonl" in line and "Inspect" in line and "--format inspect" in line
+    assert not db.exists()
+    # told which, each kind imports on its own
+    assert [Path(r.source).name for r in import_paths(db, [folder], fmt="inspect")] == ["x.eval"]
+    assert [r.runs[0][2] for r in import_paths(db, [folder], fmt="verl")] == [2]
+
+
+@pytest.mark.parametrize("files", [[], ["notes.txt", "data.csv"], ["notes.json"]])
+def test_a_folder_with_nothing_to_import_names_the_formats_looked_for(tmp_path, monkeypatch, capsys, files):
+    monkeypatch.setenv("RL_INSPECT_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "stuff"
+    folder.mkdir()
+    for name in files:
+        (folder / name).write_text("{}\n", encoding="utf-8")
+    for argv in (["import", str(folder), "--db", str(tmp_path / "runs.db")], [str(folder)]):
+        assert cli.main(argv) == cli.EXIT_BAD_INPUT
+        [line] = capsys.readouterr().err.strip().splitlines()
+        assert str(folder) in line and "without .jsonl files" not in line
+        for what in (".jsonl", "verl", "results.jsonl", "traces.jsonl", "prime-rl", ".eval", "Inspect"):
+            assert what in line, (what, line)
+    assert not (tmp_path / "runs.db").exists()

@@ -5,11 +5,13 @@ rollout dumps (core.importers.verl), verifiers eval results (core.importers.veri
 and prime-rl rollouts/ folders: core.importers.verifiers_traces) and Inspect
 eval logs (core.importers.inspect_log, needs the `inspect` extra); `detect_format` picks one. Each
 source is written in one transaction, so a malformed file leaves nothing behind, and re-importing
-a source adds nothing that is already there (each module's docstring says how it knows).
+a source adds nothing that is already there (each module's docstring says how it knows). A caller
+whose import failed into a database it created removes it (remove_database).
 """
 
 from __future__ import annotations
 
+import contextlib
 import glob
 from pathlib import Path
 from typing import Callable, Sequence
@@ -50,35 +52,73 @@ def import_paths(db: str | Path, paths: Sequence[str | Path], *, fmt: str = "aut
 
     `fmt` "auto" detects each source's format (core.importers.detect); "jsonl", "verl",
     "verifiers" or "inspect" forces it. A folder is one verl run, one verifiers run (its
-    results.jsonl or traces.jsonl, or a prime-rl folder's train steps), or under jsonl each of its .jsonl files. Every source is checked
-    (exists, format known) before anything is written; then each is written in its own
-    transaction (so an Inspect log without inspect_ai installed fails before any source is
-    written). InputError / StoreError as the importers raise them; ValueError for an unknown
-    `fmt`."""
-    from core.importers.detect import detect_format
+    results.jsonl or traces.jsonl, or a prime-rl folder's train steps), under jsonl each of its
+    .jsonl files, or under inspect each of its Inspect logs (detect.inspect_logs: one run per log,
+    in name order). A folder's Inspect log whose status is still "started" (its eval is running, or
+    was killed) is skipped, said in its SourceResult's `skipped`: a running eval rewrites its log, so
+    each version would become a run of its own; name the file to import the samples it holds.
+
+    Every source is checked (exists, format known, a folder's Inspect log's header readable) before
+    anything is written; then each is written in its own transaction (so an Inspect log without
+    inspect_ai installed fails before any source is written). A database this call created stays
+    when a source fails (empty when the first does): the caller removes it (remove_database; the
+    CLI and core.importers.cache do). InputError / StoreError as the importers raise them;
+    ValueError for an unknown `fmt`."""
+    from core.importers.detect import LOOKED_FOR, inspect_logs, detect_format
     from core.importers.verl import step_files
     from core.store import Store
 
     if fmt not in FORMATS:
         raise ValueError(f"unknown import format {fmt!r} (one of: {', '.join(FORMATS)})")
-    sources: list[tuple[Path, str]] = []
+    sources: list[tuple[Path, str, str | None]] = []  # (path, format, why it is skipped)
     for path in expand(paths):
         kind = detect_format(path) if fmt == "auto" else fmt
         if kind == "jsonl" and path.is_dir():
             files = step_files(path)
             if not files:
-                raise InputError(str(path), "a folder without .jsonl files: nothing to import")
-            sources.extend((f, kind) for f in files)
+                raise InputError(str(path), "--format jsonl: no .jsonl files in this folder, nothing to import"
+                                 if fmt == "jsonl" else LOOKED_FOR)
+            sources.extend((f, kind, None) for f in files)
+        elif kind == "inspect" and path.is_dir():
+            logs = inspect_logs(path)
+            if not logs:
+                raise InputError(str(path), "--format inspect: no .eval or .json Inspect logs in this folder, "
+                                 "nothing to import" if fmt == "inspect" else LOOKED_FOR)
+            sources.extend((log, kind, _unfinished(log)) for log in logs)
         else:
-            sources.append((path, kind))
-    for path, kind in sources:
+            sources.append((path, kind, None))
+    for path, kind, _ in sources:
         if kind == "inspect":
             from core.importers.inspect_log import require
 
             require(path)
     with Store.open(db) as store:
-        return [IMPORTERS[kind](store, path, name=name) for path, kind in sources]
+        return [SourceResult(str(path), skipped=skipped) if skipped else IMPORTERS[kind](store, path, name=name)
+                for path, kind, skipped in sources]
 
 
-__all__ = ["FORMATS", "IMPORTERS", "SourceResult", "expand", "import_paths", "import_jsonl", "import_verl",
-           "import_verifiers", "import_inspect"]
+def _unfinished(log: Path) -> str | None:
+    """Why a folder's Inspect log is not imported yet (its status is "started"), or None. InputError
+    naming the file when inspect_ai is missing or cannot read the log's header."""
+    from core.importers import inspect_log
+
+    inspect_log.require(log)
+    status = inspect_log._header(log).status  # the importer's own header reader: same errors, same names
+    if status != "started":
+        return None
+    return ('log status "started" (its eval is still running, or was stopped): not imported from a folder '
+            "until it has finished; name the file to import the samples it holds")
+
+
+def remove_database(db: str | Path) -> None:
+    """Delete database file `db` and its -wal, -shm and -journal files, those that exist: what an
+    import that failed leaves of a database it created (call it only for one that did not exist
+    before). An error deleting one is ignored (the failure being reported matters more)."""
+    db = Path(db)
+    for path in (db, *(db.with_name(db.name + suffix) for suffix in ("-wal", "-shm", "-journal"))):
+        with contextlib.suppress(OSError):
+            path.unlink(missing_ok=True)
+
+
+__all__ = ["FORMATS", "IMPORTERS", "SourceResult", "expand", "import_paths", "remove_database", "import_jsonl",
+           "import_verl", "import_verifiers", "import_inspect"]

@@ -4,14 +4,18 @@ The cache database lives under the cache folder (core.paths.cache_dir, `imports/
 keyed by the sha256 of its bytes, so opening the same log again (under any name) reuses it and a
 changed file gets its own; a verifiers results folder is keyed the same way by its results.jsonl
 (core.importers.verifiers), its one source, and a verifiers v1 eval folder by its traces.jsonl
-(core.importers.verifiers_traces). Any other folder's (a prime-rl output folder among them) is keyed by its absolute path,
-because a folder grows (verl writes a step file per training step): opening it again imports only
-the new steps into the same database (core.importers.verl). Either way the import is the one `rl-inspect import` does, with its
-idempotence and its one transaction per source.
+(core.importers.verifiers_traces). Any other folder's (a prime-rl output folder or a folder of Inspect
+logs among them) is keyed by its absolute path, because a folder grows (verl writes a step file per
+training step, Inspect a log per eval): opening it again imports only the new steps or logs into
+the same database (core.importers.verl; a log imported before is skipped by its sha256). Either
+way the import is the one `rl-inspect import` does, with its idempotence and its one transaction
+per source.
 
 Following: a folder keyed by its path (`follows`) is re-imported while the TUI is open
 (FolderFollower, polled from a TUI worker), so a training run still writing step files can be
-watched; the TUI's own poll of the database shows the new rows.
+watched; the TUI's own poll of the database shows the new rows. A folder of Inspect logs is
+followed the same way: a log whose eval has finished since is imported as its own run, and one still
+being written (status "started") is left until it has finished (core.importers.import_paths).
 """
 
 from __future__ import annotations
@@ -60,7 +64,7 @@ def _key_file(path: Path) -> Path | None:
 
 def follows(path: str | Path) -> bool:
     """True when `path` is a folder whose cache database is keyed by its path (a verl rollout
-    folder, a prime-rl output folder, a folder of JSONL files): it may grow, and FolderFollower
+    folder, a prime-rl output folder, a folder of JSONL files or of Inspect logs): it may grow, and FolderFollower
     follows it. False for a file, a missing path and a folder keyed by its one file's content (a
     verifiers results or eval folder). Never raises."""
     path = Path(path)
@@ -90,20 +94,29 @@ def cached_import(path: str | Path, fmt: str = "auto") -> tuple[Path, list[Sourc
     """(cache database, what the import did) for a log file or folder, imported if needed.
 
     InputError naming the file (and line and field) for a path that is missing, of an unknown
-    format or malformed; nothing of a malformed source is written (core.importers.import_paths).
+    format or malformed; nothing of a malformed source is written (core.importers.import_paths), and
+    a cache database this import created is removed again (core.importers.remove_database), so a
+    failure leaves no file behind.
     """
-    from core.importers import import_paths
+    from core.importers import import_paths, remove_database
     from core.importers.detect import detect_format
 
     kind = detect_format(path) if fmt == "auto" else fmt  # refuses before a cache file is made
     db = cache_database(path)
-    return db, import_paths(db, [path], fmt=kind)
+    created = not db.exists()
+    try:
+        return db, import_paths(db, [path], fmt=kind)
+    except BaseException:
+        if created:
+            remove_database(db)
+        raise
 
 
 class FolderFollower:
     """Re-imports a growing log folder into its cache database, each `poll()` adding the step files
     that are new since the last import (the importers' own incremental import: core.importers.verl,
-    core.importers.verifiers_traces), so a training run still writing can be followed.
+    core.importers.verifiers_traces), or the Inspect logs whose evals have finished since, so a
+    training run or a series of evals still writing can be followed.
 
     Safe while the TUI reads the same database: each source is written in one transaction and the
     database is in WAL mode, so a reader goes on reading the last committed state meanwhile. A
@@ -186,9 +199,11 @@ class FolderFollower:
         return added
 
     def _listing(self) -> tuple | None:
-        """(file, size, modification time in ns) of each file the importer reads, or None when
-        the folder cannot be listed (the import then runs, and names what is wrong)."""
+        """(file, size, modification time in ns) of each file the importer reads (a prime-rl
+        folder's step files and metric log, else the folder's .jsonl files and Inspect logs), or None
+        when the folder cannot be listed (the import then runs, and names what is wrong)."""
         from core.importers import verifiers_traces, verl
+        from core.importers.detect import inspect_logs
 
         try:
             rollouts = verifiers_traces.rollouts_folder(self.path)
@@ -197,7 +212,7 @@ class FolderFollower:
                 log = rollouts.parent / verifiers_traces.METRICS_FILE
                 files = [f for _, f in train + evals] + ([log] if log.is_file() else [])
             else:
-                files = verl.step_files(self.path)
+                files = verl.step_files(self.path) + inspect_logs(self.path)
             return tuple((str(f), st.st_size, st.st_mtime_ns) for f in files for st in (f.stat(),))
         except OSError:
             return None

@@ -9,7 +9,12 @@ documented JSONL (core.importers.jsonl), `input`/`output`/`score` is a verl roll
 (core.importers.verifiers_traces), `version`/`status`/`eval` an Inspect log on one line. A folder
 holding results.jsonl is a verifiers results folder, one holding traces.jsonl a verifiers v1 eval,
 one holding rollouts/step_N/train/*/traces.jsonl (or that rollouts/ itself) a prime-rl run; all
-three are "verifiers". Other importers add themselves to SNIFFERS.
+three are "verifiers". Any other folder is read by its own files (not recursively): its .jsonl
+files by the first one's first record (a verl rollout folder, or documented JSONL files), else its
+Inspect logs (`.eval`, and `.json` files that begin like one: inspect_logs), each one run. A
+folder holding both .jsonl files and Inspect logs is refused (InputError naming both: `--format
+inspect` reads only the logs, `--format verl` / `jsonl` only the .jsonl files), so a stray file never
+decides silently what a folder means. Other importers add themselves to SNIFFERS.
 """
 
 from __future__ import annotations
@@ -29,13 +34,31 @@ SNIFFERS: list[tuple[str, Callable[[dict[str, Any]], bool]]] = [("inspect", insp
 """(format, test on the first record), tried in order."""
 
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
+LOOKED_FOR = ("nothing to import: no .jsonl files (jsonl, verl), no results.jsonl or traces.jsonl "
+              "(verifiers), no rollouts/step_N/ (prime-rl) and no .eval or .json Inspect logs (inspect)")
+"""Why a folder holds nothing any importer reads: the formats looked for, one line."""
 UNSUPPORTED = {".parquet": "Parquet (import reads JSONL; `rl-inspect export --format jsonl` writes it)"}
 
 
+def inspect_logs(folder: Path) -> list[Path]:
+    """The Inspect logs directly in `folder` (inspect_log.sniff: `.eval` files, `.json` files that
+    begin like a log), sorted by name (Inspect's names begin with the time the eval started), or []
+    (a folder that cannot be listed included). Reads at most 4 KiB of each .json file."""
+    try:
+        return sorted((p for p in folder.iterdir() if p.is_file() and inspect_log.sniff(p)), key=lambda p: p.name)
+    except OSError:
+        return []
+
+
+def _names(files: list[Path]) -> str:
+    return ", ".join(p.name for p in files[:2]) + (", ..." if len(files) > 2 else "")
+
+
 def detect_format(path: str | Path) -> str:
-    """The format name ("jsonl", "verl", "verifiers" or "inspect") of a file or folder. InputError
-    naming the path when it is missing, empty, of a format not read here, or has a first record no
-    format has."""
+    """The format name ("jsonl", "verl", "verifiers" or "inspect") of a file or folder (module
+    docstring). InputError naming the path when it is missing, empty, of a format not read here, has a
+    first record no format has, or is a folder with nothing to import (LOOKED_FOR says what was
+    looked for) or with both .jsonl files and Inspect logs."""
     path = Path(path)
     if not path.exists():
         raise InputError(str(path), "no such file or folder")
@@ -43,9 +66,15 @@ def detect_format(path: str | Path) -> str:
         if (verifiers.is_results_folder(path) or verifiers_traces.is_traces_folder(path)
                 or verifiers_traces.rollouts_folder(path) is not None):
             return "verifiers"
-        files = verl.step_files(path)
+        files, logs = verl.step_files(path), inspect_logs(path)
+        if files and logs:
+            raise InputError(str(path), f"holds both .jsonl files ({_names(files)}) and Inspect logs "
+                             f"({_names(logs)}): import one kind with `rl-inspect import --format inspect` (the "
+                             "logs) or --format verl / jsonl (the .jsonl files)")
+        if logs:
+            return "inspect"
         if not files:
-            raise InputError(str(path), "a folder without .jsonl files: nothing to import")
+            raise InputError(str(path), LOOKED_FOR)
         return detect_format(files[0])
     why = UNSUPPORTED.get(path.suffix.lower())
     if why:
