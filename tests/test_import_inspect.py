@@ -141,12 +141,13 @@ def test_auto_detects_eval_and_inspect_json(logs, tmp_path):
 @pytest.mark.parametrize("cut", [0.5, 0.9, 0.0])
 def test_truncated_eval_is_input_error_naming_the_file(logs, tmp_path, capsys, cut):
     data = logs["eval"].read_bytes()
-    bad = tmp_path / "truncated.eval"
+    bad = tmp_path / "cut.eval"
     bad.write_bytes(data[:int(len(data) * cut)])
     db = tmp_path / "t.db"
     with pytest.raises(InputError) as err:
         import_paths(db, [bad])
     assert err.value.path == str(bad)
+    assert "truncated" in err.value.detail  # in words, not only the zip reader's "EOCD not found"
     assert _count(db, "runs") == 0 and _count(db, "trajectories") == 0
     assert main(["import", str(bad), "--db", str(db)]) == EXIT_BAD_INPUT
     lines = capsys.readouterr().err.strip().splitlines()

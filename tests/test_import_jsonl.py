@@ -192,3 +192,12 @@ def test_export_stream_imports(source, tmp_path):
     path.write_text(buf.getvalue(), encoding="utf-8")
     (result,) = import_paths(tmp_path / "s.db", [path])
     assert result.runs[0][2] == 8
+
+
+def test_a_line_that_is_not_json_names_where_in_the_line(tmp_path):
+    """json's message alone ("Unterminated string starting at") ends where its position was."""
+    path = tmp_path / "cut.jsonl"
+    path.write_text('{"messages": []}\n{"messages": [{"role": "user", "content": "abc\n', encoding="utf-8")
+    with pytest.raises(InputError) as err:
+        import_paths(tmp_path / "c.db", [path], fmt="jsonl")
+    assert err.value.line == 2 and "at column 47" in err.value.detail

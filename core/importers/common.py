@@ -90,7 +90,8 @@ def read_records(path: Path, *, complete_only: bool = False) -> Iterator[tuple[L
             try:
                 record = json.loads(text)
             except (json.JSONDecodeError, RecursionError) as exc:
-                reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
+                reason = (f"{exc.msg} at column {exc.colno}" if isinstance(exc, json.JSONDecodeError)
+                          else "nested too deeply")
                 raise line.error(f"not valid JSON ({reason}); each line must be one JSON object") from None
             if not isinstance(record, dict):
                 raise line.error(f"a JSON {type(record).__name__}, not an object; each line must be one JSON object")

@@ -353,6 +353,10 @@ def _reader_error(path: Path, exc: BaseException) -> InputError:
             return InputError(str(path), f"not a valid Inspect log ({reason})", field=field)
     inner = chain[-1]
     text = " ".join(str(inner).replace(str(path), "").split())[:300] or type(inner).__name__
+    if path.suffix.lower() == ".eval" and (type(inner).__name__ == "BadZipFile" or "EOCD" in text):
+        # inspect_ai's zip reader: no end-of-central-directory record, the last bytes of a zip file
+        return InputError(str(path), "not a complete .eval log: the zip archive is truncated or damaged "
+                                     f"(inspect_ai: {text})")
     return InputError(str(path), f"cannot read as an Inspect log ({type(inner).__name__}: {text})")
 
 
