@@ -389,7 +389,7 @@ def test_prime_rl_step_evals_are_eval_runs_linked_to_their_step(tmp_path):
         run = store.run(eval_id)
         assert (run["kind"], run["parent_run_id"], run["train_step"]) == ("eval", train[0], 2)
         assert run["model"] == "scripted/canned-1" and run["status"] == "done"
-        assert set(store.run(train[0])["config"]["files"]) == {
+        assert set(store.run(train[0])["config"]["files"]) >= {
             p.removeprefix("rollouts/") for p in (STEP.format(1), STEP.format(2), EVAL_STEP.format(2))}
         rows = store.trajectory_rows(eval_id, limit=100)
         assert len(rows) == 4 and {r["step"] for r in rows} == {None}
@@ -477,3 +477,68 @@ def test_correct_follows_prime_rls_solve_rule():
 
     assert solved(1.0) is True and solved(0.0) is False
     assert solved(0.5) is None and solved(None) is None and solved(2.0) is None
+
+
+def _exports(step: int) -> list[dict]:
+    return [json.loads(x) for x in (PRIME / f"token_exports/step_{step}/rank_0.jsonl").read_text().splitlines()]
+
+
+def test_prime_rl_token_exports_give_the_trainers_logprobs(tmp_path):
+    """prime-rl's trainer token export (token_exports/step_N/rank_R.jsonl, complete once STABLE is
+    there) holds the trainer's logprob of each trained token: stored as the trajectory's trainer
+    logprobs (the token view's gap mode), matched to the step's trajectory by its token ids. A
+    sequence that matches none (cut at the trainer's max length) is counted in the notes; a step
+    not yet STABLE waits; the mask lint then finds nothing missing."""
+    db = tmp_path / "p.db"
+    (result,) = import_paths(db, [PRIME])
+    assert any("token_exports: the trainer's logprobs of 4 trajectories" in x and "1 exported sequence" in x
+               for x in result.notes)
+    exports = {tuple(r["token_ids"]): r for r in _exports(1)}
+    with Store.open_readonly(db) as store:
+        run_id = result.runs[0][0]
+        rows = store.trajectory_rows(run_id, limit=100)
+        for row in rows:
+            seq = store.tokens(row["id"])
+            if row["step"] == 2:  # not STABLE yet
+                assert seq.trainer_logprobs is None
+                continue
+            export = exports[tuple(seq.ids)]
+            want = [lp if m else math.nan for lp, m in zip(export["trainer_logprobs"], export["loss_mask"])]
+            assert seq.trainer_logprobs == pytest.approx(want, nan_ok=True)
+        assert set(store.run(run_id)["config"]["files"]) >= {"token_exports/step_1/rank_0.jsonl"}
+        from core.lint import lint_store
+
+        [report] = lint_store(store, run_id, tokenizer=None)
+        assert "trainer_logprob_missing" not in report.counts()
+    (again,) = import_paths(db, [PRIME])
+    assert again.skipped
+
+
+def test_a_token_export_arriving_later_is_read_on_the_next_import(tmp_path):
+    out = _grow(tmp_path, (1,))
+    db = tmp_path / "g.db"
+    import_paths(db, [out])
+    folder = out / "token_exports" / "step_1"
+    folder.mkdir(parents=True)
+    shutil.copy(PRIME / "token_exports/step_1/rank_0.jsonl", folder / "rank_0.jsonl")
+    (waiting,) = import_paths(db, [out])
+    assert waiting.skipped  # no STABLE marker yet: the trainer's ranks may still be writing
+    (folder / "STABLE").touch()
+    (read,) = import_paths(db, [out])
+    assert read.skipped is None and any("trainer's logprobs of 4" in x for x in read.notes)
+    with Store.open_readonly(db) as store:
+        assert all(store.tokens(r["id"]).trainer_logprobs is not None
+                   for r in store.trajectory_rows(read.runs[0][0], limit=100))
+
+
+def test_a_malformed_token_export_names_file_line_and_field(tmp_path):
+    out = _grow(tmp_path, (1,))
+    folder = out / "token_exports" / "step_1"
+    folder.mkdir(parents=True)
+    record = _exports(1)[0]
+    record["trainer_logprobs"] = record["trainer_logprobs"][:-3]
+    (folder / "rank_0.jsonl").write_text(json.dumps(record) + "\n")
+    (folder / "STABLE").touch()
+    with pytest.raises(InputError) as err:
+        import_paths(tmp_path / "b.db", [out])
+    assert err.value.line == 1 and err.value.field == "trainer_logprobs" and "rank_0.jsonl" in err.value.path

@@ -210,7 +210,8 @@ class FolderFollower:
             if rollouts is not None:
                 train, evals, _ = verifiers_traces.step_files(rollouts)
                 log = rollouts.parent / verifiers_traces.METRICS_FILE
-                files = [f for _, f in train + evals] + ([log] if log.is_file() else [])
+                exports = [f for _, f in verifiers_traces.export_files(rollouts.parent)]
+                files = [f for _, f in train + evals] + ([log] if log.is_file() else []) + exports
             else:
                 files = verl.step_files(self.path) + inspect_logs(self.path)
             return tuple((str(f), st.st_size, st.st_mtime_ns) for f in files for st in (f.stat(),))

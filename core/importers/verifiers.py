@@ -82,8 +82,9 @@ prime-rl (read at commit 559b4477, v0.8.1.dev67, August 2026) trains on verifier
 in memory (orchestrator/trajectories.py: branches' token_ids / sampled_mask / logprobs) and writes
 two files of them: `rollouts/step_N/{kind}/{subset}/traces.jsonl` (v1 Episode
 records, monitors/file.py) and, with `enable_token_export`, `token_exports/step_N/rank_R.jsonl`
-(trainer micro-batches after packing: token_ids, position_ids, loss_mask, advantages,
-inference/trainer logprobs, entropy; several samples per line and no text, trainer/rl/token_export.py);
+(one line per sequence the trainer trained on, cut out of its packed micro-batch: token_ids,
+position_ids, loss_mask, advantages, inference/trainer logprobs, entropy, importance ratios; no
+text; trainer/rl/token_export.py);
 verifiers v1's own `eval` writes the same traces.jsonl shape. Those traces.jsonl files (and prime-rl's
 rollouts/ folder) are read by core.importers.verifiers_traces; import_verifiers hands them over.
 

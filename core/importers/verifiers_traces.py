@@ -82,7 +82,12 @@ train_step N, as this project's --eval-every evals (the steps screen shows its m
 before any train step (the base model at step 0) makes the train run, named from its episodes. The
 run folder's `metrics.jsonl` (what prime-rl's trainer and orchestrator log per step) adds its
 numbers to the imported steps (logged_metrics; the steps screen's loss, entropy, grad norm, learning
-rate and step time come from the trainer's names in STEP_METRICS); it is read again when it grows. The
+rate and step time come from the trainer's names in STEP_METRICS); it is read again when it grows.
+The trainer's token export (TOKEN_EXPORTS, when prime-rl ran with enable_token_export) gives each
+trajectory whose token ids an exported sequence of its step has the trainer's logprobs (nats where
+the sequence's loss_mask is true, NaN elsewhere: Store.set_trainer_logprobs, the token view's gap
+mode); a step's export is read once its STABLE marker is there and its trajectories are imported,
+and a sequence matching none (cut at the trainer's length) is counted in the notes. The
 `all` subsets (supersets written before advantages exist: reading both would duplicate rollouts)
 are not read; the notes say how many such files were left.
 
@@ -120,6 +125,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+import numpy as np
+
 from core.data.records import InputError, Message, Question, RewardResult
 from core.importers.common import (Line, RunWriter, StepStats, absolute, already_imported, as_float, complete_file,
                                    finish, first_record, grown_from, load_questions, new_run, prefix_sha256,
@@ -147,6 +154,12 @@ STEP_METRICS = {"loss": "loss/mean", "entropy": "entropy/all/mean", "mismatch_kl
                 "grad_norm": "optim/grad_norm", "learning_rate": "optim/lr", "step_seconds": "time/step"}
 """This project's step metric name -> the prime-rl trainer's (src/prime_rl/trainer/rl/train.py at
 559b4477). mismatch_kl is the trainer-vs-inference KL, not a KL to a reference model."""
+TOKEN_EXPORTS = "token_exports"
+"""prime-rl's trainer token export beside rollouts/ (src/prime_rl/trainer/rl/token_export.py at
+559b4477, TokenExporter, on with enable_token_export): `token_exports/step_N/rank_R.jsonl`, one line
+per sequence the trainer trained on ({step, rank, token_ids, loss_mask, inference_logprobs,
+trainer_logprobs, importance_ratio, ...}, one value per token), and `step_N/STABLE` once every rank
+has written its file."""
 OWN_STEP_METRICS = ("reward", "reward_std", "frac_reward_zero_std", "completions/mean_length", "imported_from")
 """The step metrics computed from the imported trajectories (common.StepStats), which a name in
 metrics.jsonl does not replace."""
@@ -728,6 +741,65 @@ def _merge_logged(store: Store, run_id: int, path: Path) -> int:
     return changed
 
 
+def export_files(run_dir: Path) -> list[tuple[int, Path]]:
+    """(step, file) of each token_exports/step_N/rank_R.jsonl of a step folder holding STABLE (all
+    ranks written), in step order; [] when there are none or the folder cannot be listed."""
+    out = []
+    try:
+        for folder in (run_dir / TOKEN_EXPORTS).iterdir():
+            m = _STEP_DIR.match(folder.name)
+            if m and folder.is_dir() and (folder / "STABLE").exists():
+                out += [(int(m.group(1)), f) for f in sorted(folder.glob("rank_*.jsonl"))]
+    except OSError:
+        return []
+    return sorted(out)
+
+
+def _trainer_logprobs(rec: dict[str, Any], line: Line) -> tuple[bytes, list[float]]:
+    """One token export record as (its token ids as the store keeps them: int32 little-endian
+    bytes, the trainer's logprob of each token: nats where loss_mask is true, NaN elsewhere and
+    where the trainer wrote null). InputError (file, line, field)."""
+    ids = _int_list(rec.get("token_ids"), line, "token_ids")
+    n = len(ids)
+    mask = rec.get("loss_mask")
+    if not isinstance(mask, list) or len(mask) != n or not all(isinstance(b, bool) for b in mask):
+        raise line.error(f"must be a list of {n} true/false values, one per token_ids", "loss_mask")
+    lps = rec.get("trainer_logprobs")
+    if not isinstance(lps, list) or len(lps) != n:
+        raise line.error(f"must be a list of {n} numbers or nulls, one per token_ids", "trainer_logprobs")
+    nan = float("nan")
+    values = []
+    for m, lp in zip(mask, lps):
+        if lp is not None and (isinstance(lp, bool) or not isinstance(lp, (int, float))):
+            raise line.error("every value must be a number or null", "trainer_logprobs")
+        values.append(float(lp) if m and lp is not None else nan)
+    return np.asarray(ids, dtype="<i4").tobytes(), values
+
+
+def _import_exports(store: Store, run_id: int, todo: list[tuple[int, Path, str, str]]) -> tuple[int, int]:
+    """Store the trainer logprobs of each token export record of `todo` on the trajectory of its
+    step whose token ids are the record's (the first not yet given one, for identical sequences);
+    returns (matched, unmatched). Inside the caller's transaction. InputError (file, line, field)."""
+    matched = unmatched = 0
+    by_ids: dict[int, dict[bytes, list[int]]] = {}
+    for step, f, _, _ in todo:
+        if step not in by_ids:
+            by_ids[step] = {}
+            for tid, blob in store.conn.execute(
+                    "SELECT t.id, k.ids FROM trajectories t JOIN tokens k ON k.trajectory_id = t.id"
+                    " WHERE t.run_id = ? AND t.step = ? ORDER BY t.id", (run_id, step)):
+                by_ids[step].setdefault(bytes(blob), []).append(tid)
+        for line, rec in read_records(f):
+            key, values = _trainer_logprobs(rec, line)
+            tids = by_ids[step].get(key)
+            if tids:
+                store.set_trainer_logprobs(tids.pop(0), values)
+                matched += 1
+            else:
+                unmatched += 1
+    return matched, unmatched
+
+
 def _todo(rollouts: Path, files: list[tuple[int, Path]], known: dict[str, str],
           result: SourceResult) -> list[tuple[int, Path, str, str]]:
     """(step, file, path under rollouts/, sha256) of the complete step files not yet imported; a
@@ -758,10 +830,14 @@ def import_prime_rl(store: Store, path: Path, rollouts: Path, *, name: str | Non
     known: dict[str, str] = dict(existing[1].get("files", {})) if existing else {}
     todo = _todo(rollouts, files, known, result)
     eval_todo = _todo(rollouts, eval_files, known, result)
+    # a step's token export is read once that step's trajectories are in the run
+    trained_steps = {step for step, f in files if f.relative_to(rollouts).as_posix() in known} | {t[0] for t in todo}
+    export_todo = [t for t in _todo(rollouts.parent, export_files(rollouts.parent), known, result)
+                   if t[0] in trained_steps]
     metrics_file = rollouts.parent / METRICS_FILE
     metrics_bytes = metrics_file.stat().st_size if metrics_file.is_file() else None
     metrics_grown = existing is not None and metrics_bytes not in (None, existing[1].get("metrics_bytes"))
-    if not todo and not eval_todo and not metrics_grown:
+    if not todo and not eval_todo and not export_todo and not metrics_grown:
         result.skipped = (f"already imported as run {existing[0]}, no new step files" if existing
                           else f"no complete step_N/{'/'.join(TRAIN_FILE)} files")
         return result
@@ -776,7 +852,9 @@ def import_prime_rl(store: Store, path: Path, rollouts: Path, *, name: str | Non
             known = dict(existing[1].get("files", {}))
             todo = [t for t in todo if t[2] not in known]
             eval_todo = [t for t in eval_todo if t[2] not in known]
-            if not todo and not eval_todo and metrics_bytes in (None, existing[1].get("metrics_bytes")):
+            export_todo = [t for t in export_todo if t[2] not in known]
+            if not todo and not eval_todo and not export_todo and metrics_bytes in (None,
+                                                                                   existing[1].get("metrics_bytes")):
                 result.skipped = f"already imported as run {existing[0]}, no new step files"
                 return result
         if existing:
@@ -798,6 +876,14 @@ def import_prime_rl(store: Store, path: Path, rollouts: Path, *, name: str | Non
             config["files"][rel] = sha
         writer.flush()
         stats.write(store, run_id)
+        if export_todo:
+            matched, unmatched = _import_exports(store, run_id, export_todo)
+            config["files"].update({rel: sha for _, _, rel, sha in export_todo})
+            result.notes.append(f"{TOKEN_EXPORTS}: the trainer's logprobs of {matched} trajector"
+                                f"{'y' if matched == 1 else 'ies'}" + (
+                                    f" ({unmatched} exported sequence{'' if unmatched == 1 else 's'} matched no "
+                                    "trajectory of its step: cut at the trainer's length, or not in the batch)"
+                                    if unmatched else ""))
         first = tally.first
         if first is None and eval_todo:  # evals before any train step (prime-rl evaluates the base model at step 0)
             for line, rec in read_records(eval_todo[0][1]):
