@@ -347,7 +347,7 @@ class StepStats:
         if reward is not None and math.isfinite(reward):
             groups.setdefault(item.group_id if item.group_id is not None else -1, []).append(reward)
         tokens = item.outcome.tokens
-        self._trained.setdefault(step, []).append(None if tokens is None else int(sum(1 for b in tokens.mask if b)))
+        self._trained.setdefault(step, []).append(None if tokens is None else len(tokens.mask) - tokens.mask.count(0))
 
     def metrics(self) -> dict[int, dict[str, float | str]]:
         """step -> its metrics (above), for every step counted."""
