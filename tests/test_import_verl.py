@@ -156,7 +156,7 @@ def test_two_imports_of_one_growing_folder_at_once_import_each_step_once(tmp_pat
     """Another process (a second `rl-inspect FOLDER`) imports the same new step file between this
     import's look at what is already imported and its write: the write looks again, under its
     write lock, and adds nothing twice."""
-    from core.importers import verifiers_traces, verl
+    from core.importers import prime_rl, verl
 
     if fmt == "verl":
         folder = tmp_path / "rollouts"
@@ -167,7 +167,7 @@ def test_two_imports_of_one_growing_folder_at_once_import_each_step_once(tmp_pat
         from tests.test_import_verifiers_traces import _grow
 
         folder = _grow(tmp_path, (1,))
-        module = verifiers_traces
+        module = prime_rl
     db = tmp_path / "r.db"
     looked = module._existing_run
     calls = []

@@ -1,8 +1,8 @@
 """`rl-inspect import`: runs other tools wrote, converted into this project's database.
 
 Formats: the documented JSONL that `rl-inspect export` writes (core.importers.jsonl), verl
-rollout dumps (core.importers.verl), verifiers eval results (core.importers.verifiers; v1 traces.jsonl
-and prime-rl rollouts/ folders: core.importers.verifiers_traces) and Inspect
+rollout dumps (core.importers.verl), verifiers eval results (core.importers.verifiers; v1 traces.jsonl:
+core.importers.verifiers_traces; prime-rl output folders: core.importers.prime_rl) and Inspect
 eval logs (core.importers.inspect_log, needs the `inspect` extra); `detect_format` picks one. Each
 source is written in one transaction, so a malformed file leaves nothing behind, and re-importing
 a source adds nothing that is already there (each module's docstring says how it knows). A caller

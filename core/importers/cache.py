@@ -51,7 +51,8 @@ def _key_file(path: Path) -> Path | None:
     """The file whose bytes key `path`'s cache database (the file itself, or a verifiers results or
     eval folder's one file), or None for a folder keyed by its path."""
     from core.importers.verifiers import RESULTS, is_results_folder
-    from core.importers.verifiers_traces import TRACES, is_traces_folder, rollouts_folder
+    from core.importers.prime_rl import rollouts_folder
+    from core.importers.verifiers_traces import TRACES, is_traces_folder
 
     if is_results_folder(path):
         return path / RESULTS
@@ -115,7 +116,7 @@ def cached_import(path: str | Path, fmt: str = "auto") -> tuple[Path, list[Sourc
 class FolderFollower:
     """Re-imports a growing log folder into its cache database, each `poll()` adding the step files
     that are new since the last import (the importers' own incremental import: core.importers.verl,
-    core.importers.verifiers_traces), or the Inspect logs whose evals have finished since, so a
+    core.importers.prime_rl), or the Inspect logs whose evals have finished since, so a
     training run or a series of evals still writing can be followed.
 
     Safe while the TUI reads the same database: each source is written in one transaction and the
@@ -202,15 +203,15 @@ class FolderFollower:
         """(file, size, modification time in ns) of each file the importer reads (a prime-rl
         folder's step files and metric log, else the folder's .jsonl files and Inspect logs), or None
         when the folder cannot be listed (the import then runs, and names what is wrong)."""
-        from core.importers import verifiers_traces, verl
+        from core.importers import prime_rl, verl
         from core.importers.detect import inspect_logs
 
         try:
-            rollouts = verifiers_traces.rollouts_folder(self.path)
+            rollouts = prime_rl.rollouts_folder(self.path)
             if rollouts is not None:
-                train, evals, _ = verifiers_traces.step_files(rollouts)
-                log = rollouts.parent / verifiers_traces.METRICS_FILE
-                exports = [f for _, f in verifiers_traces.export_files(rollouts.parent)]
+                train, evals, _ = prime_rl.step_files(rollouts)
+                log = rollouts.parent / prime_rl.METRICS_FILE
+                exports = [f for _, f in prime_rl.export_files(rollouts.parent)]
                 files = [f for _, f in train + evals] + ([log] if log.is_file() else []) + exports
             else:
                 files = verl.step_files(self.path) + inspect_logs(self.path)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from core.data.records import InputError
-from core.importers import inspect_log, jsonl, verifiers, verifiers_traces, verl
+from core.importers import inspect_log, jsonl, prime_rl, verifiers, verifiers_traces, verl
 from core.importers.common import first_record
 
 SNIFFERS: list[tuple[str, Callable[[dict[str, Any]], bool]]] = [("inspect", inspect_log.looks_like),
@@ -64,7 +64,7 @@ def detect_format(path: str | Path) -> str:
         raise InputError(str(path), "no such file or folder")
     if path.is_dir():
         if (verifiers.is_results_folder(path) or verifiers_traces.is_traces_folder(path)
-                or verifiers_traces.rollouts_folder(path) is not None):
+                or prime_rl.rollouts_folder(path) is not None):
             return "verifiers"
         files, logs = verl.step_files(path), inspect_logs(path)
         if files and logs:

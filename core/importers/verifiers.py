@@ -85,8 +85,9 @@ records, monitors/file.py) and, with `enable_token_export`, `token_exports/step_
 (one line per sequence the trainer trained on, cut out of its packed micro-batch: token_ids,
 position_ids, loss_mask, advantages, inference/trainer logprobs, entropy, importance ratios; no
 text; trainer/rl/token_export.py);
-verifiers v1's own `eval` writes the same traces.jsonl shape. Those traces.jsonl files (and prime-rl's
-rollouts/ folder) are read by core.importers.verifiers_traces; import_verifiers hands them over.
+verifiers v1's own `eval` writes the same traces.jsonl shape. Those traces.jsonl files are read by
+core.importers.verifiers_traces (prime-rl's folder by core.importers.prime_rl); import_verifiers hands
+them over.
 
 Not carried over: reasoning_content, tool_defs, token_usage, timing spans, info beyond the reward's
 detail, the error chain, every tool call of a message but the first (counted only), images and

@@ -1,4 +1,5 @@
-"""verifiers v1 episodes: the `traces.jsonl` of verifiers >= 0.4's `eval` and of prime-rl's rollouts/.
+"""verifiers v1 episodes: the `traces.jsonl` of verifiers >= 0.4's `eval` (one eval run), and the
+parsing of each episode that prime-rl's rollouts/ share (core.importers.prime_rl).
 
 The writers (read in PrimeIntellect-ai/verifiers at commit a60a606e, `git describe` v0.3.0-62,
 August 2026, the v1 code that release 0.4.0 ships as its CLI; and PrimeIntellect-ai/prime-rl at
@@ -74,63 +75,42 @@ without traces (it failed before one was made) is one failed trajectory holding 
 Runs: a traces.jsonl (or a folder holding one, as `eval` writes) is one eval run named `--name`, else
 the episodes' run name, else env.id, else the folder's name; model = the first trace's
 agent.config.model, else a call's model, else "unknown". A prime-rl output folder (or its rollouts/
-folder) is one train run, same naming: each `rollouts/step_N/train/effective/traces.jsonl` is step N
-(from the folder's name), with each step's reward mean and std as its step metrics. Each
-`rollouts/step_N/eval/effective/traces.jsonl` (the held-out eval prime-rl runs at step N) is one
-eval run per env it holds, named "<train run>-step<N>-<env name>", whose parent is the train run and
-train_step N, as this project's --eval-every evals (the steps screen shows its mean reward); an eval
-before any train step (the base model at step 0) makes the train run, named from its episodes. The
-run folder's `metrics.jsonl` (what prime-rl's trainer and orchestrator log per step) adds its
-numbers to the imported steps (logged_metrics; the steps screen's loss, entropy, grad norm, learning
-rate and step time come from the trainer's names in STEP_METRICS); it is read again when it grows.
-The trainer's token export (TOKEN_EXPORTS, when prime-rl ran with enable_token_export) gives each
-trajectory whose token ids an exported sequence of its step has the trainer's logprobs (nats where
-the sequence's loss_mask is true, NaN elsewhere: Store.set_trainer_logprobs, the token view's gap
-mode); a step's export is read once its STABLE marker is there and its trajectories are imported,
-and a sequence matching none (cut at the trainer's length) is counted in the notes. The
-`all` subsets (supersets written before advantages exist: reading both would duplicate rollouts)
-are not read; the notes say how many such files were left.
+folder) is one train run, its held-out evals eval runs: core.importers.prime_rl, which parses each
+episode here (parse_episode) and says what else of the folder it reads.
 
 Not carried over: reasoning_content, provider_state, every tool call of a message but the first
 (counted), tools, calls (usage, per-call timing and finish reasons), request/response rewrites,
-extra_usage, is_content, semantic_parents, node timestamps, reference_logprobs, loss_weights, multimodal data and routed experts
-(prime-rl never writes them), per-token advantages (only their mean), policy spans, the error
+extra_usage, is_content, semantic_parents, node timestamps, reference_logprobs, loss_weights,
+multimodal data and routed experts (prime-rl never writes them), per-token advantages (only their mean), policy spans, the error
 tracebacks, and the eval's configs/eval.json beyond what its config keeps (see import_traces).
 
 Detection (core.importers.detect): a first record with a `traces` list and a `task` or `env` object
-and no `prompt`/`messages`; a folder holding traces.jsonl; a folder holding
-rollouts/step_N/train/*/traces.jsonl, or such a rollouts/ folder itself.
+and no `prompt`/`messages`; a folder holding traces.jsonl (a prime-rl folder: core.importers.prime_rl).
 
 Errors: a line that is not one JSON object, a trace of another schema version (not 1), a node whose
 parent is not an earlier node, a missing or mistyped message, role, content, tool call, reward, metric,
 token list (ids outside int32, a mask not as long as the ids, logprobs not one per sampled token)
 raise InputError naming the file, line and field (`traces[i].nodes[j].mask`); nothing is written then
 (one transaction). A truncated last line of an eval's traces.jsonl is not JSON, so it is such an
-error; a prime-rl step file without a final newline is still being written and is left for later.
+error.
 
 Re-importing: an eval file's run has {"imported_from", "source_sha256": sha256 of traces.jsonl,
 "source_bytes", "format": "verifiers"}: the same bytes are skipped (core.importers.common.already_imported),
 and a file at the same path that begins with the bytes a run was imported from (an eval still
-running, or resumed, appends) replaces that run in the same transaction (common.grown_from). A prime-rl folder's run has {"imported_from":
-the folder, "format": "verifiers", "layout": "prime-rl", "files": {path under rollouts/: sha256}}:
-importing it again adds only the step files not yet in "files" (a changed one is not read again).
+running, or resumed, appends) replaces that run in the same transaction (common.grown_from).
 """
 
 from __future__ import annotations
 
 import json
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-import numpy as np
-
 from core.data.records import InputError, Message, Question, RewardResult
-from core.importers.common import (Line, RunWriter, StepStats, absolute, already_imported, as_float, complete_file,
-                                   finish, first_record, grown_from, load_questions, new_run, prefix_sha256,
-                                   read_records, sha256_file)
+from core.importers.common import (Line, RunWriter, absolute, already_imported, as_float, finish, first_record,
+                                   grown_from, new_run, prefix_sha256, read_records)
 from core.importers.jsonl import SourceResult, _content
 from core.importers.verifiers import _int_list, _json_safe, _tool_call, unique_name
 from core.rollout.tokens import TokenSequence
@@ -141,29 +121,6 @@ FORMAT = "verifiers"
 TRACES = "traces.jsonl"
 TRACE_VERSIONS = (1,)
 """Trace schema versions read (verifiers/v1/trace.py TRACE_VERSION)."""
-TRAIN_FILE = ("train", "effective", TRACES)
-"""The file of a prime-rl step folder read as its training batch."""
-EVAL_FILE = ("eval", "effective", TRACES)
-"""The file of a prime-rl step folder read as its held-out evaluation (every episode of the epochs
-finished at that step; prime-rl's evals/evals.py finalize_eval_batch)."""
-METRICS_FILE = "metrics.jsonl"
-"""prime-rl's metric log in the run folder beside rollouts/ (src/prime_rl/monitors/file.py
-FileMonitor.log_metrics: one {"step", "time", name: value, ...} line per log call; the trainer and
-the orchestrator append to the same file under the `rl` entrypoint)."""
-STEP_METRICS = {"loss": "loss/mean", "entropy": "entropy/all/mean", "mismatch_kl": "mismatch_kl/all/mean",
-                "grad_norm": "optim/grad_norm", "learning_rate": "optim/lr", "step_seconds": "time/step"}
-"""This project's step metric name -> the prime-rl trainer's (src/prime_rl/trainer/rl/train.py at
-559b4477). mismatch_kl is the trainer-vs-inference KL, not a KL to a reference model."""
-TOKEN_EXPORTS = "token_exports"
-"""prime-rl's trainer token export beside rollouts/ (src/prime_rl/trainer/rl/token_export.py at
-559b4477, TokenExporter, on with enable_token_export): `token_exports/step_N/rank_R.jsonl`, one line
-per sequence the trainer trained on ({step, rank, token_ids, loss_mask, inference_logprobs,
-trainer_logprobs, importance_ratio, ...}, one value per token), and `step_N/STABLE` once every rank
-has written its file."""
-OWN_STEP_METRICS = ("reward", "reward_std", "frac_reward_zero_std", "completions/mean_length", "imported_from")
-"""The step metrics computed from the imported trajectories (common.StepStats), which a name in
-metrics.jsonl does not replace."""
-_STEP_DIR = re.compile(r"^step_(\d+)$")
 _SPANS = ("boot", "setup", "agent", "finalize", "scoring")
 
 
@@ -173,22 +130,6 @@ def looks_like(record: dict[str, Any]) -> bool:
     `prompt` or `messages`. Never raises."""
     return (isinstance(record.get("traces"), list) and "prompt" not in record and "messages" not in record
             and (isinstance(record.get("task"), dict) or isinstance(record.get("env"), dict)))
-
-
-def rollouts_folder(path: Path) -> Path | None:
-    """The prime-rl rollouts/ folder of `path` (an output folder holding rollouts/, or rollouts/
-    itself) when it has a step_N folder with a train/*/traces.jsonl or eval/*/traces.jsonl (a run
-    that has only evaluated its base model so far); else None. Never raises."""
-    try:
-        if not path.is_dir():
-            return None
-        for folder in (path / "rollouts", path):
-            if folder.is_dir() and any(_STEP_DIR.match(p.name) and any(p.glob(f"*/*/{TRACES}"))
-                                       for p in folder.iterdir() if p.is_dir()):
-                return folder
-    except OSError:
-        return None
-    return None
 
 
 def is_traces_folder(path: Path) -> bool:
@@ -202,6 +143,8 @@ def is_traces_folder(path: Path) -> bool:
 def is_traces_source(path: Path) -> bool:
     """True when `path` is read by this module: a prime-rl folder, a folder holding traces.jsonl, or
     a file whose first record looks_like an episode. Never raises."""
+    from core.importers.prime_rl import rollouts_folder
+
     path = Path(path)
     if path.is_dir():
         return rollouts_folder(path) is not None or is_traces_folder(path)
@@ -210,25 +153,6 @@ def is_traces_source(path: Path) -> bool:
     except InputError:
         return False
     return record is not None and looks_like(record)
-
-
-def step_files(rollouts: Path) -> tuple[list[tuple[int, Path]], list[tuple[int, Path]], int]:
-    """((step, file) of each step_N/train/effective/traces.jsonl in step order, the same of each
-    step_N/eval/effective/traces.jsonl, the number of other traces.jsonl files under the step
-    folders (the `all` subsets), not read)."""
-    train, evals, others = [], [], 0
-    for p in rollouts.iterdir():
-        m = _STEP_DIR.match(p.name)
-        if not (m and p.is_dir()):
-            continue
-        for f in p.glob(f"*/*/{TRACES}"):
-            if f == p.joinpath(*TRAIN_FILE):
-                train.append((int(m.group(1)), f))
-            elif f == p.joinpath(*EVAL_FILE):
-                evals.append((int(m.group(1)), f))
-            else:
-                others += 1
-    return sorted(train), sorted(evals), others
 
 
 # ------------------------------------------------------------------------------------ fields
@@ -696,257 +620,11 @@ def import_eval_traces(store: Store, path: Path, *, name: str | None = None) -> 
     return result
 
 
-def _existing_run(store: Store, source: str) -> tuple[int, dict[str, Any]] | None:
-    row = store.conn.execute(
-        "SELECT id, config FROM runs WHERE json_valid(config) AND json_extract(config, '$.imported_from') = ?"
-        " AND json_extract(config, '$.format') = ? AND json_extract(config, '$.layout') = 'prime-rl'"
-        " ORDER BY id DESC LIMIT 1", (source, FORMAT)).fetchone()
-    return None if row is None else (row[0], json.loads(row[1]))
-
-
-def logged_metrics(path: Path) -> dict[int, dict[str, float]]:
-    """step -> {name: value} of prime-rl's metrics.jsonl: every finite number of the step's lines
-    (a later line wins), `time` left out, plus STEP_METRICS' names for the trainer's. A last line
-    still being written is left for later. InputError (file, line, field) for a line that is not
-    a JSON object or has no integer step."""
-    steps: dict[int, dict[str, float]] = {}
-    for line, rec in read_records(path, complete_only=True):
-        step = rec.get("step")
-        if isinstance(step, bool) or not isinstance(step, (int, float)) or step != int(step):
-            raise line.error("missing or not an integer (each prime-rl metric line names its step)", "step")
-        values = steps.setdefault(int(step), {})
-        for name, value in rec.items():
-            if name not in ("step", "time") and isinstance(value, (int, float)) and not isinstance(value, bool) \
-                    and math.isfinite(value):
-                values[name] = float(value)
-    for values in steps.values():
-        values.update({ours: values[theirs] for ours, theirs in STEP_METRICS.items() if theirs in values})
-    return steps
-
-
-def _merge_logged(store: Store, run_id: int, path: Path) -> int:
-    """Merge metrics.jsonl into the stored steps of run `run_id` (the metrics StepStats computed
-    from the step's trajectories kept); returns how many steps it changed. Inside the caller's
-    transaction."""
-    logged = logged_metrics(path)
-    changed = 0
-    for row in store.train_steps(run_id):
-        step = row.pop("step")
-        if step not in logged:
-            continue
-        merged = {**row, **logged[step], **{k: v for k, v in row.items() if k in OWN_STEP_METRICS}}
-        if merged != row:
-            store.add_train_step(run_id, step, merged)
-            changed += 1
-    return changed
-
-
-def export_files(run_dir: Path) -> list[tuple[int, Path]]:
-    """(step, file) of each token_exports/step_N/rank_R.jsonl of a step folder holding STABLE (all
-    ranks written), in step order; [] when there are none or the folder cannot be listed."""
-    out = []
-    try:
-        for folder in (run_dir / TOKEN_EXPORTS).iterdir():
-            m = _STEP_DIR.match(folder.name)
-            if m and folder.is_dir() and (folder / "STABLE").exists():
-                out += [(int(m.group(1)), f) for f in sorted(folder.glob("rank_*.jsonl"))]
-    except OSError:
-        return []
-    return sorted(out)
-
-
-def _trainer_logprobs(rec: dict[str, Any], line: Line) -> tuple[bytes, list[float]]:
-    """One token export record as (its token ids as the store keeps them: int32 little-endian
-    bytes, the trainer's logprob of each token: nats where loss_mask is true, NaN elsewhere and
-    where the trainer wrote null). InputError (file, line, field)."""
-    ids = _int_list(rec.get("token_ids"), line, "token_ids")
-    n = len(ids)
-    mask = rec.get("loss_mask")
-    if not isinstance(mask, list) or len(mask) != n or not all(isinstance(b, bool) for b in mask):
-        raise line.error(f"must be a list of {n} true/false values, one per token_ids", "loss_mask")
-    lps = rec.get("trainer_logprobs")
-    if not isinstance(lps, list) or len(lps) != n:
-        raise line.error(f"must be a list of {n} numbers or nulls, one per token_ids", "trainer_logprobs")
-    nan = float("nan")
-    values = []
-    for m, lp in zip(mask, lps):
-        if lp is not None and (isinstance(lp, bool) or not isinstance(lp, (int, float))):
-            raise line.error("every value must be a number or null", "trainer_logprobs")
-        values.append(float(lp) if m and lp is not None else nan)
-    return np.asarray(ids, dtype="<i4").tobytes(), values
-
-
-def _import_exports(store: Store, run_id: int, todo: list[tuple[int, Path, str, str]]) -> tuple[int, int]:
-    """Store the trainer logprobs of each token export record of `todo` on the trajectory of its
-    step whose token ids are the record's (the first not yet given one, for identical sequences);
-    returns (matched, unmatched). Inside the caller's transaction. InputError (file, line, field)."""
-    matched = unmatched = 0
-    by_ids: dict[int, dict[bytes, list[int]]] = {}
-    for step, f, _, _ in todo:
-        if step not in by_ids:
-            by_ids[step] = {}
-            for tid, blob in store.conn.execute(
-                    "SELECT t.id, k.ids FROM trajectories t JOIN tokens k ON k.trajectory_id = t.id"
-                    " WHERE t.run_id = ? AND t.step = ? ORDER BY t.id", (run_id, step)):
-                by_ids[step].setdefault(bytes(blob), []).append(tid)
-        for line, rec in read_records(f):
-            key, values = _trainer_logprobs(rec, line)
-            tids = by_ids[step].get(key)
-            if tids:
-                store.set_trainer_logprobs(tids.pop(0), values)
-                matched += 1
-            else:
-                unmatched += 1
-    return matched, unmatched
-
-
-def _todo(rollouts: Path, files: list[tuple[int, Path]], known: dict[str, str],
-          result: SourceResult) -> list[tuple[int, Path, str, str]]:
-    """(step, file, path under rollouts/, sha256) of the complete step files not yet imported; a
-    file still being written or changed since its import is said in the notes."""
-    todo = []
-    for step, f in files:
-        rel = f.relative_to(rollouts).as_posix()
-        if not complete_file(f):
-            result.notes.append(f"{rel}: still being written (no final newline), left for the next import")
-            continue
-        sha = sha256_file(f)
-        if rel in known:
-            if known[rel] != sha:
-                result.notes.append(f"{rel}: changed since it was imported, not read again")
-            continue
-        todo.append((step, f, rel, sha))
-    return todo
-
-
-def import_prime_rl(store: Store, path: Path, rollouts: Path, *, name: str | None = None) -> SourceResult:
-    """A prime-rl output (or rollouts/) folder as one train run, or the step files new since it was
-    last imported (module docstring); each step's held-out eval as eval runs linked to the train
-    run and step. One transaction. InputError (file, line, field); nothing written then."""
-    source = absolute(path)
-    result = SourceResult(str(path))
-    files, eval_files, others = step_files(rollouts)
-    existing = _existing_run(store, source)
-    known: dict[str, str] = dict(existing[1].get("files", {})) if existing else {}
-    todo = _todo(rollouts, files, known, result)
-    eval_todo = _todo(rollouts, eval_files, known, result)
-    # a step's token export is read once that step's trajectories are in the run
-    trained_steps = {step for step, f in files if f.relative_to(rollouts).as_posix() in known} | {t[0] for t in todo}
-    export_todo = [t for t in _todo(rollouts.parent, export_files(rollouts.parent), known, result)
-                   if t[0] in trained_steps]
-    metrics_file = rollouts.parent / METRICS_FILE
-    metrics_bytes = metrics_file.stat().st_size if metrics_file.is_file() else None
-    metrics_grown = existing is not None and metrics_bytes not in (None, existing[1].get("metrics_bytes"))
-    if not todo and not eval_todo and not export_todo and not metrics_grown:
-        result.skipped = (f"already imported as run {existing[0]}, no new step files" if existing
-                          else f"no complete step_N/{'/'.join(TRAIN_FILE)} files")
-        return result
-    if others and not existing:  # said once, on the first import, not on every poll of a followed folder
-        result.notes.append(f"{others} traces.jsonl files of the `all` subset not read (the train run is "
-                            f"read from step_N/{'/'.join(TRAIN_FILE)}, its evals from step_N/{'/'.join(EVAL_FILE)})")
-    with store.transaction():
-        # Looked at again under the write lock: another process may have imported these files since.
-        seen = existing
-        existing = _existing_run(store, source)
-        if existing is not None and existing != seen:
-            known = dict(existing[1].get("files", {}))
-            todo = [t for t in todo if t[2] not in known]
-            eval_todo = [t for t in eval_todo if t[2] not in known]
-            export_todo = [t for t in export_todo if t[2] not in known]
-            if not todo and not eval_todo and not export_todo and metrics_bytes in (None,
-                                                                                   existing[1].get("metrics_bytes")):
-                result.skipped = f"already imported as run {existing[0]}, no new step files"
-                return result
-        if existing:
-            run_id, config = existing
-            if name:
-                result.notes.append(f"--name ignored: steps are added to run {run_id}")
-        else:
-            config = {"imported_from": source, "format": FORMAT, "layout": "prime-rl", "files": {}}
-            run_id = new_run(store, "train", name or path.name, "unknown", config)
-        writer = RunWriter(store, run_id, load_questions(store, run_id))
-        grouper = _Grouper(store, writer)
-        stats = StepStats("prime-rl")
-        tally = _Tally()
-        for step, f, rel, sha in todo:
-            grouper.new_step()
-            for p in tally.episodes(f):
-                grouper.add(p, step)
-                stats.add(p.item)
-            config["files"][rel] = sha
-        writer.flush()
-        stats.write(store, run_id)
-        if export_todo:
-            matched, unmatched = _import_exports(store, run_id, export_todo)
-            config["files"].update({rel: sha for _, _, rel, sha in export_todo})
-            result.notes.append(f"{TOKEN_EXPORTS}: the trainer's logprobs of {matched} trajector"
-                                f"{'y' if matched == 1 else 'ies'}" + (
-                                    f" ({unmatched} exported sequence{'' if unmatched == 1 else 's'} matched no "
-                                    "trajectory of its step: cut at the trainer's length, or not in the batch)"
-                                    if unmatched else ""))
-        first = tally.first
-        if first is None and eval_todo:  # evals before any train step (prime-rl evaluates the base model at step 0)
-            for line, rec in read_records(eval_todo[0][1]):
-                first = parse_episode(rec, line)[1]
-                break
-        if not existing and first is not None:
-            title = name or first.run_name or path.name
-            store.conn.execute("UPDATE runs SET name=?, model=? WHERE id=?", (title, first.model or "unknown", run_id))
-            if first.env:
-                config["env_id"] = first.env
-        if metrics_bytes is not None:
-            if n := _merge_logged(store, run_id, metrics_file):
-                result.notes.append(f"{METRICS_FILE}: the logged metrics of {n} step{'s' if n != 1 else ''}")
-            config["metrics_bytes"] = metrics_bytes
-        train_name, train_model = store.run(run_id)["name"], store.run(run_id)["model"]
-        for step, f, rel, sha in eval_todo:
-            for eval_id, eval_name, n in _import_step_eval(store, run_id, train_name, train_model, step, f, sha,
-                                                           tally):
-                result.runs.append((eval_id, eval_name, n))
-            config["files"][rel] = sha
-        store.set_config(run_id, config)
-        finish(store, run_id, {"imported_from": source, "format": FORMAT, "layout": "prime-rl",
-                               "files": len(config["files"])})
-        result.runs.insert(0, (run_id, train_name, writer.written))
-    _notes(result, tally.extra, tally.no_traces)
-    return result
-
-
-def _import_step_eval(store: Store, train_id: int, train_name: str, train_model: str, step: int, f: Path,
-                      sha: str, tally: _Tally) -> list[tuple[int, str, int]]:
-    """The held-out eval of one step file (step_N/eval/effective/traces.jsonl) as one eval run per
-    env it holds, named "<train run>-step<N>-<env>", linked to the train run and step as
-    --eval-every's own evals are (runs.parent_run_id, train_step; the steps screen shows their
-    reward). Inside the caller's transaction; returns (run id, name, trajectories) of each."""
-    runs: dict[str, tuple[int, str, RunWriter, _Grouper]] = {}
-    for line, rec in read_records(f):
-        parsed, info = parse_episode(rec, line)
-        tally.extra += info.extra_branches
-        tally.no_traces += info.no_traces
-        env = info.env_name or info.env or "eval"
-        if env not in runs:
-            config = {"imported_from": absolute(f), "format": FORMAT, "layout": "prime-rl eval",
-                      "source_sha256": sha, "env_id": info.env, "env_name": info.env_name}
-            eval_name = f"{train_name}-step{step}-{env}"
-            eval_id = new_run(store, "eval", eval_name, info.model or train_model, config, parent_run_id=train_id,
-                              train_step=step)
-            writer = RunWriter(store, eval_id)
-            grouper = _Grouper(store, writer)
-            grouper.new_step()
-            runs[env] = (eval_id, eval_name, writer, grouper)
-        for p in parsed:
-            runs[env][3].add(p)
-    out = []
-    for eval_id, eval_name, writer, _ in runs.values():
-        writer.flush()
-        finish(store, eval_id, {"imported_from": absolute(f), "format": FORMAT, "layout": "prime-rl eval"})
-        out.append((eval_id, eval_name, writer.written))
-    return out
-
-
 def import_traces(store: Store, path: str | Path, *, name: str | None = None) -> SourceResult:
     """Import a prime-rl output folder (train run) or a verifiers eval traces.jsonl / its folder
     (eval run); module docstring. InputError (file, line, field) for anything malformed."""
+    from core.importers.prime_rl import import_prime_rl, rollouts_folder
+
     path = Path(path)
     rollouts = rollouts_folder(path)
     if rollouts is not None:
