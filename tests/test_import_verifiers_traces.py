@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from core.data.records import InputError
@@ -542,3 +542,37 @@ def test_a_malformed_token_export_names_file_line_and_field(tmp_path):
     with pytest.raises(InputError) as err:
         import_paths(tmp_path / "b.db", [out])
     assert err.value.line == 1 and err.value.field == "trainer_logprobs" and "rank_0.jsonl" in err.value.path
+
+
+_METRIC_VALUES = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=4)
+_EXPORT_KEYS = ["token_ids", "loss_mask", "trainer_logprobs", "step"]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(metric_line=st.dictionaries(st.sampled_from(["step", "time", "loss/mean", "optim/lr", "x"]), _METRIC_VALUES,
+                                   max_size=5).map(lambda v: json.dumps(v).encode()),
+       export_line=st.dictionaries(st.sampled_from(_EXPORT_KEYS), _METRIC_VALUES | st.lists(_METRIC_VALUES, max_size=4),
+                                   max_size=4).map(lambda v: json.dumps(v).encode()))
+@example(metric_line=b'{"step": Infinity, "loss/mean": 1}',
+         export_line=b'{"token_ids": [1], "loss_mask": [true], "trainer_logprobs": [0.5]}')
+@example(metric_line=b'{"step": NaN}', export_line=b'{"token_ids": [], "loss_mask": [], "trainer_logprobs": []}')
+@example(metric_line=b'{"step": 1}',
+         export_line=b'{"token_ids": [1], "loss_mask": [true], "trainer_logprobs": [1e999]}')
+def test_any_metric_or_token_export_line_imports_or_fails_cleanly(tmp_path, metric_line, export_line):
+    """prime-rl's metric log and token export are untrusted too: any line either imports or is one
+    InputError naming that file and line, with nothing written."""
+    import uuid
+
+    out = _grow(tmp_path / uuid.uuid4().hex, (1,))
+    (out / "metrics.jsonl").write_bytes(metric_line + b"\n")
+    folder = out / "token_exports" / "step_1"
+    folder.mkdir(parents=True)
+    (folder / "rank_0.jsonl").write_bytes(export_line + b"\n")
+    (folder / "STABLE").touch()
+    db = out / "fuzz.db"
+    try:
+        import_paths(db, [out])
+    except InputError as exc:
+        assert exc.path.endswith(("metrics.jsonl", "rank_0.jsonl")) and exc.line == 1, str(exc)
+        with Store.open_readonly(db) as store:
+            assert store.runs() == []

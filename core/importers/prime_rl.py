@@ -139,7 +139,7 @@ def logged_metrics(path: Path) -> dict[int, dict[str, float]]:
     steps: dict[int, dict[str, float]] = {}
     for line, rec in read_records(path, complete_only=True):
         step = rec.get("step")
-        if isinstance(step, bool) or not isinstance(step, (int, float)) or step != int(step):
+        if isinstance(step, bool) or not isinstance(step, (int, float)) or not math.isfinite(step) or step != int(step):
             raise line.error("missing or not an integer (each prime-rl metric line names its step)", "step")
         values = steps.setdefault(int(step), {})
         for name, value in rec.items():
@@ -185,7 +185,7 @@ def export_files(run_dir: Path) -> list[tuple[int, Path]]:
 def _trainer_logprobs(rec: dict[str, Any], line: Line) -> tuple[bytes, list[float]]:
     """One token export record as (its token ids as the store keeps them: int32 little-endian
     bytes, the trainer's logprob of each token: nats where loss_mask is true, NaN elsewhere and
-    where the trainer wrote null). InputError (file, line, field)."""
+    where the trainer wrote null or a value that is not finite). InputError (file, line, field)."""
     ids = _int_list(rec.get("token_ids"), line, "token_ids")
     n = len(ids)
     mask = rec.get("loss_mask")
@@ -199,7 +199,7 @@ def _trainer_logprobs(rec: dict[str, Any], line: Line) -> tuple[bytes, list[floa
     for m, lp in zip(mask, lps):
         if lp is not None and (isinstance(lp, bool) or not isinstance(lp, (int, float))):
             raise line.error("every value must be a number or null", "trainer_logprobs")
-        values.append(float(lp) if m and lp is not None else nan)
+        values.append(float(lp) if m and lp is not None and math.isfinite(lp) else nan)
     return np.asarray(ids, dtype="<i4").tobytes(), values
 
 
