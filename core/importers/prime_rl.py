@@ -86,6 +86,7 @@ OWN_STEP_METRICS = ("reward", "reward_std", "frac_reward_zero_std", "completions
 metrics.jsonl does not replace."""
 _STEP_DIR = re.compile(r"^step_(\d+)$")
 
+
 def rollouts_folder(path: Path) -> Path | None:
     """The prime-rl rollouts/ folder of `path` (an output folder holding rollouts/, or rollouts/
     itself) when it has a step_N folder with a train/*/traces.jsonl or eval/*/traces.jsonl (a run
@@ -100,7 +101,6 @@ def rollouts_folder(path: Path) -> Path | None:
     except OSError:
         return None
     return None
-
 
 
 def step_files(rollouts: Path) -> tuple[list[tuple[int, Path]], list[tuple[int, Path]], int]:
@@ -120,7 +120,6 @@ def step_files(rollouts: Path) -> tuple[list[tuple[int, Path]], list[tuple[int, 
             else:
                 others += 1
     return sorted(train), sorted(evals), others
-
 
 
 def _existing_run(store: Store, source: str) -> tuple[int, dict[str, Any]] | None:
