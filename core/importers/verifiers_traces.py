@@ -534,8 +534,6 @@ class _Grouper:
         self.writer.add(item)
 
 
-
-
 @dataclass
 class _Tally:
     """What the episodes of one import say about the whole: the first episode's info (its model

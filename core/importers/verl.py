@@ -77,8 +77,6 @@ def step_files(folder: Path) -> list[Path]:
     return sorted(files, key=key)
 
 
-
-
 def _existing_run(store: Store, source: str) -> tuple[int, dict[str, Any]] | None:
     row = store.conn.execute(
         "SELECT id, config FROM runs WHERE json_valid(config) AND json_extract(config, '$.imported_from') = ?"
