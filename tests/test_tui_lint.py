@@ -186,3 +186,24 @@ async def test_the_auto_lint_starts_after_the_first_page_is_shown(db, monkeypatc
         screen = app.screen
         await _wait(pilot, lambda: screen._lint is not None)
     assert rows_at_start == [2]
+
+
+async def test_cycling_the_colour_modes_says_which_are_missing_and_why(db):
+    """An eval trajectory has no advantage and no trainer logprobs: `l` goes mask -> logprob ->
+    mask, and says once, on wrapping, that advantage and gap have no data here and why."""
+    app = create_app(db, refresh_seconds=0, open_run=1)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(pilot)
+        await pilot.press("enter")
+        await _wait(pilot, lambda: isinstance(app.screen, TrajectoryScreen))
+        await pilot.press("t")
+        view = app.screen.query_one(TokenView)
+        await _wait(pilot, lambda: view._data is not None)
+        assert view.modes() == ("mask", "logprob")
+        await pilot.press("l")
+        assert view.mode == "logprob" and not app._notifications
+        await pilot.press("l")
+        await settle(pilot)
+        assert view.mode == "mask"
+        said = " ".join(str(n.message) for n in app._notifications)
+        assert "advantage" in said and "gap" in said and "trainer logprobs" in said

@@ -37,6 +37,12 @@ Parts = dict[int, tuple[int, int, str]]
 """Token index -> (k, n, text): the k-th of n byte-level tokens that decode to `text` together."""
 
 
+_NO_DATA = {"advantage": "advantage: none stored (not a training step's trajectory)",
+            "gap": "gap: no trainer logprobs stored (this project's training steps and prime-rl imports with "
+                   "a token export have them)"}
+"""Why a colour mode has no data, said when `l` skips it."""
+
+
 class TokenView(ScrollView, can_focus=True):
     """Tokens of one trajectory under a fixed header (counts, legend, the cursor's token)."""
 
@@ -165,9 +171,13 @@ class TokenView(ScrollView, can_focus=True):
                      or (m == "gap" and tokens is not None and tokens.trainer_logprobs is not None))
 
     def action_toggle_mode(self) -> None:
-        """Next colour mode this trajectory has data for (`modes`); rows and the place stay."""
+        """Next colour mode this trajectory has data for (`modes`); rows and the place stay. On
+        wrapping back to mask, the modes left out are named with why (the key bar lists all four)."""
         modes = self.modes()
         self.mode = modes[(modes.index(self.mode) + 1) % len(modes)] if self.mode in modes else "mask"
+        missing = [_NO_DATA.get(m, f"{m}: no data") for m in TOKEN_MODES if m not in modes]
+        if self.mode == "mask" and missing:
+            self.notify("; ".join(missing), title="not shown for this trajectory", timeout=6)
         if self._layout is not None:
             self._layout.set_mode(self.mode)
         self._strips.clear()
