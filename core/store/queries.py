@@ -156,6 +156,9 @@ class RunRow:
     (for runs of this project: an LLM judge reply with no yes or no) and are left out of accuracy."""
     pid: int | None = None
     """The process id of the run's (last) writer, on its host: the TUI cancels runs it launched by it."""
+    n_failed: int = 0
+    """Trajectories that ended failed (a model or tool crash, an errored sample of an imported log):
+    not in n_done, so an ended run's n_done < n_planned says missing only when this is 0."""
 
 
 _ROW_COLUMNS = ("id, run_id, qidx, sample, step, group_id, status, question, gold_answer, final_answer, correct,"
@@ -179,8 +182,15 @@ def run_rows(store: Store) -> list[RunRow]:
             duration=max(0.0, _end_time(r) - r["created_at"]),
             parent_run_id=r["parent_run_id"], train_step=r["train_step"],
             lint=_summary_lint(r.get("summary")), judge=judge_label(r.get("config")), n_judged=judged,
-            pid=r.get("pid")))
+            pid=r.get("pid"), n_failed=_failed(store, r["id"])))
     return out
+
+
+def _failed(store: Store, run_id: int) -> int:
+    """A run's failed trajectories, counted through the (run_id, status, ...) index: as many steps
+    as there are failures, not a scan of the run."""
+    return store.conn.execute("SELECT COUNT(*) FROM trajectories INDEXED BY trajectories_run_status"
+                              " WHERE run_id = ? AND status = 'failed'", (run_id,)).fetchone()[0]
 
 
 def _summary_lint(summary: str | None) -> dict[str, Any] | None:

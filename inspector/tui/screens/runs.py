@@ -318,7 +318,7 @@ def _cells(run: RunRow, name_width: int, pace: Pace | None = None) -> tuple[Text
     pace = pace or Pace(None, None)
     return (
         c(run.id, right=True), c(run.name, name_width), c(run.status, style=_STATUS_STYLE.get(run.status, "")),
-        c(f"{run.n_done:,}/{run.n_planned:,}", right=True), c(fmt.pct(run.accuracy), right=True),
+        _done_cell(run), c(fmt.pct(run.accuracy), right=True),
         c(fmt.num(run.mean_reward), right=True), c(fmt.pct(run.tool_error_rate), right=True), lint_cell(run.lint),
         c(run.judge, _JUDGE_WIDTH),
         c(tokens_per_second(pace.tokens_per_second), right=True), c(fmt.duration(pace.eta_seconds), right=True),
@@ -326,6 +326,14 @@ def _cells(run: RunRow, name_width: int, pace: Pace | None = None) -> tuple[Text
         c(run.model, 24), c(fmt.count(run.generated_tokens), right=True), c(fmt.when(run.created_at)),
         c(fmt.duration(run.duration), right=True),
     )
+
+
+def _done_cell(run: RunRow) -> Text:
+    """'12/50', with ' ✘3' in red when 3 trajectories failed (they are not done, nor missing)."""
+    text = fmt.cell(f"{run.n_done:,}/{run.n_planned:,}", right=True)
+    if run.n_failed:
+        text.append(f" ✘{run.n_failed:,}", style="bold red")
+    return text
 
 
 def lint_cell(lint: dict | None) -> Text:
