@@ -20,7 +20,7 @@
     rl-inspect merge OUT IN...     combine the databases of several writers into OUT,
                                    idempotently (core.store.merge)
     rl-inspect DB --trajectory ID  open one trajectory straight away
-    rl-inspect LOG [--no-follow]   a log another tool wrote (a file or folder) imported into a
+    rl-inspect LOG [--no-follow] [--format F]  a log another tool wrote (a file or folder) imported into a
                                    cache database and opened (core.importers.cache); a folder
                                    (a training run's step files) is imported again every 5 s
                                    while the TUI is open
@@ -268,6 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
     view.add_argument("--run", type=int, help="open this run straight away")
     view.add_argument("--trajectory", type=int, metavar="ID", help="open this trajectory straight away (on top "
                       "of its run's list): the id `rl-inspect lint`, `compare --json` and exports name")
+    view.add_argument("--format", default="auto", choices=["auto", "jsonl", "verl", "verifiers", "inspect"],
+                      help="a log's format when PATH is one (default: detected, as `rl-inspect import` does)")
     view.add_argument("--no-follow", action="store_true", help="a log folder (a training run's step files) is "
                       "imported again every 5 s while the viewer is open, so a running job can be followed; "
                       "this imports it once")
@@ -654,9 +656,9 @@ def _readable(db: str, run_id: int | None, trajectory_id: int | None = None) -> 
 
 
 def _run_view(db: str, run_id: int | None = None, trajectory_id: int | None = None, title: str | None = None,
-              follow: Path | None = None) -> int:
+              follow: Path | None = None, follow_format: str = "auto") -> int:
     """Open `db` in the TUI; `follow`: the log folder it was imported from, re-imported while the
-    viewer is open (inspector.tui.app.create_app)."""
+    viewer is open as `follow_format` (inspector.tui.app.create_app)."""
     import asyncio
 
     from core.logs import current_log, log_to_file
@@ -676,7 +678,8 @@ def _run_view(db: str, run_id: int | None = None, trajectory_id: int | None = No
 
     app = tui.create_app(db, missing_ok=True) if missing else tui.create_app(db, open_run=run_id,
                                                                               open_trajectory=trajectory_id,
-                                                                              title=title, follow=follow)
+                                                                              title=title, follow=follow,
+                                                                              follow_format=follow_format)
     log = current_log() or log_to_file("view")
 
     def cancel(signum, frame) -> None:
@@ -836,16 +839,16 @@ def _report_imports(results, db: str) -> None:
                   file=sys.stderr)
 
 
-def _view_target(path: str) -> str:
+def _view_target(path: str, fmt: str = "auto") -> str:
     """The database `rl-inspect PATH` opens: PATH itself, or for a log another tool wrote (a
     folder, or a file with a log's extension that is not SQLite) the cache database it is imported into
-    (core.importers.cache; InputError for a malformed log)."""
+    as `fmt` (core.importers.cache; InputError for a malformed log)."""
     from core.importers.cache import LOG_SUFFIXES, cached_import, is_database
 
     target = Path(path)
     if is_database(target) or not (target.is_dir() or target.suffix.lower() in LOG_SUFFIXES):
         return path  # a database, or what the viewer's own checks name (missing, corrupt)
-    db, results = cached_import(path)
+    db, results = cached_import(path, fmt)
     _report_imports(results, str(db))
     return str(db)
 
@@ -930,7 +933,7 @@ def _quiet_stdout() -> None:
 
 
 COMMANDS = ("eval", "train", "runs", "view", "lint", "compare", "export", "merge", "import")
-VIEW_FLAGS = ("--run", "--trajectory", "--no-follow")
+VIEW_FLAGS = ("--run", "--trajectory", "--no-follow", "--format")
 """The view command's options: given first, they too mean the view command (the default)."""
 
 
@@ -960,11 +963,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "view":
             from core.importers.cache import follows
 
-            target = _view_target(args.db)
+            target = _view_target(args.db, args.format)
             title = None if target == args.db else f"{Path(args.db).name} (imported)"
             # A folder keyed by its path grows (a training run writing step files): keep importing it.
             follow = Path(args.db) if target != args.db and not args.no_follow and follows(args.db) else None
-            return _run_view(target, args.run, args.trajectory, title, follow)
+            return _run_view(target, args.run, args.trajectory, title, follow, follow_format=args.format)
         if args.command == "compare":
             return _run_compare(args.db, args.run_a, args.run_b, args.json, args.rows)
         if args.command == "export":

@@ -159,7 +159,8 @@ def test_the_cli_follows_an_opened_folder_unless_told_not_to(tmp_path, monkeypat
     folder = tmp_path / "rollouts"
     step = _verl_step(folder, 1)
     opened = []
-    monkeypatch.setattr(cli, "_run_view", lambda db, run=None, trajectory=None, title=None, follow=None:
+    monkeypatch.setattr(cli, "_run_view", lambda db, run=None, trajectory=None, title=None, follow=None,
+                        follow_format="auto":
                         opened.append((title, follow)) or 0)
     assert cli.main([str(folder)]) == 0
     assert cli.main([str(folder), "--no-follow"]) == 0

@@ -83,7 +83,8 @@ def test_cli_opens_an_imported_log_in_the_viewer(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("RL_INSPECT_CACHE", str(tmp_path / "cache"))
     log = _jsonl(tmp_path / "run.jsonl")
     opened = []
-    monkeypatch.setattr(cli, "_run_view", lambda db, run=None, trajectory=None, title=None, follow=None:
+    monkeypatch.setattr(cli, "_run_view", lambda db, run=None, trajectory=None, title=None, follow=None,
+                        follow_format="auto":
                         opened.append((db, run, title)) or 0)
     assert cli.main([str(log)]) == 0
     [(db, run, title)] = opened
@@ -177,7 +178,8 @@ def test_cli_imports_and_opens_a_folder_of_inspect_logs(logs, tmp_path, monkeypa
     assert cli.main(["import", str(folder), "--db", str(tmp_path / "runs.db")]) == 0
     assert _trajectories(tmp_path / "runs.db") == 12
     opened = []
-    monkeypatch.setattr(cli, "_run_view", lambda db, run=None, trajectory=None, title=None, follow=None:
+    monkeypatch.setattr(cli, "_run_view", lambda db, run=None, trajectory=None, title=None, follow=None,
+                        follow_format="auto":
                         opened.append((db, title)) or 0)
     assert cli.main([str(folder)]) == 0
     [(db, title)] = opened
@@ -210,6 +212,23 @@ def test_a_folder_of_jsonl_files_and_inspect_logs_is_refused_naming_both(logs, t
     # told which, each kind imports on its own
     assert [Path(r.source).name for r in import_paths(db, [folder], fmt="inspect")] == ["x.eval"]
     assert [r.runs[0][2] for r in import_paths(db, [folder], fmt="verl")] == [2]
+
+
+def test_opening_a_mixed_folder_takes_format_too(logs, tmp_path, monkeypatch, capsys):
+    """The refusal says to pass --format; `rl-inspect FOLDER --format inspect` opens the logs (and
+    follows the folder as that format), as `rl-inspect import --format` imports them."""
+    monkeypatch.setenv("RL_INSPECT_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "mixed"
+    _verl_step(folder, 1)
+    (folder / "x.eval").write_bytes(logs["eval"].read_bytes())
+    assert cli.main([str(folder)]) == cli.EXIT_BAD_INPUT
+    assert "--format inspect" in capsys.readouterr().err
+    opened = []
+    monkeypatch.setattr(cli, "_run_view", lambda db, run=None, trajectory=None, title=None, follow=None,
+                        follow_format="auto": opened.append((db, follow_format)) or 0)
+    assert cli.main([str(folder), "--format", "inspect"]) == 0
+    [(db, fmt)] = opened
+    assert fmt == "inspect" and _trajectories(Path(db)) == 6
 
 
 @pytest.mark.parametrize("files", [[], ["notes.txt", "data.csv"], ["notes.json"]])

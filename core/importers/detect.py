@@ -69,8 +69,8 @@ def detect_format(path: str | Path) -> str:
         files, logs = verl.step_files(path), inspect_logs(path)
         if files and logs:
             raise InputError(str(path), f"holds both .jsonl files ({_names(files)}) and Inspect logs "
-                             f"({_names(logs)}): import one kind with `rl-inspect import --format inspect` (the "
-                             "logs) or --format verl / jsonl (the .jsonl files)")
+                             f"({_names(logs)}): pass --format inspect (the logs) or --format verl / jsonl (the "
+                             ".jsonl files), to `rl-inspect import` or `rl-inspect PATH`")
         if logs:
             return "inspect"
         if not files:

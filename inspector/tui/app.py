@@ -261,7 +261,7 @@ def _runner(node, action: str):
 def create_app(db_path: str | Path, *, refresh_seconds: float = 1.0, open_run: int | None = None,
                missing_ok: bool = False, open_trajectory: int | None = None,
                title: str | None = None, follow: str | Path | None = None,
-               follow_seconds: float = 5.0) -> RLInspectApp:
+               follow_seconds: float = 5.0, follow_format: str = "auto") -> RLInspectApp:
     """Open `db_path` read-only and build the app.
 
     `missing_ok`: a path that does not exist (in a folder that does) gives an app with no store,
@@ -301,7 +301,7 @@ def create_app(db_path: str | Path, *, refresh_seconds: float = 1.0, open_run: i
     try:
         from core.importers.cache import FolderFollower
 
-        follower = None if follow is None else FolderFollower(follow, path)
+        follower = None if follow is None else FolderFollower(follow, path, follow_format)
     except ValueError:
         store.close()
         raise
