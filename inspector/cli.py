@@ -20,7 +20,8 @@
     rl-inspect merge OUT IN...     combine the databases of several writers into OUT,
                                    idempotently (core.store.merge)
     rl-inspect DB --trajectory ID  open one trajectory straight away
-    rl-inspect LOG [--no-follow] [--format F]  a log another tool wrote (a file or folder) imported into a
+    rl-inspect LOG [--no-follow] [--format F]
+                                   a log another tool wrote (a file or folder) imported into a
                                    cache database and opened (core.importers.cache); a folder
                                    (a training run's step files) is imported again every 5 s
                                    while the TUI is open
