@@ -197,14 +197,6 @@ def test_run_view_hands_the_folder_to_the_app(tmp_path, monkeypatch):
 
 
 # ------------------------------------------------------------------------------------ a folder of Inspect logs
-@pytest.fixture(scope="session")
-def logs(tmp_path_factory) -> dict[str, Path]:
-    """Genuine Inspect logs (tests.test_import_open.make_inspect_logs)."""
-    from tests.test_import_open import make_inspect_logs
-
-    return make_inspect_logs(tmp_path_factory)
-
-
 def _started(log: Path, dst: Path) -> Path:
     """`log` (a .json Inspect log) as it reads while its eval still runs: status "started"."""
     text = log.read_text(encoding="utf-8")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -21,21 +20,6 @@ from core.importers.inspect_log import looks_like_head, score_correct, score_flo
 from core.store import Store
 from inspector.cli import EXIT_BAD_INPUT, EXIT_OK, main
 
-MAKE_LOGS = Path(__file__).parent / "fixtures" / "inspect" / "make_logs.py"
-
-
-@pytest.fixture(scope="session")
-def logs(tmp_path_factory) -> dict[str, Path]:
-    """{"eval": path, "json": path} of the two logs make_logs.py writes."""
-    out = tmp_path_factory.mktemp("inspect_logs")
-    home = tmp_path_factory.mktemp("inspect_home")
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(home), "XDG_DATA_HOME": str(home / "data"),
-           "XDG_CACHE_HOME": str(home / "cache"), "NO_PROXY": "*", "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.run([sys.executable, str(MAKE_LOGS), str(out)], capture_output=True, text=True, env=env,
-                          timeout=120)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    paths = [Path(p) for p in proc.stdout.split()]
-    return {p.suffix[1:]: p for p in paths}
 
 
 def _copy(src: Path, dst_dir: Path, name: str | None = None) -> Path:

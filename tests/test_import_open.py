@@ -124,29 +124,6 @@ async def test_the_header_names_the_log_a_cache_database_came_from(tmp_path, mon
 
 
 # ------------------------------------------------------------------------------------ a folder of Inspect logs
-def make_inspect_logs(tmp_path_factory) -> dict[str, Path]:
-    """{"eval": path, "json": path}: genuine Inspect logs written by inspect_ai itself, offline
-    (tests/fixtures/inspect/make_logs.py, run the way tests/test_import_inspect.py's `logs` runs it)."""
-    import subprocess
-    import sys
-
-    from tests.test_import_inspect import MAKE_LOGS
-
-    out = tmp_path_factory.mktemp("inspect_logs")
-    home = tmp_path_factory.mktemp("inspect_home")
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(home), "XDG_DATA_HOME": str(home / "data"),
-           "XDG_CACHE_HOME": str(home / "cache"), "NO_PROXY": "*", "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.run([sys.executable, str(MAKE_LOGS), str(out)], capture_output=True, text=True, env=env,
-                          timeout=120)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return {p.suffix[1:]: p for p in map(Path, proc.stdout.split())}
-
-
-@pytest.fixture(scope="session")
-def logs(tmp_path_factory) -> dict[str, Path]:
-    return make_inspect_logs(tmp_path_factory)
-
-
 def _inspect_folder(logs, folder: Path) -> Path:
     """A folder as `inspect eval` leaves it: the two logs, named so that the .json sorts first, and a
     file that is not a log (Inspect's logs.json listing)."""

@@ -290,6 +290,18 @@ def new_run(store: Store, kind: str, name: str, model: str, config: dict[str, An
     return run_id
 
 
+def add_to_run(store: Store, existing: tuple[int, dict[str, Any]] | None, name: str | None, notes: list[str],
+               config: dict[str, Any], default_name: str) -> tuple[int, dict[str, Any]]:
+    """(run id, configuration) of the train run a folder's new step files go into, inside the
+    caller's transaction: the `existing` (id, configuration) one, saying in `notes` that a --name
+    is ignored then, or a new run of `config` named `name`, else `default_name` (verl, prime-rl)."""
+    if existing:
+        if name:
+            notes.append(f"--name ignored: steps are added to run {existing[0]}")
+        return existing
+    return new_run(store, "train", name or default_name, "unknown", config), config
+
+
 def finish(store: Store, run_id: int, summary: dict[str, Any]) -> None:
     """Mark an imported run 'done' with n_planned = its trajectories and `summary`, inside the
     caller's transaction. Its created_at / finished_at become the source's: the earliest started_at

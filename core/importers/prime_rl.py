@@ -55,8 +55,8 @@ from typing import Any
 
 import numpy as np
 
-from core.importers.common import (Line, RunWriter, StepStats, absolute, complete_file, finish, load_questions,
-                                   new_run, read_records, sha256_file)
+from core.importers.common import (Line, RunWriter, StepStats, absolute, add_to_run, complete_file, finish,
+                                   load_questions, new_run, read_records, sha256_file)
 from core.importers.jsonl import SourceResult
 from core.importers.verifiers import _int_list
 from core.importers.verifiers_traces import FORMAT, TRACES, _Grouper, _notes, _Tally, parse_episode
@@ -283,13 +283,9 @@ def import_prime_rl(store: Store, path: Path, rollouts: Path, *, name: str | Non
                                                                                    existing[1].get("metrics_bytes")):
                 result.skipped = f"already imported as run {existing[0]}, no new step files"
                 return result
-        if existing:
-            run_id, config = existing
-            if name:
-                result.notes.append(f"--name ignored: steps are added to run {run_id}")
-        else:
-            config = {"imported_from": source, "format": FORMAT, "layout": "prime-rl", "files": {}}
-            run_id = new_run(store, "train", name or path.name, "unknown", config)
+        run_id, config = add_to_run(store, existing, name, result.notes,
+                                    {"imported_from": source, "format": FORMAT, "layout": "prime-rl", "files": {}},
+                                    path.name)
         writer = RunWriter(store, run_id, load_questions(store, run_id))
         grouper = _Grouper(store, writer)
         stats = StepStats("prime-rl")

@@ -48,8 +48,8 @@ from pathlib import Path
 from typing import Any
 
 from core.data.records import InputError, Message, Question, RewardResult
-from core.importers.common import (Line, RunWriter, StepStats, absolute, as_float, complete_file, finish, get_int,
-                                   get_str, load_questions, new_run, read_records, sha256_file)
+from core.importers.common import (Line, RunWriter, StepStats, absolute, add_to_run, as_float, complete_file,
+                                   finish, get_int, get_str, load_questions, read_records, sha256_file)
 from core.importers.jsonl import SourceResult
 from core.store.bulk import FinishedTrajectory
 from core.store.store import Store, TrajectoryOutcome
@@ -166,13 +166,9 @@ def import_verl(store: Store, path: str | Path, *, name: str | None = None) -> S
         if not todo:
             result.skipped = f"already imported as run {existing[0]}, no new step files" if existing else None
             return result
-        if existing:
-            run_id, config = existing
-            if name:
-                result.notes.append(f"--name ignored: steps are added to run {run_id}")
-        else:
-            config = {"imported_from": source, "format": FORMAT, "files": {}}
-            run_id = new_run(store, "train", name or (path.name if path.is_dir() else path.stem), "unknown", config)
+        run_id, config = add_to_run(store, existing, name, result.notes,
+                                    {"imported_from": source, "format": FORMAT, "files": {}},
+                                    path.name if path.is_dir() else path.stem)
         writer = RunWriter(store, run_id, load_questions(store, run_id))
         stats = StepStats(FORMAT)
         for f, sha in todo:
