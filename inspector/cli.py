@@ -723,8 +723,8 @@ def _cells(text: str, width: int, align: str = "<") -> str:
     return text + pad if align == "<" else pad + text
 
 
-RUNS_HEADER = f"{'id':>4}  {'kind':<5} {'status':<11} {'done':>13}  {'acc':>6}  {'judge':<{_JUDGE_CELLS}}  " \
-              f"{'reward':>6}  {'model':<{_MODEL_CELLS}}  name"
+RUNS_HEADER = f"{'id':>4}  {'kind':<5} {'status':<11} {'done':>13} {'failed':>6}  {'acc':>6}  " \
+              f"{'judge':<{_JUDGE_CELLS}}  {'reward':>6}  {'model':<{_MODEL_CELLS}}  name"
 """The first line of `rl-inspect runs`; run_row_line's columns line up under it."""
 
 
@@ -734,13 +734,15 @@ def run_row_line(r, *, name_cells: int | None = 60) -> str:
     `r` is a `core.store.queries.RunRow`. Columns have fixed widths in terminal cells, so a
     hostile or wide kind, status, judge or model cannot shift the ones after it; the name comes
     last, clipped to `name_cells` (None: never clipped). "judge" says which judge decided the
-    accuracy beside it (core.scoring.judges.judge_label; – when the run's configuration names none).
+    accuracy beside it (core.scoring.judges.judge_label; – when the run's configuration names none);
+    "failed" counts the trajectories that ended failed (RunRow.n_failed; – for none).
     """
     acc = "–" if r.accuracy is None else f"{r.accuracy:.1%}"
     reward = "–" if r.mean_reward is None else f"{r.mean_reward:.3f}"
     judge = _cells("–" if r.judge is None else r.judge, _JUDGE_CELLS)
-    return (f"{r.id:>4}  {_cells(r.kind, 5)} {_cells(r.status, 11)} {r.n_done:>6}/{r.n_planned:<6}  {acc:>6}  "
-            f"{judge}  {reward:>6}  {_cells(r.model, _MODEL_CELLS)}  {one_line(r.name, name_cells)}")
+    failed = r.n_failed or "–"
+    return (f"{r.id:>4}  {_cells(r.kind, 5)} {_cells(r.status, 11)} {r.n_done:>6}/{r.n_planned:<6} {failed:>6}  "
+            f"{acc:>6}  {judge}  {reward:>6}  {_cells(r.model, _MODEL_CELLS)}  {one_line(r.name, name_cells)}")
 
 
 def _run_list(db: str, as_json: bool) -> int:

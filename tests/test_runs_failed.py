@@ -31,3 +31,22 @@ def test_failed_trajectories_are_counted_and_shown(tmp_path):
     done_cell = _cells(rows[run], 20)[3]
     assert done_cell.plain.strip() == "2/4 ✘2"
     assert _cells(rows[other], 20)[3].plain.strip() == "1/1"
+
+
+def test_the_runs_command_shows_them_in_their_own_column(tmp_path, capsys, monkeypatch):
+    from inspector.cli import RUNS_HEADER, main
+
+    monkeypatch.setenv("COLUMNS", "200")
+    db = tmp_path / "r.db"
+    with Store.open(db) as store:
+        run = store.create_run("eval", "e", "m", {}, n_planned=3)
+        q = Question("q0", "q", "a")
+        store.add_questions(run, [q])
+        for status in ("done", "failed", "failed"):
+            store.finish_trajectory(run, store.start_trajectory(run, 0, q), _outcome(status))
+        store.finish_run(run, "done")
+    assert main(["runs", str(db)]) == 0
+    header, row = capsys.readouterr().out.rstrip("\n").splitlines()
+    assert header == RUNS_HEADER
+    at = header.index("failed")
+    assert row[at:at + len("failed")].strip() == "2"
