@@ -191,6 +191,10 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     a("--json", action="store_true", help="print the summary as JSON on stdout")
 
 
+IMPORT_FORMATS = ("auto", "jsonl", "verl", "verifiers", "inspect")
+"""--format's choices for `import` and for a log opened in the TUI (core.importers.FORMATS, not
+imported here so that the parser stays cheap to build)."""
+
 _IMPORT_HELP = """\
 Import runs other tools wrote into --db (core.importers). Formats (--format; auto detects them):
   jsonl      the documented JSONL (what `rl-inspect export` writes); a folder: each .jsonl file
@@ -261,7 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
                          description=_IMPORT_HELP)
     imp.add_argument("paths", nargs="+", metavar="PATH", help="files, folders or glob patterns")
     imp.add_argument("--db", required=True, help="database to write (created if missing)")
-    imp.add_argument("--format", default="auto", choices=["auto", "jsonl", "verl", "verifiers", "inspect"],
+    imp.add_argument("--format", default="auto", choices=IMPORT_FORMATS,
                      help="default: auto, detected from a folder's files, the extension and the first record")
     imp.add_argument("--name", help="run name (default: the run_name in the records, else the file or folder name)")
     view = sub.add_parser("view", help="open a database in the TUI (the default command)")
@@ -269,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     view.add_argument("--run", type=int, help="open this run straight away")
     view.add_argument("--trajectory", type=int, metavar="ID", help="open this trajectory straight away (on top "
                       "of its run's list): the id `rl-inspect lint`, `compare --json` and exports name")
-    view.add_argument("--format", default="auto", choices=["auto", "jsonl", "verl", "verifiers", "inspect"],
+    view.add_argument("--format", default="auto", choices=IMPORT_FORMATS,
                       help="a log's format when PATH is one (default: detected, as `rl-inspect import` does)")
     view.add_argument("--no-follow", action="store_true", help="a log folder (a training run's step files) is "
                       "imported again every 5 s while the viewer is open, so a running job can be followed; "
@@ -813,16 +817,11 @@ def _run_import(args: argparse.Namespace) -> int:
     """`rl-inspect import PATH... --db DB`: one line per source on stderr (runs written, or why it
     was skipped, and notes). Bad input (a malformed line, an unknown format) is exit 2, with
     nothing of that source written; when --db did not exist before, the database the import
-    created is removed (core.importers.remove_database), so a failure leaves no file behind."""
-    from core.importers import import_paths, remove_database
+    created is removed (core.importers.removed_on_failure), so a failure leaves no file behind."""
+    from core.importers import import_paths, removed_on_failure
 
-    created = not os.path.lexists(args.db)
-    try:
+    with removed_on_failure(args.db):
         results = import_paths(args.db, args.paths, fmt=args.format, name=args.name)
-    except BaseException:
-        if created:
-            remove_database(args.db)
-        raise
     _report_imports(results, args.db)
     return EXIT_OK
 

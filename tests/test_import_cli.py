@@ -88,3 +88,9 @@ def test_counts_of_one_are_singular(tmp_path, capsys):
     assert "imported 1 trajectory into run" in err and "1 trajectories" not in err
     assert cli.main(["import", str(_jsonl(tmp_path / "two.jsonl", n=2)), "--db", str(db)]) == cli.EXIT_OK
     assert "imported 2 trajectories into run" in capsys.readouterr().err
+
+
+def test_the_cli_offers_every_import_format():
+    from core.importers import FORMATS
+
+    assert cli.IMPORT_FORMATS == FORMATS

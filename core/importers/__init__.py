@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import os
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 from core.data.records import InputError
 from core.importers.inspect_log import import_inspect
@@ -55,14 +56,13 @@ def import_paths(db: str | Path, paths: Sequence[str | Path], *, fmt: str = "aut
     results.jsonl or traces.jsonl, or a prime-rl folder's train steps), under jsonl each of its
     .jsonl files, or under inspect each of its Inspect logs (detect.inspect_logs: one run per log,
     in name order). A folder's Inspect log whose status is still "started" (its eval is running, or
-    was killed) is skipped, said in its SourceResult's `skipped`: a running eval rewrites its log, so
-    each version would become a run of its own; name the file to import the samples it holds.
+    was killed) is skipped, said in its SourceResult's `skipped` (import_inspect's `finished_only`);
+    name the file to import the samples it holds.
 
-    Every source is checked (exists, format known, a folder's Inspect log's header readable) before
-    anything is written; then each is written in its own transaction (so an Inspect log without
-    inspect_ai installed fails before any source is written). A database this call created stays
-    when a source fails (empty when the first does): the caller removes it (remove_database; the
-    CLI and core.importers.cache do). InputError / StoreError as the importers raise them;
+    Every source is checked (exists, format known) before anything is written; then each is
+    written in its own transaction (so an Inspect log without inspect_ai installed fails before any
+    source is written). A database this call created stays when a source fails (empty when the
+    first does): the caller removes it (removed_on_failure; the CLI and core.importers.cache do). InputError / StoreError as the importers raise them;
     ValueError for an unknown `fmt`."""
     from core.importers.detect import LOOKED_FOR, inspect_logs, detect_format
     from core.importers.verl import step_files
@@ -70,7 +70,7 @@ def import_paths(db: str | Path, paths: Sequence[str | Path], *, fmt: str = "aut
 
     if fmt not in FORMATS:
         raise ValueError(f"unknown import format {fmt!r} (one of: {', '.join(FORMATS)})")
-    sources: list[tuple[Path, str, str | None]] = []  # (path, format, why it is skipped)
+    sources: list[tuple[Path, str, bool]] = []  # (path, format, found in a folder of Inspect logs)
     for path in expand(paths):
         kind = detect_format(path) if fmt == "auto" else fmt
         if kind == "jsonl" and path.is_dir():
@@ -78,36 +78,37 @@ def import_paths(db: str | Path, paths: Sequence[str | Path], *, fmt: str = "aut
             if not files:
                 raise InputError(str(path), "--format jsonl: no .jsonl files in this folder, nothing to import"
                                  if fmt == "jsonl" else LOOKED_FOR)
-            sources.extend((f, kind, None) for f in files)
+            sources.extend((f, kind, False) for f in files)
         elif kind == "inspect" and path.is_dir():
             logs = inspect_logs(path)
             if not logs:
                 raise InputError(str(path), "--format inspect: no .eval or .json Inspect logs in this folder, "
                                  "nothing to import" if fmt == "inspect" else LOOKED_FOR)
-            sources.extend((log, kind, _unfinished(log)) for log in logs)
+            sources.extend((log, kind, True) for log in logs)
         else:
-            sources.append((path, kind, None))
+            sources.append((path, kind, False))
     for path, kind, _ in sources:
         if kind == "inspect":
             from core.importers.inspect_log import require
 
             require(path)
     with Store.open(db) as store:
-        return [SourceResult(str(path), skipped=skipped) if skipped else IMPORTERS[kind](store, path, name=name)
-                for path, kind, skipped in sources]
+        return [import_inspect(store, path, name=name, finished_only=True) if in_folder
+                else IMPORTERS[kind](store, path, name=name) for path, kind, in_folder in sources]
 
 
-def _unfinished(log: Path) -> str | None:
-    """Why a folder's Inspect log is not imported yet (its status is "started"), or None. InputError
-    naming the file when inspect_ai is missing or cannot read the log's header."""
-    from core.importers import inspect_log
-
-    inspect_log.require(log)
-    status = inspect_log._header(log).status  # the importer's own header reader: same errors, same names
-    if status != "started":
-        return None
-    return ('log status "started" (its eval is still running, or was stopped): not imported from a folder '
-            "until it has finished; name the file to import the samples it holds")
+@contextlib.contextmanager
+def removed_on_failure(db: str | Path) -> Iterator[None]:
+    """Run an import into `db`; when it raises and `db` did not exist before, remove what it
+    created (remove_database), so a failed import leaves no file behind. A database that was there
+    before is never touched. The exception goes on."""
+    created = not os.path.lexists(db)
+    try:
+        yield
+    except BaseException:
+        if created:
+            remove_database(db)
+        raise
 
 
 def remove_database(db: str | Path) -> None:
@@ -120,5 +121,6 @@ def remove_database(db: str | Path) -> None:
             path.unlink(missing_ok=True)
 
 
-__all__ = ["FORMATS", "IMPORTERS", "SourceResult", "expand", "import_paths", "remove_database", "import_jsonl",
+__all__ = ["FORMATS", "IMPORTERS", "SourceResult", "expand", "import_paths", "removed_on_failure", "remove_database",
+           "import_jsonl",
            "import_verl", "import_verifiers", "import_inspect"]

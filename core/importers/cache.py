@@ -99,18 +99,13 @@ def cached_import(path: str | Path, fmt: str = "auto") -> tuple[Path, list[Sourc
     a cache database this import created is removed again (core.importers.remove_database), so a
     failure leaves no file behind.
     """
-    from core.importers import import_paths, remove_database
+    from core.importers import import_paths, removed_on_failure
     from core.importers.detect import detect_format
 
     kind = detect_format(path) if fmt == "auto" else fmt  # refuses before a cache file is made
     db = cache_database(path)
-    created = not db.exists()
-    try:
+    with removed_on_failure(db):
         return db, import_paths(db, [path], fmt=kind)
-    except BaseException:
-        if created:
-            remove_database(db)
-        raise
 
 
 class FolderFollower:

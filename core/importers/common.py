@@ -11,6 +11,7 @@ import hashlib
 import json
 import math
 import os
+import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -369,11 +370,12 @@ class StepStats:
             groups = self._rewards.get(step, {})
             values = [r for g in groups.values() for r in g]
             if values:
-                mean = sum(values) / len(values)
-                m["reward"] = mean
+                m["reward"] = statistics.fmean(values)
                 if len(values) > 1:
-                    m["reward_std"] = math.sqrt(sum((r - mean) ** 2 for r in values) / (len(values) - 1))
-                m["frac_reward_zero_std"] = sum(map(_zero_spread, groups.values())) / len(groups)
+                    m["reward_std"] = statistics.stdev(values)  # Bessel's correction, as TRL's nanstd
+                # TRL's is_std_zero: isclose(nanstd, 0), False for a group of one (its nanstd is NaN)
+                m["frac_reward_zero_std"] = sum(len(g) > 1 and statistics.stdev(g) <= 1e-8
+                                                for g in groups.values()) / len(groups)
             trained = self._trained.get(step, [])
             if trained and all(t is not None for t in trained):
                 m["completions/mean_length"] = sum(trained) / len(trained)  # type: ignore[arg-type]
@@ -387,10 +389,3 @@ class StepStats:
         for step, m in self.metrics().items():
             store.add_train_step(run_id, step, m)
 
-
-def _zero_spread(rewards: list[float]) -> bool:
-    """TRL's is_std_zero for one group: torch.isclose(nanstd, 0), which is False for a group of one."""
-    if len(rewards) < 2:
-        return False
-    mean = sum(rewards) / len(rewards)
-    return math.sqrt(sum((r - mean) ** 2 for r in rewards) / (len(rewards) - 1)) <= 1e-8

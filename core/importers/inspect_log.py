@@ -494,11 +494,14 @@ def _metrics(header: Any) -> dict[str, Any]:
     return {s.name: {k: m.value for k, m in s.metrics.items()} for s in results.scores}
 
 
-def import_inspect(store: Store, path: str | Path, *, name: str | None = None) -> SourceResult:
+def import_inspect(store: Store, path: str | Path, *, name: str | None = None,
+                   finished_only: bool = False) -> SourceResult:
     """Import one Inspect log (.eval or .json) as one eval run (module docstring), streaming its
     samples, in one transaction.
 
-    Returns what was written, or `skipped` when a file with the same sha256 was imported before.
+    Returns what was written, or `skipped` when a file with the same sha256 was imported before,
+    or, with `finished_only` (a log found in a folder), when its status is still "started": a
+    running eval rewrites its log, so each version would become a run of its own.
     InputError naming the file (and field) when inspect_ai is not installed (naming the extra),
     the file cannot be read as an Inspect log, its schema version is newer than SCHEMA_VERSION, or
     it holds no samples; nothing is written then."""
@@ -510,6 +513,10 @@ def import_inspect(store: Store, path: str | Path, *, name: str | None = None) -
     if result.skipped:
         return result
     header = _header(path)
+    if finished_only and header.status == "started":
+        result.skipped = ('log status "started" (its eval is still running, or was stopped): not imported from a '
+                          "folder until it has finished; name the file to import the samples it holds")
+        return result
     config = run_config(path, sha, header)
     headline = _headline(header)
     left_out: dict[str, int] = {}
